@@ -1,0 +1,57 @@
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+
+const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+
+export const ROLES = ['api', 'worker', 'scheduler', 'all'] as const;
+export type ProcessRole = (typeof ROLES)[number];
+
+export const envShape = {
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  ROLE: z.enum(ROLES).default('all'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: intFrom(3000, 0, 65535),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
+    .default('postgresql://postgres@127.0.0.1:5432/tally'),
+  DB_POOL_SIZE: intFrom(10, 1, 200),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  REDIS_KEY_PREFIX: z.string().default('tally:'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BOOTSTRAP_ADMIN_KEY: z
+    .string()
+    .regex(/^tk_(live|test)_[A-Za-z0-9]{22,}$/, 'must look like tk_live_<at least 22 letters or digits>')
+    .optional(),
+  EVENT_MAX_AGE_DAYS: intFrom(35, 1, 3650),
+  EVENT_MAX_FUTURE_SECONDS: intFrom(300, 0, 86_400),
+  MAX_BODY_BYTES: intFrom(1_048_576, 1024, 64 * 1_048_576),
+  INGEST_FLUSH_INTERVAL_MS: intFrom(2, 0, 1000),
+  INGEST_MAX_GROUP_SIZE: intFrom(500, 1, 5000),
+  INGEST_MAX_INFLIGHT_FLUSHES: intFrom(4, 1, 64),
+  API_KEY_CACHE_TTL_SECONDS: intFrom(60, 0, 3600),
+  API_KEY_USAGE_FLUSH_SECONDS: intFrom(10, 1, 3600),
+  SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 100, 300_000),
+};
+
+const envSchema = z.object(envShape);
+
+export type Env = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {}
+
+/** Parses configuration; every bad or missing variable is named in the message. */
+export function loadEnv(source: Record<string, string | undefined> = process.env): Env {
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration (see .env.example):\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+/** Loads ./.env into process.env when present; variables already set win. */
+export function loadDotEnvFile(file = '.env'): void {
+  if (existsSync(file)) process.loadEnvFile(file);
+}

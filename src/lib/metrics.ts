@@ -1,0 +1,54 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'procedure' | 'status'>;
+  httpDuration: Histogram<'procedure'>;
+  eventsAccepted: Counter;
+  eventsDuplicate: Counter;
+  eventsRejected: Counter<'reason'>;
+  ingestFlushSize: Histogram;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tally_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'tally_http_requests_total',
+      help: 'HTTP requests by tRPC procedure (or route) and status code',
+      labelNames: ['procedure', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'tally_http_request_duration_seconds',
+      help: 'HTTP request latency by tRPC procedure (or route)',
+      labelNames: ['procedure'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    eventsAccepted: new Counter({
+      name: 'tally_events_accepted_total',
+      help: 'Usage events stored',
+      registers: [registry],
+    }),
+    eventsDuplicate: new Counter({
+      name: 'tally_events_duplicate_total',
+      help: 'Usage events answered as duplicates of an earlier event (idempotency key)',
+      registers: [registry],
+    }),
+    eventsRejected: new Counter({
+      name: 'tally_events_rejected_total',
+      help: 'Usage events refused, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    ingestFlushSize: new Histogram({
+      name: 'tally_ingest_flush_events',
+      help: 'Events written per multi-row insert',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
+  };
+}
