@@ -1,0 +1,51 @@
+import type { Env } from './env';
+import { createDatabase } from './lib/db';
+import type { Logger } from './lib/logger';
+import { createMetrics } from './lib/metrics';
+import { createRedis } from './lib/redis';
+import { ApiKeyAuthenticator } from './domain/api-keys/authenticator';
+import { ensureAdminKey } from './domain/api-keys/api-keys';
+import { ensurePlans } from './domain/plans/ensure-plans';
+import { EventWriter } from './domain/usage/ingest';
+import { GroupCommitter } from './domain/usage/group-commit';
+import { ensureUsageEventPartitions } from './domain/usage/partitions';
+import type { Services } from './server/services';
+
+/** Builds the long-lived parts of a process; nothing listens until the caller says so. */
+export async function createServices(env: Env, logger: Logger): Promise<Services> {
+  const db = createDatabase(env.DATABASE_URL, env.DB_POOL_SIZE);
+  const redis = createRedis(env.REDIS_URL);
+  await redis.connect();
+  const metrics = createMetrics();
+  const authenticator = new ApiKeyAuthenticator(db.prisma, {
+    cacheTtlMs: env.API_KEY_CACHE_TTL_SECONDS * 1000,
+    usageFlushMs: env.API_KEY_USAGE_FLUSH_SECONDS * 1000,
+    redis,
+    channelPrefix: env.REDIS_KEY_PREFIX,
+  });
+  await authenticator.start();
+  const eventWriter = new EventWriter(db.pool, metrics);
+  const groupCommitter = new GroupCommitter(eventWriter, {
+    flushIntervalMs: env.INGEST_FLUSH_INTERVAL_MS,
+    maxGroupSize: env.INGEST_MAX_GROUP_SIZE,
+    maxInflight: env.INGEST_MAX_INFLIGHT_FLUSHES,
+  });
+  return { env, db, redis, logger, metrics, authenticator, eventWriter, groupCommitter };
+}
+
+/** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
+export async function prepareData(services: Services): Promise<void> {
+  const { env, db } = services;
+  await ensurePlans(db.prisma);
+  if (env.BOOTSTRAP_ADMIN_KEY) await ensureAdminKey(db.prisma, env.BOOTSTRAP_ADMIN_KEY);
+  const now = new Date();
+  await ensureUsageEventPartitions(db.pool, now, new Date(now.getTime() - (env.EVENT_MAX_AGE_DAYS + 1) * 86_400_000));
+}
+
+/** Finishes in-flight writes, then closes pools. */
+export async function closeServices(services: Services): Promise<void> {
+  await services.groupCommitter.drain();
+  await services.authenticator.stop();
+  await services.redis.quit().catch(() => undefined);
+  await services.db.close();
+}

@@ -1,0 +1,96 @@
+import type { Db } from '../../lib/db';
+import type { ApiKeyRole } from '../../generated/prisma/client';
+import { AppError } from '../../lib/errors';
+import { environmentOf, generateApiKey, hashApiKey, publicPrefix, type KeyEnvironment } from './key-material';
+
+export interface CreateApiKeyArgs {
+  tenantId: string | null;
+  name: string;
+  role: ApiKeyRole;
+  environment: KeyEnvironment;
+  userEmail?: string | null;
+  organization?: string | null;
+  metadata?: Record<string, unknown>;
+  rateLimitPerHour?: number | null;
+  createdByKeyId?: string | null;
+}
+
+const publicFields = {
+  id: true,
+  tenantId: true,
+  name: true,
+  prefix: true,
+  role: true,
+  environment: true,
+  userEmail: true,
+  organization: true,
+  metadata: true,
+  sdkVersion: true,
+  rateLimitPerHour: true,
+  requestCount: true,
+  lastUsedAt: true,
+  createdAt: true,
+  revokedAt: true,
+} as const;
+
+/** Creates a key and returns its plain text once; only the SHA-256 digest is stored. */
+export async function createApiKey(db: Db, args: CreateApiKeyArgs) {
+  if (args.role === 'admin' && args.tenantId !== null) {
+    throw new AppError('BAD_REQUEST', 'admin keys belong to the platform, not to a tenant');
+  }
+  if (args.role !== 'admin' && args.tenantId === null) {
+    throw new AppError('BAD_REQUEST', 'a tenant key needs a tenant');
+  }
+  const material = generateApiKey(args.environment);
+  const record = await db.apiKey.create({
+    data: {
+      tenantId: args.tenantId,
+      name: args.name,
+      prefix: material.prefix,
+      keyHash: material.hash,
+      role: args.role,
+      environment: args.environment,
+      userEmail: args.userEmail ?? null,
+      organization: args.organization ?? null,
+      metadata: (args.metadata ?? {}) as object,
+      rateLimitPerHour: args.rateLimitPerHour ?? null,
+      createdByKeyId: args.createdByKeyId ?? null,
+    },
+    select: publicFields,
+  });
+  return { ...record, key: material.key };
+}
+
+/** Ensures a given plain-text key exists as a platform admin key (BOOTSTRAP_ADMIN_KEY). */
+export async function ensureAdminKey(db: Db, key: string): Promise<void> {
+  const hash = hashApiKey(key);
+  await db.apiKey.upsert({
+    where: { keyHash: hash },
+    create: {
+      tenantId: null,
+      name: 'bootstrap admin',
+      prefix: publicPrefix(key),
+      keyHash: hash,
+      role: 'admin',
+      environment: environmentOf(key),
+    },
+    update: {},
+  });
+}
+
+export async function listApiKeys(db: Db, tenantId: string, includeRevoked: boolean) {
+  return db.apiKey.findMany({
+    where: { tenantId, ...(includeRevoked ? {} : { revokedAt: null }) },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    select: publicFields,
+  });
+}
+
+export async function revokeApiKey(db: Db, tenantId: string, id: string) {
+  const existing = await db.apiKey.findFirst({ where: { id, tenantId }, select: { id: true, revokedAt: true } });
+  if (!existing) throw new AppError('NOT_FOUND', 'API key not found');
+  if (existing.revokedAt) {
+    return db.apiKey.findUniqueOrThrow({ where: { id }, select: publicFields });
+  }
+  return db.apiKey.update({ where: { id }, data: { revokedAt: new Date() }, select: publicFields });
+}

@@ -1,0 +1,129 @@
+import type { Db } from '../../lib/db';
+import type { LicenseStatus, Prisma } from '../../generated/prisma/client';
+import { AppError } from '../../lib/errors';
+import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
+
+export interface CreateLicenseArgs {
+  name: string;
+  externalId?: string;
+  planCode: string;
+  timezone?: string;
+  billingAnchor?: Date;
+  stripeCustomerId?: string;
+  usageTrackingEnabled?: boolean;
+  metadata?: Record<string, unknown>;
+}
+
+const withPlan = { plan: { select: { code: true } } } as const;
+type LicenseWithPlan = Prisma.LicenseGetPayload<{ include: typeof withPlan }>;
+
+export function presentLicense({ plan, planId: _planId, ...license }: LicenseWithPlan) {
+  return { ...license, plan: plan.code };
+}
+
+async function planIdFor(db: Db, code: string): Promise<string> {
+  const plan = await db.plan.findUnique({ where: { code }, select: { id: true } });
+  if (!plan) throw new AppError('BAD_REQUEST', `plan: unknown plan "${code}"`);
+  return plan.id;
+}
+
+async function assertExternalIdFree(db: Db, tenantId: string, externalId: string | undefined, exceptId?: string) {
+  if (!externalId) return;
+  const other = await db.license.findFirst({ where: { tenantId, externalId, NOT: exceptId ? { id: exceptId } : undefined } });
+  if (other) throw new AppError('CONFLICT', `externalId: "${externalId}" is already used by license ${other.id}`);
+}
+
+export async function createLicense(db: Db, tenantId: string, args: CreateLicenseArgs) {
+  const tenant = await db.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { timezone: true } });
+  await assertExternalIdFree(db, tenantId, args.externalId);
+  const license = await db.license.create({
+    data: {
+      tenantId,
+      name: args.name,
+      externalId: args.externalId ?? null,
+      planId: await planIdFor(db, args.planCode),
+      timezone: args.timezone ?? tenant.timezone,
+      billingAnchor: args.billingAnchor ?? new Date(),
+      stripeCustomerId: args.stripeCustomerId ?? null,
+      usageTrackingEnabled: args.usageTrackingEnabled ?? true,
+      metadata: (args.metadata ?? {}) as object,
+    },
+    include: withPlan,
+  });
+  return presentLicense(license);
+}
+
+/** A license of this tenant that is not deleted; anything else is "not found". */
+export async function getLicense(db: Db, tenantId: string, id: string) {
+  const license = await db.license.findFirst({ where: { id, tenantId, deletedAt: null }, include: withPlan });
+  if (!license) throw new AppError('NOT_FOUND', 'license not found');
+  return presentLicense(license);
+}
+
+export interface ListLicensesArgs {
+  status?: LicenseStatus;
+  limit: number;
+  cursor?: string;
+}
+
+/** Newest first, keyset-paginated on (createdAt, id) so pages stay stable under inserts. */
+export async function listLicenses(db: Db, tenantId: string, args: ListLicensesArgs) {
+  const after = args.cursor ? decodeCursor(args.cursor, 'licenses.list') : null;
+  const rows = await db.license.findMany({
+    where: {
+      tenantId,
+      deletedAt: null,
+      ...(args.status ? { status: args.status } : {}),
+      ...afterCursor(after),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: args.limit + 1,
+    include: withPlan,
+  });
+  const page = pageOf(rows, args.limit);
+  return { items: page.items.map(presentLicense), nextCursor: page.nextCursor };
+}
+
+export interface UpdateLicenseArgs {
+  name?: string;
+  externalId?: string | null;
+  planCode?: string;
+  timezone?: string;
+  billingAnchor?: Date;
+  stripeCustomerId?: string | null;
+  usageTrackingEnabled?: boolean;
+  metadata?: Record<string, unknown>;
+}
+
+export async function updateLicense(db: Db, tenantId: string, id: string, args: UpdateLicenseArgs) {
+  await getLicense(db, tenantId, id);
+  if (args.externalId) await assertExternalIdFree(db, tenantId, args.externalId, id);
+  const license = await db.license.update({
+    where: { id },
+    data: {
+      name: args.name,
+      externalId: args.externalId,
+      planId: args.planCode ? await planIdFor(db, args.planCode) : undefined,
+      timezone: args.timezone,
+      billingAnchor: args.billingAnchor,
+      stripeCustomerId: args.stripeCustomerId,
+      usageTrackingEnabled: args.usageTrackingEnabled,
+      metadata: args.metadata as object | undefined,
+    },
+    include: withPlan,
+  });
+  return presentLicense(license);
+}
+
+export async function setLicenseStatus(db: Db, tenantId: string, id: string, status: LicenseStatus) {
+  await getLicense(db, tenantId, id);
+  const license = await db.license.update({ where: { id }, data: { status }, include: withPlan });
+  return presentLicense(license);
+}
+
+/** Soft delete: the license disappears from reads and refuses events; its usage history stays. */
+export async function deleteLicense(db: Db, tenantId: string, id: string) {
+  await getLicense(db, tenantId, id);
+  const license = await db.license.update({ where: { id }, data: { deletedAt: new Date() }, include: withPlan });
+  return presentLicense(license);
+}

@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import { Decimal } from 'decimal.js';
+import { z } from 'zod';
+
+export const USAGE_TYPE_PATTERN = /^[a-z0-9_.:-]{1,64}$/;
+export const MAX_PROPERTIES_KEYS = 50;
+export const MAX_PROPERTIES_BYTES = 8 * 1024;
+export const MAX_QUANTITY_SIGNIFICANT_DIGITS = 15;
+export const MAX_QUANTITY_DECIMALS = 6;
+
+/** PostgreSQL text cannot hold NUL, and jsonb rejects lone surrogates: refuse them up front. */
+const storableText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !s.includes('\u0000') && s.isWellFormed(), 'must not contain NUL or unpaired surrogate characters');
+
+function quantityProblem(value: string): string | null {
+  let d: Decimal;
+  try {
+    d = new Decimal(value);
+  } catch {
+    return 'must be a decimal number';
+  }
+  if (!d.isFinite()) return 'must be finite';
+  if (d.isNegative() && !d.isZero()) return 'must be at least 0';
+  if (d.decimalPlaces() > MAX_QUANTITY_DECIMALS) return `must have at most ${MAX_QUANTITY_DECIMALS} decimal places`;
+  if (!d.isZero() && d.precision(true) > MAX_QUANTITY_SIGNIFICANT_DIGITS) {
+    return `must have at most ${MAX_QUANTITY_SIGNIFICANT_DIGITS} significant digits`;
+  }
+  return null;
+}
+
+/** A JSON number or a decimal string; always handed on as a normalised decimal string. */
+export const quantitySchema = z
+  .union([z.number(), z.string().regex(/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/, 'must be a decimal number')])
+  .superRefine((value, ctx) => {
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      ctx.addIssue({ code: 'custom', message: 'must be finite' });
+      return;
+    }
+    const problem = quantityProblem(String(value));
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .transform((value) => new Decimal(String(value)).toFixed());
+
+const propertiesSchema = z
+  .record(z.string().max(128), z.json())
+  .superRefine((props, ctx) => {
+    const keys = Object.keys(props).length;
+    if (keys > MAX_PROPERTIES_KEYS) {
+      ctx.addIssue({ code: 'custom', message: `must have at most ${MAX_PROPERTIES_KEYS} keys (got ${keys})` });
+    }
+    const json = JSON.stringify(props);
+    const bytes = Buffer.byteLength(json);
+    if (bytes > MAX_PROPERTIES_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_PROPERTIES_BYTES} bytes as JSON (got ${bytes})` });
+    }
+    if (json.includes('\\u0000') || !json.isWellFormed()) {
+      ctx.addIssue({ code: 'custom', message: 'must not contain NUL or unpaired surrogate characters' });
+    }
+  });
+
+export const usageEventInputSchema = z.strictObject({
+  licenseId: z.uuid(),
+  usageType: z.string().regex(USAGE_TYPE_PATTERN, 'must be 1-64 characters of a-z, 0-9, _ . : -'),
+  quantity: quantitySchema.default('1'),
+  /** ISO 8601 with a zone; defaults to the time the event is received. */
+  occurredAt: z.iso.datetime({ offset: true }).optional(),
+  idempotencyKey: storableText(255).min(1).optional(),
+  platform: storableText(64).optional(),
+  deviceType: storableText(64).optional(),
+  userId: storableText(256).optional(),
+  route: storableText(512).optional(),
+  method: storableText(16).optional(),
+  statusCode: z.number().int().min(100).max(599).optional(),
+  durationMs: z.number().int().min(0).max(2_147_483_647).optional(),
+  sdkVersion: storableText(100).optional(),
+  ipAddress: z.union([z.ipv4(), z.ipv6()]).optional(),
+  properties: propertiesSchema.optional(),
+});
+
+export type UsageEventInput = z.input<typeof usageEventInputSchema>;
+export type ParsedUsageEvent = z.output<typeof usageEventInputSchema>;
+
+/** An event ready to store: validated, time-bounded, with defaults filled in and its payload hash. */
+export interface NormalizedEvent {
+  id: string;
+  tenantId: string;
+  licenseId: string;
+  usageType: string;
+  quantity: string;
+  occurredAt: Date;
+  idempotencyKey: string | null;
+  payloadHash: string;
+  platform: string | null;
+  deviceType: string | null;
+  userId: string | null;
+  route: string | null;
+  method: string | null;
+  statusCode: number | null;
+  durationMs: number | null;
+  sdkVersion: string | null;
+  ipAddress: string | null;
+  properties: Record<string, unknown>;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The hash of what the client sent, normalised (decimal quantity, instant of occurredAt, key
+ * order), so a retry of the same event matches and a different event under the same key does
+ * not. Defaults the server fills in (receive time) are not part of it.
+ */
+export function payloadHashOf(event: ParsedUsageEvent): string {
+  const { idempotencyKey: _key, ...payload } = event;
+  const normalized = { ...payload, occurredAt: event.occurredAt ? new Date(event.occurredAt).toISOString() : undefined };
+  return createHash('sha256').update(canonicalJson(normalized)).digest('hex');
+}

@@ -1,0 +1,80 @@
+import type { NormalizedEvent } from './event-schema';
+import type { EventOutcome, EventWriter } from './ingest';
+
+interface Pending {
+  event: NormalizedEvent;
+  resolve: (outcome: EventOutcome) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface GroupCommitOptions {
+  /** How long the first event of a group waits for company before the group is written. */
+  flushIntervalMs: number;
+  maxGroupSize: number;
+  /** Groups written at once; while all are busy, new events gather into the next group. */
+  maxInflight: number;
+}
+
+/**
+ * Single-event calls are written in groups: one multi-row statement every few milliseconds
+ * instead of a round trip per event. Each caller's promise settles only after the statement
+ * holding its event has committed (or failed), so an answer never runs ahead of the data.
+ */
+export class GroupCommitter {
+  private pending: Pending[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private inflight = 0;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    private readonly writer: EventWriter,
+    private readonly options: GroupCommitOptions,
+  ) {}
+
+  submit(event: NormalizedEvent): Promise<EventOutcome> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ event, resolve, reject });
+      if (this.pending.length >= this.options.maxGroupSize) this.flushSoon(0);
+      else this.flushSoon(this.options.flushIntervalMs);
+    });
+  }
+
+  private flushSoon(delayMs: number): void {
+    if (this.inflight >= this.options.maxInflight) return; // a finishing group picks these up
+    if (this.timer && delayMs > 0) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delayMs);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0 || this.inflight >= this.options.maxInflight) return;
+    const group = this.pending.splice(0, this.options.maxGroupSize);
+    this.inflight += 1;
+    try {
+      const outcomes = await this.writer.write(group.map((p) => p.event));
+      group.forEach((p, i) => p.resolve(outcomes[i]!));
+    } catch (error) {
+      for (const p of group) p.reject(error);
+    } finally {
+      this.inflight -= 1;
+      if (this.pending.length > 0) this.flushSoon(0);
+      else if (this.inflight === 0) for (const done of this.idle) done();
+    }
+  }
+
+  /** Resolves once every submitted event has been written (used at shutdown). */
+  async drain(): Promise<void> {
+    if (this.pending.length === 0 && this.inflight === 0) return;
+    if (this.pending.length > 0) this.flushSoon(0);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.idle.delete(done);
+        resolve();
+      };
+      this.idle.add(done);
+    });
+  }
+}

@@ -1,0 +1,300 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Metrics } from '../../lib/metrics';
+import { isUnavailableError } from '../../lib/errors';
+import { ensureUsageEventPartitions } from './partitions';
+import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './event-schema';
+
+export type EventOutcome =
+  | { status: 'accepted'; eventId: string }
+  | { status: 'duplicate'; eventId: string }
+  | { status: 'rejected'; code: RejectionCode; message: string };
+
+export type RejectionCode =
+  | 'INVALID_EVENT'
+  | 'LICENSE_NOT_FOUND'
+  | 'LICENSE_INACTIVE'
+  | 'IDEMPOTENCY_CONFLICT'
+  | 'OUT_OF_RANGE';
+
+export interface IngestLimits {
+  maxAgeMs: number;
+  maxFutureMs: number;
+}
+
+/** Applies the time bounds and defaults; returns a rejection when the event cannot be stored. */
+export function normalizeEvent(
+  tenantId: string,
+  event: ParsedUsageEvent,
+  limits: IngestLimits,
+  now: Date,
+  requestIp?: string,
+): NormalizedEvent | Extract<EventOutcome, { status: 'rejected' }> {
+  const occurredAt = event.occurredAt ? new Date(event.occurredAt) : now;
+  if (occurredAt.getTime() > now.getTime() + limits.maxFutureMs) {
+    return {
+      status: 'rejected',
+      code: 'OUT_OF_RANGE',
+      message: `occurredAt: must be at most ${limits.maxFutureMs / 1000} seconds in the future`,
+    };
+  }
+  if (occurredAt.getTime() < now.getTime() - limits.maxAgeMs) {
+    return {
+      status: 'rejected',
+      code: 'OUT_OF_RANGE',
+      message: `occurredAt: must be at most ${limits.maxAgeMs / 86_400_000} days old (older data goes through the admin backfill)`,
+    };
+  }
+  return {
+    id: randomUUID(),
+    tenantId,
+    licenseId: event.licenseId,
+    usageType: event.usageType,
+    quantity: event.quantity,
+    occurredAt,
+    idempotencyKey: event.idempotencyKey ?? null,
+    payloadHash: payloadHashOf(event),
+    platform: event.platform ?? null,
+    deviceType: event.deviceType ?? null,
+    userId: event.userId ?? null,
+    route: event.route ?? null,
+    method: event.method ?? null,
+    statusCode: event.statusCode ?? null,
+    durationMs: event.durationMs ?? null,
+    sdkVersion: event.sdkVersion ?? null,
+    ipAddress: event.ipAddress ?? requestIp ?? null,
+    properties: event.properties ?? {},
+  };
+}
+
+/**
+ * One statement claims the idempotency keys and stores exactly the events whose key it
+ * claimed (or that carry none). Being one statement, it is one transaction: a key is never
+ * claimed without its event. A concurrent claim of the same key waits for the other
+ * transaction and then yields to it, so exactly one event is stored per key.
+ */
+const INSERT_EVENTS_SQL = `
+WITH input AS (
+  SELECT * FROM unnest(
+    $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[], $8::text[],
+    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::text[],
+    $17::text[], $18::jsonb[]
+  ) AS t(id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash,
+         platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
+         ip_address, properties)
+),
+claimed AS (
+  INSERT INTO idempotency_keys (tenant_id, key, event_id, occurred_at, payload_hash)
+  SELECT tenant_id, idempotency_key, id, occurred_at, payload_hash FROM input WHERE idempotency_key IS NOT NULL
+  ON CONFLICT DO NOTHING
+  RETURNING event_id
+)
+INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
+  payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
+  ip_address, properties)
+SELECT id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash, platform,
+       device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+  FROM input
+ WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM claimed)
+RETURNING id`;
+
+function insertParams(events: NormalizedEvent[]): unknown[] {
+  const col = <K extends keyof NormalizedEvent>(k: K) => events.map((e) => e[k]);
+  return [
+    col('id'),
+    col('tenantId'),
+    col('licenseId'),
+    col('usageType'),
+    col('quantity'),
+    events.map((e) => e.occurredAt.toISOString()),
+    col('idempotencyKey'),
+    col('payloadHash'),
+    col('platform'),
+    col('deviceType'),
+    col('userId'),
+    col('route'),
+    col('method'),
+    col('statusCode'),
+    col('durationMs'),
+    col('sdkVersion'),
+    col('ipAddress'),
+    events.map((e) => JSON.stringify(e.properties)),
+  ];
+}
+
+interface LicenseState {
+  tenantId: string;
+  status: string;
+  usageTrackingEnabled: boolean;
+  deleted: boolean;
+}
+
+async function loadLicenses(pool: pg.Pool, ids: string[]): Promise<Map<string, LicenseState>> {
+  const { rows } = await pool.query<{
+    id: string;
+    tenant_id: string;
+    status: string;
+    usage_tracking_enabled: boolean;
+    deleted: boolean;
+  }>(
+    `SELECT id, tenant_id, status, usage_tracking_enabled, deleted_at IS NOT NULL AS deleted
+       FROM licenses WHERE id = ANY($1::uuid[])`,
+    [ids],
+  );
+  return new Map(
+    rows.map((r) => [
+      r.id,
+      { tenantId: r.tenant_id, status: r.status, usageTrackingEnabled: r.usage_tracking_enabled, deleted: r.deleted },
+    ]),
+  );
+}
+
+function licenseRejection(license: LicenseState | undefined, tenantId: string): EventOutcome | null {
+  // Another tenant's license is "not found": never reveal that it exists.
+  if (!license || license.tenantId !== tenantId || license.deleted) {
+    return { status: 'rejected', code: 'LICENSE_NOT_FOUND', message: 'licenseId: license not found' };
+  }
+  if (license.status !== 'ACTIVE') {
+    return { status: 'rejected', code: 'LICENSE_INACTIVE', message: `licenseId: license is ${license.status}, not ACTIVE` };
+  }
+  if (!license.usageTrackingEnabled) {
+    return { status: 'rejected', code: 'LICENSE_INACTIVE', message: 'licenseId: usage tracking is disabled for this license' };
+  }
+  return null;
+}
+
+const keyOf = (e: { tenantId: string; idempotencyKey: string | null }) => `${e.tenantId}\u0000${e.idempotencyKey}`;
+
+export class EventWriter {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly metrics?: Metrics,
+  ) {}
+
+  /**
+   * Stores a group of events (possibly of several tenants) in one multi-row statement and
+   * returns one outcome per event, in order. Repeats of an idempotency key inside the group
+   * are judged against the first occurrence, exactly as if they had arrived later.
+   */
+  async write(events: NormalizedEvent[]): Promise<EventOutcome[]> {
+    const outcomes: (EventOutcome | undefined)[] = new Array(events.length);
+    const licenses = await loadLicenses(this.pool, [...new Set(events.map((e) => e.licenseId))]);
+
+    const firstByKey = new Map<string, number>();
+    const toInsert: number[] = [];
+    events.forEach((e, i) => {
+      const refused = licenseRejection(licenses.get(e.licenseId), e.tenantId);
+      if (refused) {
+        outcomes[i] = refused;
+        return;
+      }
+      if (e.idempotencyKey !== null) {
+        const first = firstByKey.get(keyOf(e));
+        if (first !== undefined) return; // resolved against the first occurrence below
+        firstByKey.set(keyOf(e), i);
+      }
+      toInsert.push(i);
+    });
+
+    const stored = await this.insertIsolatingBadRows(toInsert.map((i) => events[i]!));
+    for (const i of toInsert) {
+      const e = events[i]!;
+      if (stored.ok.has(e.id)) outcomes[i] = { status: 'accepted', eventId: e.id };
+      else if (stored.failed.has(e.id)) outcomes[i] = stored.failed.get(e.id);
+    }
+
+    // Keys we did not claim belong to an earlier event: same payload is a duplicate, a
+    // different payload a conflict. Repeats inside the group compare with the first.
+    const unresolved = events.map((e, i) => ({ e, i })).filter(({ e, i }) => outcomes[i] === undefined && e.idempotencyKey !== null);
+    if (unresolved.length) {
+      const existing = await this.lookupKeys(unresolved.map(({ e }) => e));
+      for (const { e, i } of unresolved) {
+        const first = events[firstByKey.get(keyOf(e))!]!;
+        const firstOutcome = outcomes[firstByKey.get(keyOf(e))!];
+        const original =
+          firstOutcome?.status === 'accepted' && first !== e
+            ? { eventId: first.id, payloadHash: first.payloadHash }
+            : existing.get(keyOf(e));
+        if (!original) {
+          outcomes[i] = firstOutcome ?? { status: 'rejected', code: 'INVALID_EVENT', message: 'event could not be stored' };
+        } else if (original.payloadHash === e.payloadHash) {
+          outcomes[i] = { status: 'duplicate', eventId: original.eventId };
+        } else {
+          outcomes[i] = {
+            status: 'rejected',
+            code: 'IDEMPOTENCY_CONFLICT',
+            message: `idempotencyKey: already used for a different event (${original.eventId})`,
+          };
+        }
+      }
+    }
+
+    return outcomes.map(
+      (o) => o ?? ({ status: 'rejected', code: 'INVALID_EVENT', message: 'event could not be stored' } as const),
+    );
+  }
+
+  private async lookupKeys(events: NormalizedEvent[]) {
+    const { rows } = await this.pool.query<{ tenant_id: string; key: string; event_id: string; payload_hash: string }>(
+      `SELECT k.tenant_id, k.key, k.event_id, k.payload_hash
+         FROM idempotency_keys k
+         JOIN unnest($1::uuid[], $2::text[]) AS q(tenant_id, key) ON k.tenant_id = q.tenant_id AND k.key = q.key`,
+      [events.map((e) => e.tenantId), events.map((e) => e.idempotencyKey)],
+    );
+    return new Map(
+      rows.map((r) => [keyOf({ tenantId: r.tenant_id, idempotencyKey: r.key }), { eventId: r.event_id, payloadHash: r.payload_hash }]),
+    );
+  }
+
+  private async insert(events: NormalizedEvent[]): Promise<Set<string>> {
+    if (events.length === 0) return new Set();
+    this.metrics?.ingestFlushSize.observe(events.length);
+    const run = () => this.pool.query<{ id: string }>(INSERT_EVENTS_SQL, insertParams(events));
+    try {
+      return new Set((await run()).rows.map((r) => r.id));
+    } catch (error) {
+      // 23514 "no partition of relation found": a month without a partition yet.
+      if ((error as { code?: string }).code !== '23514') throw error;
+      await ensureUsageEventPartitions(this.pool, new Date());
+      return new Set((await run()).rows.map((r) => r.id));
+    }
+  }
+
+  /**
+   * Validation should make every row storable; should one still be refused by PostgreSQL
+   * (a data error), it must not sink the rest of the group: retry the rows one by one so
+   * only the bad one fails.
+   */
+  private async insertIsolatingBadRows(
+    events: NormalizedEvent[],
+  ): Promise<{ ok: Set<string>; failed: Map<string, EventOutcome> }> {
+    const failed = new Map<string, EventOutcome>();
+    try {
+      return { ok: await this.insert(events), failed };
+    } catch (error) {
+      if (isUnavailableError(error) || events.length === 1) {
+        if (events.length === 1 && isDataError(error)) {
+          failed.set(events[0]!.id, { status: 'rejected', code: 'INVALID_EVENT', message: (error as Error).message });
+          return { ok: new Set(), failed };
+        }
+        throw error;
+      }
+      if (!isDataError(error)) throw error;
+    }
+    const ok = new Set<string>();
+    for (const event of events) {
+      try {
+        for (const id of await this.insert([event])) ok.add(id);
+      } catch (error) {
+        if (!isDataError(error)) throw error;
+        failed.set(event.id, { status: 'rejected', code: 'INVALID_EVENT', message: (error as Error).message });
+      }
+    }
+    return { ok, failed };
+  }
+}
+
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code ?? '';
+  return code.startsWith('22') || code === '23514';
+}

@@ -1,0 +1,20 @@
+import type pg from 'pg';
+
+/** Months of usage_events partitions kept ready after the current one. */
+export const PARTITION_MONTHS_AHEAD = 3;
+
+/**
+ * Creates the monthly partitions of usage_events needed to accept events from `oldest`
+ * (the late-event bound) through PARTITION_MONTHS_AHEAD months after `now`.
+ */
+export async function ensureUsageEventPartitions(pool: pg.Pool, now: Date, oldest?: Date): Promise<number> {
+  const from = oldest ?? new Date(now.getTime() - 62 * 86_400_000);
+  const firstMonth = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), 1);
+  const months =
+    (now.getUTCFullYear() - from.getUTCFullYear()) * 12 + (now.getUTCMonth() - from.getUTCMonth()) + 1 + PARTITION_MONTHS_AHEAD;
+  const { rows } = await pool.query<{ created: number }>(
+    'SELECT tally_ensure_usage_event_partitions($1::date, $2::int) AS created',
+    [new Date(firstMonth).toISOString().slice(0, 10), months],
+  );
+  return rows[0]?.created ?? 0;
+}

@@ -1,0 +1,123 @@
+import type { Server } from 'node:http';
+import { ConfigError, loadDotEnvFile, loadEnv, type Env } from './env';
+import { createLogger, type Logger } from './lib/logger';
+import { createRedis } from './lib/redis';
+import { applyMigrations, ensureDatabase } from './lib/migrator';
+import { closeServices, createServices, prepareData } from './app';
+import { createHttpServer } from './server/http';
+import { ensureUsageEventPartitions } from './domain/usage/partitions';
+
+const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+const START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no';
+
+function hostOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || (u.protocol.startsWith('redis') ? 6379 : 5432)}`;
+  } catch {
+    return url;
+  }
+}
+
+function fail(logger: Logger | undefined, message: string): never {
+  if (logger) logger.fatal(message);
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+/** Reachability first, with a message that says which server and how to start it. */
+async function checkDependencies(env: Env, logger: Logger): Promise<void> {
+  try {
+    const created = await ensureDatabase(env.DATABASE_URL);
+    if (created) logger.info('created database');
+  } catch (err) {
+    fail(
+      logger,
+      `PostgreSQL is not reachable at ${hostOf(env.DATABASE_URL)} (${(err as Error).message}).\n` +
+        `Start it (on Debian: ${START_POSTGRES}) or set DATABASE_URL.`,
+    );
+  }
+  const redis = createRedis(env.REDIS_URL, { maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    fail(
+      logger,
+      `Redis is not reachable at ${hostOf(env.REDIS_URL)} (${(err as Error).message}).\n` +
+        `Start it (${START_REDIS}) or set REDIS_URL.`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function main(): Promise<void> {
+  loadDotEnvFile();
+  let env: Env;
+  try {
+    env = loadEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(undefined, err.message);
+    throw err;
+  }
+  const logger = createLogger(env.LOG_LEVEL);
+  await checkDependencies(env, logger);
+  const applied = await applyMigrations(env.DATABASE_URL);
+  if (applied.length) logger.info({ applied }, 'applied migrations');
+
+  const services = await createServices(env, logger);
+  await prepareData(services);
+
+  const runsApi = env.ROLE === 'api' || env.ROLE === 'all';
+  let server: Server | undefined;
+  if (runsApi) {
+    server = createHttpServer(services);
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve) => server!.listen(env.PORT, env.HOST, resolve));
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : env.PORT;
+    logger.info({ port, role: env.ROLE }, `Tally listening on http://${env.HOST}:${port} (tRPC at /api/trpc)`);
+  }
+  if (env.ROLE === 'worker' || env.ROLE === 'scheduler') {
+    logger.info({ role: env.ROLE }, 'started; no jobs are registered for this role yet');
+  }
+  // Keep next months' partitions ready in long-running processes.
+  const partitionTimer = setInterval(
+    () => void ensureUsageEventPartitions(services.db.pool, new Date()).catch((err: unknown) => logger.error({ err }, 'partition upkeep failed')),
+    6 * 3600_000,
+  );
+  partitionTimer.unref();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: no new requests, finishing in-flight writes');
+    const forced = setTimeout(() => {
+      logger.error('shutdown timed out');
+      process.exit(1);
+    }, env.SHUTDOWN_TIMEOUT_MS);
+    forced.unref();
+    clearInterval(partitionTimer);
+    if (server) {
+      // close() stops accepting; keep-alive connections are closed as soon as their
+      // in-flight request has been answered.
+      const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+      const reaper = setInterval(() => server!.closeIdleConnections(), 50);
+      server.closeIdleConnections();
+      await closed;
+      clearInterval(reaper);
+    }
+    await closeServices(services);
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`Tally failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+import http from 'node:http';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { ZodError } from 'zod';
+import { appRouter } from './router';
+import { createContextFactory } from './context';
+import type { Services } from './services';
+
+const TRPC_BASE = '/api/trpc/';
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timed out')), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function healthOf(services: Services) {
+  const [database, redis] = await Promise.all([
+    withTimeout(services.db.pool.query('SELECT 1'), 2000).then(
+      () => 'up' as const,
+      () => 'down' as const,
+    ),
+    withTimeout(services.redis.ping(), 2000).then(
+      () => 'up' as const,
+      () => 'down' as const,
+    ),
+  ]);
+  return { status: database === 'up' && redis === 'up' ? ('ok' as const) : ('degraded' as const), database, redis };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function createHttpServer(services: Services): http.Server {
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    basePath: TRPC_BASE,
+    createContext: createContextFactory(services),
+    maxBodySize: services.env.MAX_BODY_BYTES,
+    onError({ error, path }) {
+      // Events refused by input validation never reach the domain; count them here.
+      if (path === 'usage.trackEvent' && error.code === 'BAD_REQUEST' && error.cause instanceof ZodError) {
+        services.metrics.eventsRejected.inc({ reason: 'INVALID_EVENT' });
+      }
+      if (error.code === 'INTERNAL_SERVER_ERROR') services.logger.error({ err: error.cause ?? error, path }, 'request failed');
+    },
+  });
+
+  return http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    const pathname = url.split('?')[0] ?? '/';
+    const started = process.hrtime.bigint();
+    const label = pathname.startsWith(TRPC_BASE) ? pathname.slice(TRPC_BASE.length) || '(none)' : pathname;
+    const known = label === '/health' || label === '/metrics' || pathname.startsWith(TRPC_BASE);
+    res.on('finish', () => {
+      const procedure = known ? label : '(unknown)';
+      services.metrics.httpRequests.inc({ procedure, status: String(res.statusCode) });
+      services.metrics.httpDuration.observe({ procedure }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+
+    if (pathname === '/health' && req.method === 'GET') {
+      void healthOf(services).then((h) => sendJson(res, h.status === 'ok' ? 200 : 503, h));
+      return;
+    }
+    if (pathname === '/metrics' && req.method === 'GET') {
+      void services.metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': services.metrics.registry.contentType });
+        res.end(text);
+      });
+      return;
+    }
+    if (pathname.startsWith(TRPC_BASE)) {
+      // The API speaks plain JSON only; `curl -d` labels its body as a form, so read it as JSON.
+      const type = req.headers['content-type'];
+      if (req.method === 'POST' && (!type || type.startsWith('application/x-www-form-urlencoded'))) {
+        req.headers['content-type'] = 'application/json';
+      }
+      trpc(req, res);
+      return;
+    }
+    sendJson(res, 404, { error: { message: `no route for ${req.method} ${pathname}`, code: 'NOT_FOUND' } });
+  });
+}

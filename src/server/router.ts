@@ -1,0 +1,17 @@
+import { router } from './trpc';
+import { apiKeysRouter } from './routers/api-keys/router';
+import { auditLogsRouter } from './routers/audit-logs/router';
+import { licensesRouter } from './routers/licenses/router';
+import { tenantsRouter } from './routers/tenants/router';
+import { usageRouter } from './routers/usage/router';
+
+export const appRouter = router({
+  tenants: tenantsRouter,
+  apiKeys: apiKeysRouter,
+  licenses: licensesRouter,
+  usage: usageRouter,
+  auditLogs: auditLogsRouter,
+});
+
+/** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */
+export type AppRouter = typeof appRouter;

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { PLAN_CODES } from '../../../../prisma/seed/plans';
+import { isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema } from '../schemas';
+
+export const licenseStatusSchema = z.enum(['ACTIVE', 'SUSPENDED', 'EXPIRED', 'REVOKED']);
+
+export const licenseSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  externalId: z.string().nullable(),
+  name: z.string(),
+  status: licenseStatusSchema,
+  usageTrackingEnabled: z.boolean(),
+  plan: z.string(),
+  timezone: z.string(),
+  billingAnchor: isoDate,
+  stripeCustomerId: z.string().nullable(),
+  metadata: jsonValue,
+  createdAt: isoDate,
+  updatedAt: isoDate,
+  deletedAt: isoDateOrNull,
+});
+
+const fields = {
+  name: z.string().trim().min(1).max(200),
+  externalId: z.string().trim().min(1).max(200),
+  plan: z.enum(PLAN_CODES),
+  timezone: timezoneSchema,
+  billingAnchor: z.iso.datetime({ offset: true }).transform((s) => new Date(s)),
+  stripeCustomerId: z.string().regex(/^cus_[A-Za-z0-9]{1,64}$/, 'must be a Stripe customer id (cus_...)'),
+  usageTrackingEnabled: z.boolean(),
+  metadata: metadataSchema,
+};
+
+export const createLicenseInput = z.strictObject({
+  name: fields.name,
+  externalId: fields.externalId.optional(),
+  plan: fields.plan.default('trial'),
+  timezone: fields.timezone.optional(),
+  billingAnchor: fields.billingAnchor.optional(),
+  stripeCustomerId: fields.stripeCustomerId.optional(),
+  usageTrackingEnabled: fields.usageTrackingEnabled.optional(),
+  metadata: fields.metadata.optional(),
+});
+
+export const updateLicenseInput = z.strictObject({
+  id: z.uuid(),
+  name: fields.name.optional(),
+  externalId: fields.externalId.nullable().optional(),
+  plan: fields.plan.optional(),
+  timezone: fields.timezone.optional(),
+  billingAnchor: fields.billingAnchor.optional(),
+  stripeCustomerId: fields.stripeCustomerId.nullable().optional(),
+  usageTrackingEnabled: fields.usageTrackingEnabled.optional(),
+  metadata: fields.metadata.optional(),
+});

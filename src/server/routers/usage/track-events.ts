@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import type { UsageEventInput } from '../../../domain/usage/event-schema';
+import { trackEvents } from '../../../domain/usage/track';
+import { procedure, requireTenant } from '../../trpc';
+import { trackDeps } from './deps';
+
+export const MAX_EVENTS_PER_BATCH = 1000;
+
+// Events are typed for clients but validated one by one in the domain, so that one bad
+// event is reported in `rejected` instead of failing the whole batch.
+const eventShape = z.custom<UsageEventInput>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  'each event must be a JSON object',
+);
+
+export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'ingest'], scope: 'tenant', audit: false })
+  .input(z.strictObject({ events: z.array(eventShape).min(1).max(MAX_EVENTS_PER_BATCH) }))
+  .output(
+    z.object({
+      accepted: z.number(),
+      duplicates: z.number(),
+      rejected: z.array(z.object({ index: z.number(), code: z.string(), message: z.string() })),
+      results: z.array(
+        z.object({
+          index: z.number(),
+          eventId: z.string().nullable(),
+          status: z.enum(['accepted', 'duplicate', 'rejected']),
+        }),
+      ),
+    }),
+  )
+  .mutation(({ ctx, input }) =>
+    trackEvents(trackDeps(ctx.services), requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
+  );

@@ -1,0 +1,20 @@
+import type { Env } from '../env';
+import type { Database } from '../lib/db';
+import type { Logger } from '../lib/logger';
+import type { Metrics } from '../lib/metrics';
+import type { Redis } from '../lib/redis';
+import type { ApiKeyAuthenticator } from '../domain/api-keys/authenticator';
+import type { EventWriter } from '../domain/usage/ingest';
+import type { GroupCommitter } from '../domain/usage/group-commit';
+
+/** Everything a request handler may use; built once per process in src/app.ts. */
+export interface Services {
+  env: Env;
+  db: Database;
+  redis: Redis;
+  logger: Logger;
+  metrics: Metrics;
+  authenticator: ApiKeyAuthenticator;
+  eventWriter: EventWriter;
+  groupCommitter: GroupCommitter;
+}
