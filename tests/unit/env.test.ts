@@ -1,0 +1,45 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, envShape, loadEnv } from '../../src/env';
+
+describe('configuration', () => {
+  it('has defaults for everything', () => {
+    const env = loadEnv({});
+    expect(env).toMatchObject({ PORT: 3000, ROLE: 'all', EVENT_MAX_AGE_DAYS: 35, MAX_BODY_BYTES: 1_048_576 });
+  });
+
+  it('names each bad variable', () => {
+    expect(() => loadEnv({ PORT: 'eighty', ROLE: 'boss', DATABASE_URL: 'mysql://x' })).toThrow(ConfigError);
+    try {
+      loadEnv({ PORT: 'eighty', ROLE: 'boss', DATABASE_URL: 'mysql://x' });
+    } catch (err) {
+      expect((err as Error).message).toMatch(/PORT/);
+      expect((err as Error).message).toMatch(/ROLE/);
+      expect((err as Error).message).toMatch(/DATABASE_URL/);
+    }
+  });
+
+  it('accepts every role', () => {
+    for (const ROLE of ['api', 'worker', 'scheduler', 'all']) expect(loadEnv({ ROLE }).ROLE).toBe(ROLE);
+  });
+
+  it('checks PORT at its bounds', () => {
+    expect(loadEnv({ PORT: '65535' }).PORT).toBe(65535);
+    expect(() => loadEnv({ PORT: '65536' })).toThrow(/PORT/);
+  });
+});
+
+describe('.env.example', () => {
+  it('lists every variable with its default', () => {
+    const text = readFileSync(path.join(__dirname, '..', '..', '.env.example'), 'utf8');
+    const listed = new Map(
+      [...text.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!] as const),
+    );
+    const defaults = loadEnv({});
+    for (const name of Object.keys(envShape)) {
+      expect([name, listed.has(name)]).toEqual([name, true]);
+      const value = (defaults as Record<string, unknown>)[name];
+      if (value !== undefined) expect([name, listed.get(name)]).toEqual([name, String(value)]);
+    }
+  });
+});

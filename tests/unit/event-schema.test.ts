@@ -1,0 +1,74 @@
+import { Decimal } from 'decimal.js';
+import fc from 'fast-check';
+import { payloadHashOf, quantitySchema, usageEventInputSchema } from '../../src/domain/usage/event-schema';
+import { normalizeEvent } from '../../src/domain/usage/ingest';
+
+const licenseId = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
+const parse = (e: Record<string, unknown>) => usageEventInputSchema.parse({ licenseId, usageType: 'x', ...e });
+
+describe('quantity', () => {
+  it.each([
+    [1, '1'],
+    ['1.50', '1.5'],
+    [0.1, '0.1'],
+    ['999999999999999', '999999999999999'],
+    ['0.000001', '0.000001'],
+    ['1e3', '1000'],
+  ])('accepts %p as %p', (input, out) => {
+    expect(quantitySchema.parse(input)).toBe(out);
+  });
+
+  it.each(['1000000000000000', '0.0000001', '-1', 'NaN', '', ' 1', '1,5', Infinity, Number.NaN, '12345678901.234567'])(
+    'refuses %p',
+    (input) => {
+      expect(quantitySchema.safeParse(input).success).toBe(false);
+    },
+  );
+
+  it('keeps every number of up to 15 digits and 6 decimals exact, and refuses 16 digits', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 10n ** 16n - 1n }), fc.integer({ min: 0, max: 6 }), (digits, scale) => {
+        const s = digits.toString().padStart(scale + 1, '0');
+        const text = scale ? `${s.slice(0, -scale)}.${s.slice(-scale)}` : s;
+        const parsed = quantitySchema.safeParse(text);
+        const [intPart = '', fracPart = ''] = text.split('.');
+        const significant = `${intPart}${fracPart.replace(/0+$/, '')}`.replace(/^0+/, '').length;
+        if (significant > 15) return !parsed.success;
+        return parsed.success && new Decimal(parsed.data).equals(new Decimal(text));
+      }),
+    );
+  });
+});
+
+describe('payload hash', () => {
+  it('is the same for the same event written differently', () => {
+    const a = parse({ quantity: 1.5, occurredAt: '2026-11-23T10:00:00Z', properties: { a: 1, b: 2 } });
+    const b = parse({ quantity: '1.500', occurredAt: '2026-11-23T11:00:00+01:00', properties: { b: 2, a: 1 } });
+    expect(payloadHashOf(a)).toBe(payloadHashOf(b));
+  });
+
+  it('differs when anything the client sent differs, but not for the idempotency key', () => {
+    const base = parse({ quantity: 1 });
+    expect(payloadHashOf(parse({ quantity: 2 }))).not.toBe(payloadHashOf(base));
+    expect(payloadHashOf(parse({ quantity: 1, userId: 'u' }))).not.toBe(payloadHashOf(base));
+    expect(payloadHashOf(parse({ quantity: 1, idempotencyKey: 'k' }))).toBe(payloadHashOf(base));
+  });
+});
+
+describe('time bounds', () => {
+  const limits = { maxAgeMs: 35 * 86_400_000, maxFutureMs: 300_000 };
+  const now = new Date('2026-11-23T12:00:00.000Z');
+  const at = (ms: number) => parse({ occurredAt: new Date(now.getTime() + ms).toISOString() });
+
+  it('accepts exactly 5 minutes ahead and exactly 35 days old, refuses 1 ms beyond either', () => {
+    expect('status' in normalizeEvent('t', at(300_000), limits, now)).toBe(false);
+    expect(normalizeEvent('t', at(300_001), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
+    expect('status' in normalizeEvent('t', at(-35 * 86_400_000), limits, now)).toBe(false);
+    expect(normalizeEvent('t', at(-35 * 86_400_000 - 1), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
+  });
+
+  it('defaults occurredAt to the receive time and ipAddress to the caller', () => {
+    const e = normalizeEvent('t', parse({}), limits, now, '10.0.0.1');
+    expect(e).toMatchObject({ occurredAt: now, ipAddress: '10.0.0.1', quantity: '1' });
+  });
+});
