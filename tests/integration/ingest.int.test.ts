@@ -129,6 +129,34 @@ describe('usage.trackEvents', () => {
     expect(await storedCount({ usageType: 'batch' })).toBe(2);
   });
 
+  it('stores each event once when concurrent batches share keys in opposite orders (no deadlock, no 500)', async () => {
+    const occurredAt = new Date().toISOString();
+    const keys = Array.from({ length: 200 }, () => randomUUID());
+    const batch = (order: string[]) => ({
+      events: order.map((idempotencyKey) => ({ licenseId, usageType: 'crossed', quantity: 1, idempotencyKey, occurredAt })),
+    });
+    const calls = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => app.call('usage.trackEvents', batch(i % 2 ? [...keys].reverse() : keys), ownerKey)),
+    );
+    expect(calls.map((c) => c.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(calls.reduce((n, c) => n + c.data.accepted, 0)).toBe(200);
+    expect(calls.reduce((n, c) => n + c.data.duplicates, 0)).toBe(1000);
+    expect(await storedCount({ usageType: 'crossed' })).toBe(200);
+  });
+
+  it('marks the hour of a late event for recomputation in the same write', async () => {
+    const lateHour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 5 * 3_600_000);
+    const { id: fresh } = await app.createLicense(ownerKey);
+    const res = await app.call(
+      'usage.trackEvents',
+      { events: [{ licenseId: fresh, usageType: 'late', occurredAt: new Date(lateHour.getTime() + 60_000).toISOString() }] },
+      ownerKey,
+    );
+    expect(res.data.accepted).toBe(1);
+    const marks = await app.prisma.rollupDirtyHour.findMany({ where: { licenseId: fresh } });
+    expect(marks.map((m) => m.hour.toISOString())).toEqual([lateHour.toISOString()]);
+  });
+
   it('accepts 1,000 events and refuses 1,001 with a 400 naming the field, writing nothing', async () => {
     const usageType = `big_${randomUUID().slice(0, 8)}`;
     const make = (n: number) => Array.from({ length: n }, (_, i) => ({ licenseId, usageType, idempotencyKey: `${usageType}-${i}` }));

@@ -71,7 +71,12 @@ export function normalizeEvent(
  * One statement claims the idempotency keys and stores exactly the events whose key it
  * claimed (or that carry none). Being one statement, it is one transaction: a key is never
  * claimed without its event. A concurrent claim of the same key waits for the other
- * transaction and then yields to it, so exactly one event is stored per key.
+ * transaction and then yields to it, so exactly one event is stored per key. Rows arrive
+ * sorted by key, so two groups sharing keys lock them in the same order (no deadlock).
+ *
+ * The same statement marks the hours of stored events that an hourly rollup may already
+ * have covered (any hour before the one starting within the next $19 seconds), so a late
+ * event and the mark that gets its window recomputed commit together.
  */
 const INSERT_EVENTS_SQL = `
 WITH input AS (
@@ -88,15 +93,31 @@ claimed AS (
   SELECT tenant_id, idempotency_key, id, occurred_at, payload_hash FROM input WHERE idempotency_key IS NOT NULL
   ON CONFLICT DO NOTHING
   RETURNING event_id
+),
+stored AS (
+  INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
+    payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
+    ip_address, properties)
+  SELECT id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash, platform,
+         device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+    FROM input
+   WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM claimed)
+  RETURNING id, tenant_id, license_id, occurred_at
+),
+marked AS (
+  INSERT INTO rollup_dirty_hours (tenant_id, license_id, hour)
+  SELECT DISTINCT tenant_id, license_id, date_trunc('hour', occurred_at) FROM stored
+   WHERE occurred_at < date_trunc('hour', now() + make_interval(secs => $19::int))
+   ORDER BY 1, 2, 3
+  ON CONFLICT DO NOTHING
 )
-INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
-  payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-  ip_address, properties)
-SELECT id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash, platform,
-       device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
-  FROM input
- WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM claimed)
-RETURNING id`;
+SELECT id FROM stored`;
+
+/**
+ * Seconds before an hour ends from which its events are marked dirty anyway: an event
+ * written just before the hour closes may commit after the hourly run has read it.
+ */
+export const LATE_MARK_LEAD_SECONDS = 120;
 
 function insertParams(events: NormalizedEvent[]): unknown[] {
   const col = <K extends keyof NormalizedEvent>(k: K) => events.map((e) => e[k]);
@@ -119,6 +140,7 @@ function insertParams(events: NormalizedEvent[]): unknown[] {
     col('sdkVersion'),
     col('ipAddress'),
     events.map((e) => JSON.stringify(e.properties)),
+    LATE_MARK_LEAD_SECONDS,
   ];
 }
 
@@ -164,6 +186,14 @@ function licenseRejection(license: LicenseState | undefined, tenantId: string): 
 }
 
 const keyOf = (e: { tenantId: string; idempotencyKey: string | null }) => `${e.tenantId}\u0000${e.idempotencyKey}`;
+
+/** Orders rows the way their idempotency keys are locked: by tenant, then key. */
+function byKey(a: NormalizedEvent, b: NormalizedEvent): number {
+  if (a.tenantId !== b.tenantId) return a.tenantId < b.tenantId ? -1 : 1;
+  const ka = a.idempotencyKey ?? '';
+  const kb = b.idempotencyKey ?? '';
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
 
 export class EventWriter {
   constructor(
@@ -249,14 +279,23 @@ export class EventWriter {
   private async insert(events: NormalizedEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
     this.metrics?.ingestFlushSize.observe(events.length);
-    const run = () => this.pool.query<{ id: string }>(INSERT_EVENTS_SQL, insertParams(events));
-    try {
-      return new Set((await run()).rows.map((r) => r.id));
-    } catch (error) {
-      // 23514 "no partition of relation found": a month without a partition yet.
-      if ((error as { code?: string }).code !== '23514') throw error;
-      await ensureUsageEventPartitions(this.pool, new Date());
-      return new Set((await run()).rows.map((r) => r.id));
+    const sorted = [...events].sort(byKey);
+    const run = () => this.pool.query<{ id: string }>(INSERT_EVENTS_SQL, insertParams(sorted));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return new Set((await run()).rows.map((r) => r.id));
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        // 23514 "no partition of relation found": a month without a partition yet.
+        if (code === '23514' && attempt === 1 && /no partition/.test((error as Error).message)) {
+          await ensureUsageEventPartitions(this.pool, new Date());
+          continue;
+        }
+        // A deadlock or serialization failure rolled the whole statement back: nothing was
+        // claimed or stored, so running it again is safe.
+        if ((code === '40P01' || code === '40001') && attempt < 5) continue;
+        throw error;
+      }
     }
   }
 
