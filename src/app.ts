@@ -10,6 +10,7 @@ import { EventWriter } from './domain/usage/ingest';
 import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import type { Services } from './server/services';
+import { JobQueues, bullPrefix } from '../jobs/queues';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -30,7 +31,11 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     maxGroupSize: env.INGEST_MAX_GROUP_SIZE,
     maxInflight: env.INGEST_MAX_INFLIGHT_FLUSHES,
   });
-  return { env, db, redis, logger, metrics, authenticator, eventWriter, groupCommitter };
+  // BullMQ blocks on its connection and wants commands to wait out a Redis restart.
+  const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
+  await bullConnection.connect();
+  const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
@@ -46,6 +51,8 @@ export async function prepareData(services: Services): Promise<void> {
 export async function closeServices(services: Services): Promise<void> {
   await services.groupCommitter.drain();
   await services.authenticator.stop();
+  await services.queues.close().catch(() => undefined);
+  await services.bullConnection.quit().catch(() => undefined);
   await services.redis.quit().catch(() => undefined);
   await services.db.close();
 }

@@ -32,9 +32,23 @@ export const envShape = {
   API_KEY_CACHE_TTL_SECONDS: intFrom(60, 0, 3600),
   API_KEY_USAGE_FLUSH_SECONDS: intFrom(10, 1, 3600),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 100, 300_000),
+  USAGE_EVENT_RETENTION_DAYS: intFrom(90, 1, 3650),
+  IDEMPOTENCY_KEY_RETENTION_DAYS: intFrom(40, 1, 3650),
+  AUDIT_LOG_RETENTION_DAYS: intFrom(365, 1, 36500),
+  JOB_RUN_RETENTION_DAYS: intFrom(90, 1, 3650),
+  WORKER_CONCURRENCY: intFrom(2, 1, 64),
+  JOB_LOCK_MS: intFrom(30_000, 1000, 600_000),
 };
 
-const envSchema = z.object(envShape);
+const envSchema = z.object(envShape).superRefine((env, ctx) => {
+  // Raw events and their keys must outlive the window in which events may still arrive.
+  if (env.USAGE_EVENT_RETENTION_DAYS <= env.EVENT_MAX_AGE_DAYS) {
+    ctx.addIssue({ code: 'custom', path: ['USAGE_EVENT_RETENTION_DAYS'], message: `must be more than EVENT_MAX_AGE_DAYS (${env.EVENT_MAX_AGE_DAYS})` });
+  }
+  if (env.IDEMPOTENCY_KEY_RETENTION_DAYS <= env.EVENT_MAX_AGE_DAYS) {
+    ctx.addIssue({ code: 'custom', path: ['IDEMPOTENCY_KEY_RETENTION_DAYS'], message: `must be more than EVENT_MAX_AGE_DAYS (${env.EVENT_MAX_AGE_DAYS})` });
+  }
+});
 
 export type Env = z.infer<typeof envSchema>;
 

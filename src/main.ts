@@ -6,6 +6,9 @@ import { applyMigrations, ensureDatabase } from './lib/migrator';
 import { closeServices, createServices, prepareData } from './app';
 import { createHttpServer } from './server/http';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
+import { closeWorkers, startWorkers } from '../jobs/worker';
+import { Scheduler } from '../jobs/scheduler';
+import { bullPrefix } from '../jobs/queues';
 
 const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 const START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no';
@@ -79,10 +82,27 @@ async function main(): Promise<void> {
     const port = typeof address === 'object' && address ? address.port : env.PORT;
     logger.info({ port, role: env.ROLE }, `Tally listening on http://${env.HOST}:${port} (tRPC at /api/trpc)`);
   }
-  if (env.ROLE === 'worker' || env.ROLE === 'scheduler') {
-    logger.info({ role: env.ROLE }, 'started; no jobs are registered for this role yet');
+  const runsWorker = env.ROLE === 'worker' || env.ROLE === 'all';
+  const runsScheduler = env.ROLE === 'scheduler' || env.ROLE === 'all';
+  const workers = runsWorker
+    ? startWorkers(
+        { pool: services.db.pool, prisma: services.db.prisma, env, logger, metrics: services.metrics },
+        {
+          connection: services.bullConnection,
+          prefix: bullPrefix(env.REDIS_KEY_PREFIX),
+          concurrency: env.WORKER_CONCURRENCY,
+          lockDuration: env.JOB_LOCK_MS,
+        },
+      )
+    : [];
+  if (runsWorker) logger.info({ role: env.ROLE, concurrency: env.WORKER_CONCURRENCY }, 'workers started');
+  const scheduler = runsScheduler ? new Scheduler(services.queues, services.db.pool, logger, env.EVENT_MAX_AGE_DAYS) : undefined;
+  if (scheduler) {
+    scheduler.start();
+    await scheduler.catchUp();
+    logger.info({ role: env.ROLE }, 'scheduler started');
   }
-  // Keep next months' partitions ready in long-running processes.
+  // Keep next months' partitions ready even when no worker runs the maintenance job.
   const partitionTimer = setInterval(
     () => void ensureUsageEventPartitions(services.db.pool, new Date()).catch((err: unknown) => logger.error({ err }, 'partition upkeep failed')),
     6 * 3600_000,
@@ -100,6 +120,7 @@ async function main(): Promise<void> {
     }, env.SHUTDOWN_TIMEOUT_MS);
     forced.unref();
     clearInterval(partitionTimer);
+    await scheduler?.stop();
     if (server) {
       // close() stops accepting; keep-alive connections are closed as soon as their
       // in-flight request has been answered.
@@ -109,6 +130,8 @@ async function main(): Promise<void> {
       await closed;
       clearInterval(reaper);
     }
+    // Workers finish the jobs they are running (a job cut off by the timeout is retried).
+    await closeWorkers(workers);
     await closeServices(services);
     logger.info('stopped');
     process.exit(0);

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
@@ -8,6 +8,9 @@ export interface Metrics {
   eventsDuplicate: Counter;
   eventsRejected: Counter<'reason'>;
   ingestFlushSize: Histogram;
+  jobDuration: Histogram<'job' | 'status'>;
+  jobFailures: Counter<'job'>;
+  queueDepth: Gauge<'queue' | 'state'>;
 }
 
 export function createMetrics(): Metrics {
@@ -48,6 +51,25 @@ export function createMetrics(): Metrics {
       name: 'tally_ingest_flush_events',
       help: 'Events written per multi-row insert',
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
+    jobDuration: new Histogram({
+      name: 'tally_job_duration_seconds',
+      help: 'Job run time by catalog name and outcome',
+      labelNames: ['job', 'status'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers: [registry],
+    }),
+    jobFailures: new Counter({
+      name: 'tally_job_failures_total',
+      help: 'Failed job attempts by catalog name',
+      labelNames: ['job'],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'tally_queue_jobs',
+      help: 'Jobs per queue and state (read from Redis when scraped)',
+      labelNames: ['queue', 'state'],
       registers: [registry],
     }),
   };

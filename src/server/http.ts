@@ -4,6 +4,8 @@ import { ZodError } from 'zod';
 import { appRouter } from './router';
 import { createContextFactory } from './context';
 import type { Services } from './services';
+import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
+import { QUEUES } from '../../jobs/catalog';
 
 const TRPC_BASE = '/api/trpc/';
 
@@ -41,6 +43,19 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
+/** Queue depth is read from Redis when /metrics is scraped; a Redis outage leaves the last values. */
+async function refreshQueueDepth(services: Services): Promise<void> {
+  await Promise.all(
+    QUEUES.map(async (name) => {
+      const counts = await withTimeout(
+        services.queues.queues[name].getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'),
+        1000,
+      ).catch(() => null);
+      for (const [state, count] of Object.entries(counts ?? {})) services.metrics.queueDepth.set({ queue: name, state }, count);
+    }),
+  );
+}
+
 export function createHttpServer(services: Services): http.Server {
   const trpc = createHTTPHandler({
     router: appRouter,
@@ -56,12 +71,15 @@ export function createHttpServer(services: Services): http.Server {
     },
   });
 
+  const adminQueues = createAdminQueuesHandler(services);
+
   return http.createServer((req, res) => {
     const url = req.url ?? '/';
     const pathname = url.split('?')[0] ?? '/';
     const started = process.hrtime.bigint();
-    const label = pathname.startsWith(TRPC_BASE) ? pathname.slice(TRPC_BASE.length) || '(none)' : pathname;
-    const known = label === '/health' || label === '/metrics' || pathname.startsWith(TRPC_BASE);
+    let label = pathname.startsWith(TRPC_BASE) ? pathname.slice(TRPC_BASE.length) || '(none)' : pathname;
+    if (pathname.startsWith(ADMIN_QUEUES_PATH)) label = ADMIN_QUEUES_PATH;
+    const known = label === '/health' || label === '/metrics' || label === ADMIN_QUEUES_PATH || pathname.startsWith(TRPC_BASE);
     res.on('finish', () => {
       const procedure = known ? label : '(unknown)';
       services.metrics.httpRequests.inc({ procedure, status: String(res.statusCode) });
@@ -73,9 +91,18 @@ export function createHttpServer(services: Services): http.Server {
       return;
     }
     if (pathname === '/metrics' && req.method === 'GET') {
-      void services.metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': services.metrics.registry.contentType });
-        res.end(text);
+      void refreshQueueDepth(services)
+        .then(() => services.metrics.registry.metrics())
+        .then((text) => {
+          res.writeHead(200, { 'content-type': services.metrics.registry.contentType });
+          res.end(text);
+        });
+      return;
+    }
+    if (pathname === ADMIN_QUEUES_PATH || pathname.startsWith(`${ADMIN_QUEUES_PATH}/`)) {
+      adminQueues(req, res).catch((err: unknown) => {
+        services.logger.error({ err }, 'queue dashboard failed');
+        if (!res.headersSent) sendJson(res, 503, { error: { message: 'queue dashboard unavailable', code: 'SERVICE_UNAVAILABLE' } });
       });
       return;
     }

@@ -4,6 +4,7 @@ import { auditLogsRouter } from './routers/audit-logs/router';
 import { licensesRouter } from './routers/licenses/router';
 import { tenantsRouter } from './routers/tenants/router';
 import { usageRouter } from './routers/usage/router';
+import { jobsRouter } from './routers/jobs/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -11,6 +12,7 @@ export const appRouter = router({
   licenses: licensesRouter,
   usage: usageRouter,
   auditLogs: auditLogsRouter,
+  jobs: jobsRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -6,12 +6,16 @@ import type { Redis } from '../lib/redis';
 import type { ApiKeyAuthenticator } from '../domain/api-keys/authenticator';
 import type { EventWriter } from '../domain/usage/ingest';
 import type { GroupCommitter } from '../domain/usage/group-commit';
+import type { JobQueues } from '../../jobs/queues';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
   env: Env;
   db: Database;
   redis: Redis;
+  /** BullMQ's connection (commands wait out a Redis restart instead of failing). */
+  bullConnection: Redis;
+  queues: JobQueues;
   logger: Logger;
   metrics: Metrics;
   authenticator: ApiKeyAuthenticator;

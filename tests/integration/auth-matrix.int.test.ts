@@ -53,7 +53,13 @@ const fixtures: Record<string, Fixture> = {
       expect(res.data.rejected).toEqual([expect.objectContaining({ code: 'LICENSE_NOT_FOUND' })]);
     },
   },
+  'usage.current': { input: (ids) => ({ licenseId: ids.licenseA }), foreign: (ids) => ({ licenseId: ids.licenseB }) },
+  'usage.recalculateAggregates': { input: () => ({ startDate: '2026-01-01', endDate: '2026-01-02' }) },
+  'usage.jobStatus': { input: () => ({ jobId: 'usage.recalculate@none' }) },
   'auditLogs.list': { input: () => ({}) },
+  'jobs.list': { input: () => ({}) },
+  'jobs.get': { input: () => ({ id: randomUUID() }) },
+  'jobs.trigger': { input: () => ({ name: 'usage.partitions.maintain' }) },
 };
 
 const procedures = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string; meta?: Meta } }>).map(

@@ -61,9 +61,11 @@ const propertiesSchema = z
     }
   });
 
+
+export const usageTypeSchema = z.string().regex(USAGE_TYPE_PATTERN, 'must be 1-64 characters of a-z, 0-9, _ . : -');
 export const usageEventInputSchema = z.strictObject({
   licenseId: z.uuid(),
-  usageType: z.string().regex(USAGE_TYPE_PATTERN, 'must be 1-64 characters of a-z, 0-9, _ . : -'),
+  usageType: usageTypeSchema,
   quantity: quantitySchema.default('1'),
   /** ISO 8601 with a zone; defaults to the time the event is received. */
   occurredAt: z.iso.datetime({ offset: true }).optional(),

@@ -1,8 +1,14 @@
 import { router } from '../../trpc';
+import { currentProcedure } from './current';
+import { jobStatusProcedure } from './job-status';
+import { recalculateAggregatesProcedure } from './recalculate-aggregates';
 import { trackEventProcedure } from './track-event';
 import { trackEventsProcedure } from './track-events';
 
 export const usageRouter = router({
   trackEvent: trackEventProcedure,
   trackEvents: trackEventsProcedure,
+  current: currentProcedure,
+  recalculateAggregates: recalculateAggregatesProcedure,
+  jobStatus: jobStatusProcedure,
 });

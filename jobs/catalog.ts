@@ -1,0 +1,108 @@
+import { z } from 'zod';
+
+/**
+ * Every job Tally runs, in one typed catalog shared by producers and workers: its payload
+ * schema (parsed by the worker before the handler runs), its queue, attempts and backoff,
+ * and the window it covers. A scheduled job's BullMQ id is `<name>@<window>`, so two
+ * schedulers, a restart or a catch-up can never enqueue one window twice.
+ */
+
+const isoHour = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}Z$/, 'must be an hour like 2026-11-23T10Z');
+const isoDate = z.iso.date();
+
+export const QUEUES = ['maintenance', 'backfill'] as const;
+export type QueueName = (typeof QUEUES)[number];
+
+interface JobDefinition<S extends z.ZodType> {
+  queue: QueueName;
+  payload: S;
+  attempts: number;
+  /** Exponential backoff base, ms. */
+  backoffMs: number;
+  /** The window a payload covers (names the job id and the JobRun row); null when none. */
+  windowOf: (payload: z.output<S>) => string | null;
+  description: string;
+}
+
+function defineJob<S extends z.ZodType>(definition: JobDefinition<S>): JobDefinition<S> {
+  return definition;
+}
+
+export const jobCatalog = {
+  'usage.aggregate.hourly': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoHour }).strict(),
+    attempts: 8,
+    backoffMs: 5_000,
+    windowOf: (p) => p.window,
+    description: 'Recompute the hourly rollups of one UTC hour, and every hour late events marked.',
+  }),
+  'usage.aggregate.daily': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 8,
+    backoffMs: 5_000,
+    windowOf: (p) => p.window,
+    description: 'Recompute the daily rollups of every license-local date that ended on this UTC date.',
+  }),
+  'usage.cleanup.weekly': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 3,
+    backoffMs: 60_000,
+    windowOf: (p) => p.window,
+    description: 'Retention: old raw events, idempotency keys, audit logs and job runs.',
+  }),
+  'usage.partitions.maintain': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 5,
+    backoffMs: 10_000,
+    windowOf: (p) => p.window,
+    description: 'Create the next months of usage-event partitions ahead of time.',
+  }),
+  'usage.recalculate': defineJob({
+    queue: 'backfill',
+    payload: z
+      .object({
+        tenantId: z.uuid().nullable(),
+        licenseId: z.uuid().nullable(),
+        startDate: isoDate,
+        endDate: isoDate,
+      })
+      .strict(),
+    attempts: 5,
+    backoffMs: 10_000,
+    windowOf: (p) => `${p.startDate}..${p.endDate}`,
+    description: 'Recompute hourly and daily rollups of a date range (admin backfill).',
+  }),
+};
+
+export type JobName = keyof typeof jobCatalog;
+export type JobPayload<N extends JobName> = z.output<(typeof jobCatalog)[N]['payload']>;
+export const JOB_NAMES = Object.keys(jobCatalog) as JobName[];
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(jobCatalog, name);
+}
+
+export function jobIdFor(name: JobName, window: string | null): string | undefined {
+  return window === null ? undefined : `${name}@${window}`;
+}
+
+/** `2026-11-23T10Z` for the UTC hour starting at `date`. */
+export function hourWindow(date: Date): string {
+  return `${date.toISOString().slice(0, 13)}Z`;
+}
+
+export function parseHourWindow(window: string): Date {
+  return new Date(`${window.slice(0, 13)}:00:00Z`);
+}
+
+export function dateWindow(date: Date): string {
+  return date.toISOString().slice(0, 10);
+}
+
+export function parseDateWindow(window: string): Date {
+  return new Date(`${window}T00:00:00Z`);
+}

@@ -1,0 +1,16 @@
+import type { JobName } from '../catalog';
+import type { JobHandler } from './types';
+import { aggregateHourly } from './usage-aggregate-hourly';
+import { aggregateDaily } from './usage-aggregate-daily';
+import { cleanupWeekly } from './usage-cleanup-weekly';
+import { maintainPartitions } from './usage-partitions-maintain';
+import { recalculate } from './usage-recalculate';
+
+/** One handler per catalog entry; the type makes a missing one a compile error. */
+export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
+  'usage.aggregate.hourly': aggregateHourly,
+  'usage.aggregate.daily': aggregateDaily,
+  'usage.cleanup.weekly': cleanupWeekly,
+  'usage.partitions.maintain': maintainPartitions,
+  'usage.recalculate': recalculate,
+};

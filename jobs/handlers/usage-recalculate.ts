@@ -1,0 +1,5 @@
+import { recalculateRange } from '../../src/domain/rollups/aggregate';
+import type { JobHandler } from './types';
+
+export const recalculate: JobHandler<'usage.recalculate'> = ({ pool, env }, payload, ctx) =>
+  recalculateRange(pool, payload, { retentionDays: env.USAGE_EVENT_RETENTION_DAYS, onProgress: ctx.reportProgress });

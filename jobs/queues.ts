@@ -1,0 +1,67 @@
+import { Queue, type Job, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { QUEUES, type JobName, type JobPayload, type QueueName, jobCatalog, jobIdFor } from './catalog';
+
+/** BullMQ keys live under the service's Redis prefix, so test runs and deployments never mix. */
+export function bullPrefix(redisKeyPrefix: string): string {
+  return `${redisKeyPrefix}bull`;
+}
+
+/**
+ * Completed jobs are kept for 15 days: their ids are what make a window's job unique, so
+ * a window cannot run twice while its job is remembered (and after that, the rollup
+ * window table tells the scheduler it is done).
+ */
+const KEEP_COMPLETED = { age: 15 * 86_400 };
+const KEEP_FAILED = { age: 30 * 86_400 };
+
+export class JobQueues {
+  readonly queues: Record<QueueName, Queue>;
+
+  constructor(connection: Redis, prefix: string) {
+    this.queues = Object.fromEntries(
+      QUEUES.map((name) => [name, new Queue(name, { connection, prefix })]),
+    ) as Record<QueueName, Queue>;
+    for (const queue of Object.values(this.queues)) queue.on('error', () => undefined); // the connection reconnects itself
+  }
+
+  /**
+   * Enqueues a catalog job. With a window, the job id is `<name>@<window>` (or `unique`
+   * appended for a deliberate re-run): adding an id that exists is a no-op in BullMQ.
+   */
+  async enqueue<N extends JobName>(
+    name: N,
+    payload: JobPayload<N>,
+    options: { rerunTag?: string; retryFailed?: boolean } = {},
+  ): Promise<Job> {
+    const definition = jobCatalog[name];
+    const parsed = definition.payload.parse(payload) as JobPayload<N>;
+    const window = (definition.windowOf as (p: JobPayload<N>) => string | null)(parsed);
+    const baseId = jobIdFor(name, window);
+    const jobId = baseId && options.rerunTag ? `${baseId}~${options.rerunTag}` : baseId;
+    const opts: JobsOptions = {
+      jobId,
+      attempts: definition.attempts,
+      backoff: { type: 'exponential', delay: definition.backoffMs },
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: KEEP_FAILED,
+    };
+    const job = await this.queues[definition.queue].add(name, parsed, opts);
+    // A window whose job ran out of attempts keeps its id: run that job again rather than
+    // leaving the window undone behind a remembered failure.
+    if (options.retryFailed && jobId && (await job.isFailed())) await job.retry('failed');
+    return job;
+  }
+
+  async getJob(jobId: string): Promise<Job | undefined> {
+    for (const queue of Object.values(this.queues)) {
+      const job = await queue.getJob(jobId);
+      if (job) return job;
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(Object.values(this.queues).map((q) => q.close()));
+  }
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import type { PrismaClient } from '../../generated/prisma/client';
+import { AppError } from '../../lib/errors';
+import { assertWindowEnded } from '../rollups/aggregate';
+import { getJobRun } from './job-runs';
+import { jobCatalog, parseDateWindow, parseHourWindow } from '../../../jobs/catalog';
+import type { JobQueues } from '../../../jobs/queues';
+import { SCHEDULE } from '../../../jobs/scheduler';
+
+const DAY_MS = 86_400_000;
+export const MAX_RECALCULATION_DAYS = 400;
+
+export type TriggerableJob = (typeof SCHEDULE)[number]['job'];
+export const TRIGGERABLE_JOBS = SCHEDULE.map((e) => e.job) as [TriggerableJob, ...TriggerableJob[]];
+
+/**
+ * Runs a scheduled catalog job now, for the given window or the one its schedule would
+ * pick now. A manual run gets its own job id, so it runs even if the window already ran.
+ */
+export async function triggerJob(queues: JobQueues, args: { name: TriggerableJob; window?: string }, now = new Date()) {
+  const entry = SCHEDULE.find((e) => e.job === args.name)!;
+  const window = args.window ?? entry.windowAt(now);
+  const payload = jobCatalog[args.name].payload.safeParse({ window });
+  if (!payload.success) {
+    throw new AppError('BAD_REQUEST', `window: ${payload.error.issues[0]?.message ?? 'invalid window'}`);
+  }
+  if (args.name === 'usage.aggregate.hourly') {
+    assertWindowEnded('hour', new Date(parseHourWindow(window).getTime() + 3_600_000), now);
+  } else if (args.name === 'usage.aggregate.daily') {
+    assertWindowEnded('UTC date', new Date(parseDateWindow(window).getTime() + DAY_MS), now);
+  }
+  const job = await queues.enqueue(args.name, { window }, { rerunTag: `manual-${randomUUID().slice(0, 8)}` });
+  return { jobId: job.id!, name: args.name, window };
+}
+
+/**
+ * Queues the admin backfill of [startDate, endDate] (inclusive, at most 400 days), for one
+ * license, a tenant's licenses, or every license.
+ */
+export async function requestRecalculation(
+  deps: { queues: JobQueues; prisma: PrismaClient },
+  tenantId: string | null,
+  args: { licenseId?: string; startDate: string; endDate: string },
+  now = new Date(),
+) {
+  const start = Date.parse(`${args.startDate}T00:00:00Z`);
+  const end = Date.parse(`${args.endDate}T00:00:00Z`);
+  if (end < start) throw new AppError('BAD_REQUEST', 'endDate: must not be before startDate');
+  const days = (end - start) / DAY_MS + 1;
+  if (days > MAX_RECALCULATION_DAYS) {
+    throw new AppError('BAD_REQUEST', `endDate: a recalculation covers at most ${MAX_RECALCULATION_DAYS} days (this range has ${days})`);
+  }
+  if (start > now.getTime()) throw new AppError('BAD_REQUEST', 'startDate: must not be in the future');
+  if (args.licenseId) {
+    const license = await deps.prisma.license.findFirst({
+      where: { id: args.licenseId, ...(tenantId ? { tenantId } : {}) },
+      select: { id: true },
+    });
+    if (!license) throw new AppError('NOT_FOUND', 'license not found');
+  }
+  const job = await deps.queues.enqueue(
+    'usage.recalculate',
+    { tenantId, licenseId: args.licenseId ?? null, startDate: args.startDate, endDate: args.endDate },
+    { rerunTag: randomUUID() },
+  );
+  return { jobId: job.id! };
+}
+
+type Status = 'waiting' | 'active' | 'completed' | 'failed';
+
+function statusOf(state: string): Status {
+  switch (state) {
+    case 'active':
+      return 'active';
+    case 'completed':
+      return 'completed';
+    case 'failed':
+      return 'failed';
+    default:
+      return 'waiting'; // waiting, delayed (backoff before a retry), prioritized, waiting-children
+  }
+}
+
+/** Where a queued job is: BullMQ while it remembers the job, JobRun after that. */
+export async function jobStatus(deps: { queues: JobQueues; prisma: PrismaClient }, jobId: string) {
+  const job = await deps.queues.getJob(jobId);
+  if (job) {
+    const state = await job.getState();
+    const progress = typeof job.progress === 'object' && job.progress ? (job.progress as { done?: number; total?: number }) : {};
+    return {
+      jobId,
+      name: job.name,
+      status: statusOf(state),
+      progress: { done: progress.done ?? 0, total: progress.total ?? 0 },
+      attempts: job.attemptsMade,
+      ...(job.failedReason ? { error: job.failedReason } : {}),
+    };
+  }
+  const run = await getJobRun(deps.prisma, jobId);
+  return {
+    jobId,
+    name: run.name,
+    status: run.status,
+    progress: { done: 0, total: 0 },
+    attempts: run.attempts,
+    ...(run.error ? { error: run.error } : {}),
+  };
+}

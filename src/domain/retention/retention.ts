@@ -1,0 +1,114 @@
+import type pg from 'pg';
+import { hourFloor, utcDateFloor } from '../rollups/recompute';
+
+const DAY_MS = 86_400_000;
+const BATCH = 10_000;
+
+export interface RetentionPolicy {
+  usageEventDays: number;
+  idempotencyKeyDays: number;
+  auditLogDays: number;
+  jobRunDays: number;
+}
+
+export interface RetentionOutcome {
+  [detail: string]: unknown;
+  rowsTouched: number;
+  /** Raw events older than this are gone (the rollups of their windows stay). */
+  eventCutoff: string;
+  /** Set when the cutoff was held back because a window was not final yet. */
+  heldBackBy: string | null;
+  droppedPartitions: string[];
+  deletedEvents: number;
+  deletedIdempotencyKeys: number;
+  deletedAuditLogs: number;
+  deletedJobRuns: number;
+}
+
+/**
+ * The first instant whose raw events are still needed: the earliest hour before `cutoff`
+ * that has events but no hourly rollup, or a pending late-event mark, or whose events'
+ * local days are not final: an event of UTC date D lies in a local day that ends on D or
+ * D + 1, so the daily windows of both must have run.
+ */
+async function firstUnfinalized(pool: pg.Pool, cutoff: Date): Promise<Date | null> {
+  const { rows } = await pool.query<{ at: Date | null }>(
+    `SELECT least(
+        (SELECT min(hour) FROM rollup_dirty_hours WHERE hour < $1),
+        (SELECT min(h.hour) FROM (SELECT DISTINCT date_trunc('hour', occurred_at) AS hour
+                                    FROM usage_events WHERE occurred_at < $1) h
+          WHERE NOT EXISTS (SELECT 1 FROM rollup_windows w WHERE w.kind = 'hourly' AND w.start = h.hour)),
+        (SELECT min(d.day) FROM (SELECT DISTINCT date_trunc('day', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day
+                                    FROM usage_events WHERE occurred_at < $1) d
+          WHERE (SELECT count(*) FROM rollup_windows w
+                  WHERE w.kind = 'daily' AND w.start IN (d.day, d.day + interval '1 day')) < 2)
+      ) AS at`,
+    [cutoff],
+  );
+  return rows[0]?.at ?? null;
+}
+
+async function deleteInBatches(pool: pg.Pool, sql: string, params: unknown[]): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await pool.query(sql, params);
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < BATCH) return total;
+  }
+}
+
+/**
+ * Weekly retention. Raw events older than the policy go by dropping whole monthly
+ * partitions where the month is entirely past the cutoff and by batched deletes in the
+ * month the cutoff falls in; never the events of a window whose rollups are not final.
+ */
+export async function applyRetention(pool: pg.Pool, policy: RetentionPolicy, now = new Date()): Promise<RetentionOutcome> {
+  const wanted = utcDateFloor(new Date(now.getTime() - policy.usageEventDays * DAY_MS));
+  const blocker = await firstUnfinalized(pool, wanted);
+  const cutoff = blocker && blocker < wanted ? hourFloor(blocker) : wanted;
+
+  const droppedPartitions: string[] = [];
+  const { rows: partitions } = await pool.query<{ name: string; upper: string }>(
+    `SELECT c.relname AS name,
+            substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)') AS upper
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = 'usage_events'::regclass`,
+  );
+  for (const p of partitions) {
+    if (p.upper && new Date(p.upper) <= cutoff) {
+      await pool.query(`DROP TABLE IF EXISTS "${p.name.replace(/"/g, '')}"`);
+      droppedPartitions.push(p.name);
+    }
+  }
+  const deletedEvents = await deleteInBatches(
+    pool,
+    `DELETE FROM usage_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_events WHERE occurred_at < $1 LIMIT ${BATCH}))`,
+    [cutoff],
+  );
+  const olderThan = (days: number) => new Date(now.getTime() - days * DAY_MS);
+  const deletedIdempotencyKeys = await deleteInBatches(
+    pool,
+    `DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (SELECT tenant_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT ${BATCH})`,
+    [olderThan(policy.idempotencyKeyDays)],
+  );
+  const deletedAuditLogs = await deleteInBatches(
+    pool,
+    `DELETE FROM audit_logs WHERE id IN (SELECT id FROM audit_logs WHERE created_at < $1 LIMIT ${BATCH})`,
+    [olderThan(policy.auditLogDays)],
+  );
+  const deletedJobRuns = await deleteInBatches(
+    pool,
+    `DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE started_at < $1 AND status <> 'active' LIMIT ${BATCH})`,
+    [olderThan(policy.jobRunDays)],
+  );
+  return {
+    rowsTouched: deletedEvents + deletedIdempotencyKeys + deletedAuditLogs + deletedJobRuns,
+    eventCutoff: cutoff.toISOString(),
+    heldBackBy: cutoff < wanted ? cutoff.toISOString() : null,
+    droppedPartitions,
+    deletedEvents,
+    deletedIdempotencyKeys,
+    deletedAuditLogs,
+    deletedJobRuns,
+  };
+}

@@ -1,0 +1,121 @@
+import type pg from 'pg';
+import { AppError } from '../../lib/errors';
+import { LATE_MARK_LEAD_SECONDS } from '../usage/ingest';
+import {
+  hourFloor,
+  localDaysEndingOn,
+  recomputeDailyRollups,
+  recomputeHourlyRollups,
+  recomputeMarkedHours,
+  recordWindow,
+  utcDateFloor,
+} from './recompute';
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * A window may be rolled up once it is over. Events written in the last LATE_MARK_LEAD_SECONDS
+ * of an hour mark it dirty, so an hourly run that starts that close to the end misses nothing.
+ */
+export function assertWindowEnded(kind: string, end: Date, now: Date): void {
+  if (now.getTime() < end.getTime() - LATE_MARK_LEAD_SECONDS * 1000) {
+    throw new AppError('BAD_REQUEST', `window: this ${kind} has not ended yet (it ends at ${end.toISOString()})`);
+  }
+}
+
+export interface AggregationOutcome {
+  rowsTouched: number;
+  [detail: string]: unknown;
+}
+
+/**
+ * The hourly job: recompute one UTC hour for every license, record the window as rolled
+ * up, then recompute every earlier hour that late events marked (and their local days).
+ */
+export async function aggregateHourlyWindow(pool: pg.Pool, hour: Date, now = new Date()): Promise<AggregationOutcome> {
+  const start = hourFloor(hour);
+  const end = new Date(start.getTime() + HOUR_MS);
+  assertWindowEnded('hour', end, now);
+  const window = await recomputeHourlyRollups(pool, { start, end });
+  await recordWindow(pool, 'hourly', start);
+  const late = await recomputeMarkedHours(pool, end);
+  return { rowsTouched: window.rowsTouched + late.rowsTouched, lateMarks: late.marks };
+}
+
+/**
+ * The daily job for UTC date D: every license-local date that ended during D (one per
+ * license) is recomputed from the raw events and becomes final.
+ */
+export async function aggregateDailyWindow(pool: pg.Pool, date: Date, now = new Date()): Promise<AggregationOutcome> {
+  const day = utcDateFloor(date);
+  assertWindowEnded('UTC date', new Date(day.getTime() + DAY_MS), now);
+  const days = await localDaysEndingOn(pool, day);
+  const result = await recomputeDailyRollups(pool, days);
+  await recordWindow(pool, 'daily', day);
+  return { rowsTouched: result.rowsTouched, licenses: days.length };
+}
+
+export interface RecalculationRange {
+  tenantId: string | null;
+  licenseId: string | null;
+  /** Inclusive UTC dates (license-local dates for the daily rows), YYYY-MM-DD. */
+  startDate: string;
+  endDate: string;
+}
+
+/**
+ * The admin backfill: recompute the hourly rollups of every UTC hour of the range that has
+ * ended and the daily rollups of every license-local date in it, one day per transaction,
+ * reporting progress per day. Raw events older than the retention horizon are gone, so
+ * days before it are left as they are (their rollups are the record now).
+ */
+export async function recalculateRange(
+  pool: pg.Pool,
+  range: RecalculationRange,
+  options: { retentionDays: number; now?: Date; onProgress?: (done: number, total: number) => Promise<void> },
+): Promise<AggregationOutcome> {
+  const now = options.now ?? new Date();
+  const horizon = utcDateFloor(new Date(now.getTime() - options.retentionDays * DAY_MS + DAY_MS));
+  const requestedStart = new Date(`${range.startDate}T00:00:00Z`);
+  const first = requestedStart < horizon ? horizon : requestedStart;
+  const last = new Date(`${range.endDate}T00:00:00Z`);
+  const licenseIds = await licensesInScope(pool, range);
+  const total = Math.max(0, Math.round((last.getTime() - first.getTime()) / DAY_MS) + 1);
+  const currentHour = hourFloor(now);
+  let rowsTouched = 0;
+  for (let i = 0; i < total; i++) {
+    const day = new Date(first.getTime() + i * DAY_MS);
+    const end = new Date(Math.min(day.getTime() + DAY_MS, currentHour.getTime()));
+    if (licenseIds === null || licenseIds.length > 0) {
+      rowsTouched += (await recomputeHourlyRollups(pool, { start: day, end, licenseIds: licenseIds ?? undefined })).rowsTouched;
+      const ids = licenseIds ?? (await pool.query<{ id: string }>('SELECT id FROM licenses')).rows.map((r) => r.id);
+      const isoDay = day.toISOString().slice(0, 10);
+      rowsTouched += (await recomputeDailyRollups(pool, ids.map((licenseId) => ({ licenseId, day: isoDay })))).rowsTouched;
+    }
+    await options.onProgress?.(i + 1, total);
+  }
+  // Events that arrived in the range while it was being recomputed marked their hours;
+  // handle them now so the range is exact when the job reports completion.
+  const late = await recomputeMarkedHours(pool, new Date(Math.min(last.getTime() + DAY_MS, currentHour.getTime())));
+  return {
+    rowsTouched: rowsTouched + late.rowsTouched,
+    days: total,
+    skippedBefore: requestedStart < horizon ? horizon.toISOString().slice(0, 10) : null,
+  };
+}
+
+async function licensesInScope(pool: pg.Pool, range: RecalculationRange): Promise<string[] | null> {
+  if (range.licenseId) {
+    const { rows } = await pool.query<{ id: string }>(
+      'SELECT id FROM licenses WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)',
+      [range.licenseId, range.tenantId],
+    );
+    return rows.map((r) => r.id);
+  }
+  if (range.tenantId) {
+    const { rows } = await pool.query<{ id: string }>('SELECT id FROM licenses WHERE tenant_id = $1', [range.tenantId]);
+    return rows.map((r) => r.id);
+  }
+  return null;
+}

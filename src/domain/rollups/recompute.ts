@@ -1,0 +1,271 @@
+import type pg from 'pg';
+
+/**
+ * Rollups are recomputed per window from the raw events and upserted, never incremented:
+ * after any run, every rollup row of the window equals a GROUP BY of its raw events, and
+ * rows whose events are gone from the window are removed. Running a window twice is
+ * harmless, which is what makes retries, restarts and two schedulers safe.
+ *
+ * Concurrency: every recompute of an hour takes a transaction-scoped advisory lock on that
+ * hour (daily recomputes take one lock for daily rows) before reading. PostgreSQL's READ
+ * COMMITTED gives each statement a fresh snapshot, so the recompute that waited sees
+ * everything the one before it saw, and a slower, older computation can never overwrite a
+ * newer one.
+ */
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+const HOURLY_LOCK = 7_001;
+const DAILY_LOCK = 7_002;
+
+export interface RecomputeResult {
+  /** Rollup rows written (inserted or updated) plus rows removed. */
+  rowsTouched: number;
+}
+
+export function hourFloor(date: Date): Date {
+  return new Date(Math.floor(date.getTime() / HOUR_MS) * HOUR_MS);
+}
+
+export function utcDateFloor(date: Date): Date {
+  return new Date(Math.floor(date.getTime() / DAY_MS) * DAY_MS);
+}
+
+/** `2026-11-23` for a UTC date (midnight). */
+export function isoDate(date: Date): string {
+  return date.toISOString().slice(0, 10);
+}
+
+const AGGREGATES = `
+  sum(e.quantity) AS quantity,
+  count(*) AS event_count,
+  max(e.quantity) AS max_quantity,
+  count(DISTINCT e.user_id) AS distinct_users,
+  count(*) FILTER (WHERE e.status_code >= 400) AS error_count,
+  coalesce(sum(e.duration_ms), 0) AS duration_ms_sum`;
+
+const UPSERT_SET = `
+  quantity = EXCLUDED.quantity, event_count = EXCLUDED.event_count, max_quantity = EXCLUDED.max_quantity,
+  distinct_users = EXCLUDED.distinct_users, error_count = EXCLUDED.error_count,
+  duration_ms_sum = EXCLUDED.duration_ms_sum, computed_at = now()`;
+
+/**
+ * Hourly rows of [start, end) (whole UTC hours), for every license or only the given ones.
+ * One statement computes, upserts and removes stale rows, so it commits all or nothing.
+ */
+const HOURLY_SQL = `
+WITH fresh AS (
+  SELECT e.tenant_id, e.license_id, e.usage_type, date_trunc('hour', e.occurred_at) AS hour, ${AGGREGATES}
+    FROM usage_events e
+   WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+     AND ($3::uuid[] IS NULL OR e.license_id = ANY($3::uuid[]))
+   GROUP BY 1, 2, 3, 4
+),
+written AS (
+  INSERT INTO usage_rollups_hourly AS r (tenant_id, license_id, usage_type, hour, quantity, event_count,
+    max_quantity, distinct_users, error_count, duration_ms_sum)
+  SELECT * FROM fresh
+  ON CONFLICT (tenant_id, license_id, usage_type, hour) DO UPDATE SET ${UPSERT_SET}
+  RETURNING 1
+),
+removed AS (
+  DELETE FROM usage_rollups_hourly r
+   WHERE r.hour >= $1 AND r.hour < $2
+     AND ($3::uuid[] IS NULL OR r.license_id = ANY($3::uuid[]))
+     AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = r.tenant_id AND f.license_id = r.license_id
+                       AND f.usage_type = r.usage_type AND f.hour = r.hour)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
+
+/**
+ * Daily rows for license-local dates. $1/$2 bound the raw scan (a superset of every target
+ * day in every zone); $3 is one target date per license: the day to recompute is the one
+ * whose local date equals it. A day is cut at the license's own midnight, so it holds 23,
+ * 24 or 25 hours, or starts on a half hour; that is why it is never summed from hourly rows.
+ */
+const DAILY_SQL = `
+WITH target AS (
+  SELECT l.id AS license_id, l.tenant_id, l.timezone, t.day
+    FROM unnest($3::uuid[], $4::date[]) AS t(license_id, day)
+    JOIN licenses l ON l.id = t.license_id
+),
+fresh AS (
+  SELECT e.tenant_id, e.license_id, e.usage_type, t.day AS date, t.timezone, ${AGGREGATES}
+    FROM usage_events e
+    JOIN target t ON t.license_id = e.license_id AND t.tenant_id = e.tenant_id
+   WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+     AND (e.occurred_at AT TIME ZONE t.timezone)::date = t.day
+   GROUP BY 1, 2, 3, 4, 5
+),
+written AS (
+  INSERT INTO usage_rollups_daily AS r (tenant_id, license_id, usage_type, date, timezone, quantity, event_count,
+    max_quantity, distinct_users, error_count, duration_ms_sum)
+  SELECT * FROM fresh
+  ON CONFLICT (tenant_id, license_id, usage_type, date) DO UPDATE SET timezone = EXCLUDED.timezone, ${UPSERT_SET}
+  RETURNING 1
+),
+removed AS (
+  DELETE FROM usage_rollups_daily r
+   USING target t
+   WHERE r.license_id = t.license_id AND r.tenant_id = t.tenant_id AND r.date = t.day
+     AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = r.tenant_id AND f.license_id = r.license_id
+                       AND f.usage_type = r.usage_type AND f.date = r.date)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
+
+async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function lockHours(client: pg.PoolClient, start: Date, end: Date): Promise<void> {
+  // Ascending order: two recomputes with overlapping ranges cannot deadlock.
+  await client.query(
+    `SELECT pg_advisory_xact_lock(${HOURLY_LOCK}, h::int)
+       FROM generate_series(($1::timestamptz - 'epoch'::timestamptz) / interval '1 hour',
+                            ($2::timestamptz - 'epoch'::timestamptz) / interval '1 hour' - 1) AS h ORDER BY h`,
+    [start.toISOString(), end.toISOString()],
+  );
+}
+
+/**
+ * Recomputes the hourly rollups of the UTC hours in [start, end) for all licenses, or only
+ * for `licenseIds`, and clears the late-event marks it covered. The license-local days of
+ * the cleared marks are recomputed in the same transaction: once a mark is gone, both the
+ * hourly and the daily rows it stood for are exact. `start` and `end` are floored to hours.
+ */
+export async function recomputeHourlyRollups(
+  pool: pg.Pool,
+  range: { start: Date; end: Date; licenseIds?: string[] },
+): Promise<RecomputeResult> {
+  const start = hourFloor(range.start);
+  const end = hourFloor(range.end);
+  if (end <= start) return { rowsTouched: 0 };
+  return inTransaction(pool, async (client) => {
+    await lockHours(client, start, end);
+    // Marks are cleared before reading: an event committed after this point keeps (or
+    // re-adds) its mark, so nothing falls between this recompute and the next one.
+    const cleared = await client.query<{ license_id: string; hour: Date }>(
+      `DELETE FROM rollup_dirty_hours WHERE hour >= $1 AND hour < $2 AND ($3::uuid[] IS NULL OR license_id = ANY($3::uuid[]))
+       RETURNING license_id, hour`,
+      [start, end, range.licenseIds ?? null],
+    );
+    const { rows } = await client.query<{ touched: string }>(HOURLY_SQL, [start, end, range.licenseIds ?? null]);
+    let rowsTouched = Number(rows[0]!.touched);
+    if (cleared.rows.length) {
+      const days = await localDaysOverlapping(
+        client,
+        cleared.rows.map((r) => ({ licenseId: r.license_id, hour: r.hour })),
+      );
+      rowsTouched += await recomputeDays(client, days);
+    }
+    return { rowsTouched };
+  });
+}
+
+async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise<number> {
+  if (days.length === 0) return 0;
+  const dates = days.map((d) => Date.parse(`${d.day}T00:00:00Z`));
+  // Local midnight lies within 14 hours before and 12 hours after UTC midnight (UTC+14 to
+  // UTC-12); scan that superset and let the per-license date test choose the rows.
+  const scanStart = new Date(Math.min(...dates) - 14 * HOUR_MS);
+  const scanEnd = new Date(Math.max(...dates) + DAY_MS + 12 * HOUR_MS);
+  await client.query(`SELECT pg_advisory_xact_lock(${DAILY_LOCK}, 0)`);
+  const { rows } = await client.query<{ touched: string }>(DAILY_SQL, [
+    scanStart,
+    scanEnd,
+    days.map((d) => d.licenseId),
+    days.map((d) => d.day),
+  ]);
+  return Number(rows[0]!.touched);
+}
+
+/** A license-local calendar day. */
+export interface LicenseDay {
+  licenseId: string;
+  /** Local calendar date, `YYYY-MM-DD`. */
+  day: string;
+}
+
+/**
+ * Recomputes the daily rollups of the given license-local dates from the raw events. Days
+ * are given per license because each license cuts its days in its own time zone.
+ */
+export async function recomputeDailyRollups(pool: pg.Pool, days: LicenseDay[]): Promise<RecomputeResult> {
+  if (days.length === 0) return { rowsTouched: 0 };
+  return inTransaction(pool, async (client) => ({ rowsTouched: await recomputeDays(client, days) }));
+}
+
+/**
+ * For a daily window (UTC date D), the one local date per license that ends within D:
+ * each license-local date ends in exactly one UTC date, so running the daily window of every
+ * UTC date finalizes every local date once, after it is over.
+ */
+export async function localDaysEndingOn(
+  db: pg.Pool | pg.PoolClient,
+  utcDate: Date,
+  licenseIds?: string[],
+): Promise<LicenseDay[]> {
+  const { rows } = await db.query<{ license_id: string; day: string }>(
+    `SELECT id AS license_id, to_char((($1::timestamptz) AT TIME ZONE timezone)::date - 1, 'YYYY-MM-DD') AS day
+       FROM licenses
+      WHERE ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))`,
+    [new Date(utcDateFloor(utcDate).getTime() + DAY_MS), licenseIds ?? null],
+  );
+  return rows.map((r) => ({ licenseId: r.license_id, day: r.day }));
+}
+
+/** The license-local dates that overlap the UTC hours [start, end), per license. */
+export async function localDaysOverlapping(
+  db: pg.Pool | pg.PoolClient,
+  pairs: { licenseId: string; hour: Date }[],
+): Promise<LicenseDay[]> {
+  if (pairs.length === 0) return [];
+  const { rows } = await db.query<{ license_id: string; day: string }>(
+    `SELECT DISTINCT l.id AS license_id, to_char(d.day, 'YYYY-MM-DD') AS day
+       FROM unnest($1::uuid[], $2::timestamptz[]) AS p(license_id, hour)
+       JOIN licenses l ON l.id = p.license_id
+       CROSS JOIN LATERAL (VALUES ((p.hour AT TIME ZONE l.timezone)::date),
+                                  (((p.hour + interval '1 hour' - interval '1 millisecond') AT TIME ZONE l.timezone)::date)) AS d(day)`,
+    [pairs.map((p) => p.licenseId), pairs.map((p) => p.hour)],
+  );
+  return rows.map((r) => ({ licenseId: r.license_id, day: r.day }));
+}
+
+export async function recordWindow(db: pg.Pool | pg.PoolClient, kind: 'hourly' | 'daily', start: Date): Promise<void> {
+  await db.query(
+    `INSERT INTO rollup_windows (kind, start) VALUES ($1, $2) ON CONFLICT (kind, start) DO UPDATE SET computed_at = now()`,
+    [kind, start],
+  );
+}
+
+/**
+ * Recomputes every hour that late events marked (before `before`): the hourly rows of the
+ * marked licenses and the license-local days those hours fall in.
+ */
+export async function recomputeMarkedHours(pool: pg.Pool, before: Date): Promise<RecomputeResult & { marks: number }> {
+  const { rows } = await pool.query<{ license_id: string; hour: Date }>(
+    `SELECT license_id, hour FROM rollup_dirty_hours WHERE hour < $1 ORDER BY hour, license_id`,
+    [before],
+  );
+  const byHour = new Map<number, string[]>();
+  for (const r of rows) byHour.set(r.hour.getTime(), [...(byHour.get(r.hour.getTime()) ?? []), r.license_id]);
+  let rowsTouched = 0;
+  for (const [hour, licenseIds] of byHour) {
+    const range = { start: new Date(hour), end: new Date(hour + HOUR_MS), licenseIds };
+    rowsTouched += (await recomputeHourlyRollups(pool, range)).rowsTouched;
+  }
+  return { rowsTouched, marks: rows.length };
+}
