@@ -131,12 +131,12 @@ async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => 
 }
 
 async function lockHours(client: pg.PoolClient, start: Date, end: Date): Promise<void> {
+  const hours: number[] = [];
+  for (let t = start.getTime(); t < end.getTime(); t += HOUR_MS) hours.push(t / HOUR_MS);
   // Ascending order: two recomputes with overlapping ranges cannot deadlock.
   await client.query(
-    `SELECT pg_advisory_xact_lock(${HOURLY_LOCK}, h::int)
-       FROM generate_series(($1::timestamptz - 'epoch'::timestamptz) / interval '1 hour',
-                            ($2::timestamptz - 'epoch'::timestamptz) / interval '1 hour' - 1) AS h ORDER BY h`,
-    [start.toISOString(), end.toISOString()],
+    `SELECT pg_advisory_xact_lock(${HOURLY_LOCK}, h) FROM unnest($1::int[]) AS h ORDER BY h`,
+    [hours],
   );
 }
 
