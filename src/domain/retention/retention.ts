@@ -82,7 +82,9 @@ export async function applyRetention(pool: pg.Pool, policy: RetentionPolicy, now
   }
   const deletedEvents = await deleteInBatches(
     pool,
-    `DELETE FROM usage_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_events WHERE occurred_at < $1 LIMIT ${BATCH}))`,
+    // ctid is only unique within one partition: match it together with the partition (tableoid).
+    `DELETE FROM usage_events WHERE occurred_at < $1
+        AND (tableoid, ctid) IN (SELECT tableoid, ctid FROM usage_events WHERE occurred_at < $1 LIMIT ${BATCH})`,
     [cutoff],
   );
   const olderThan = (days: number) => new Date(now.getTime() - days * DAY_MS);
