@@ -73,7 +73,12 @@ export interface RecalculationRange {
 export async function recalculateRange(
   pool: pg.Pool,
   range: RecalculationRange,
-  options: { retentionDays: number; now?: Date; onProgress?: (done: number, total: number) => Promise<void> },
+  options: {
+    retentionDays: number;
+    now?: Date;
+    concurrency?: number;
+    onProgress?: (done: number, total: number) => Promise<void>;
+  },
 ): Promise<AggregationOutcome> {
   const now = options.now ?? new Date();
   const horizon = utcDateFloor(new Date(now.getTime() - options.retentionDays * DAY_MS + DAY_MS));
@@ -83,18 +88,27 @@ export async function recalculateRange(
   const licenseIds = await licensesInScope(pool, range);
   const total = Math.max(0, Math.round((last.getTime() - first.getTime()) / DAY_MS) + 1);
   const currentHour = hourFloor(now);
+  const ids = licenseIds ?? (await pool.query<{ id: string }>('SELECT id FROM licenses')).rows.map((r) => r.id);
   let rowsTouched = 0;
-  for (let i = 0; i < total; i++) {
+  let done = 0;
+  const recomputeDay = async (i: number) => {
     const day = new Date(first.getTime() + i * DAY_MS);
     const end = new Date(Math.min(day.getTime() + DAY_MS, currentHour.getTime()));
-    if (licenseIds === null || licenseIds.length > 0) {
+    if (ids.length > 0) {
       rowsTouched += (await recomputeHourlyRollups(pool, { start: day, end, licenseIds: licenseIds ?? undefined })).rowsTouched;
-      const ids = licenseIds ?? (await pool.query<{ id: string }>('SELECT id FROM licenses')).rows.map((r) => r.id);
       const isoDay = day.toISOString().slice(0, 10);
       rowsTouched += (await recomputeDailyRollups(pool, ids.map((licenseId) => ({ licenseId, day: isoDay })))).rowsTouched;
     }
-    await options.onProgress?.(i + 1, total);
-  }
+    done += 1;
+    await options.onProgress?.(done, total);
+  };
+  // Days are independent (each locks its own hours and dates): run a few at once.
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(options.concurrency ?? 2, total) }, async () => {
+      while (next < total) await recomputeDay(next++);
+    }),
+  );
   // Events that arrived in the range while it was being recomputed marked their hours;
   // handle them now so the range is exact when the job reports completion.
   const late = await recomputeMarkedHours(pool, new Date(Math.min(last.getTime() + DAY_MS, currentHour.getTime())));

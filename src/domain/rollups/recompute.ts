@@ -7,7 +7,7 @@ import type pg from 'pg';
  * harmless, which is what makes retries, restarts and two schedulers safe.
  *
  * Concurrency: every recompute of an hour takes a transaction-scoped advisory lock on that
- * hour (daily recomputes take one lock for daily rows) before reading. PostgreSQL's READ
+ * hour (a recompute of daily rows, one on each local date) before reading. PostgreSQL's READ
  * COMMITTED gives each statement a fresh snapshot, so the recompute that waited sees
  * everything the one before it saw, and a slower, older computation can never overwrite a
  * newer one.
@@ -17,6 +17,7 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 const HOURLY_LOCK = 7_001;
 const DAILY_LOCK = 7_002;
+const RECOMPUTE_WORK_MEM = '96MB';
 
 export interface RecomputeResult {
   /** Rollup rows written (inserted or updated) plus rows removed. */
@@ -119,6 +120,8 @@ async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => 
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // Sorting a window's events for count(DISTINCT user_id) in memory instead of on disk.
+    await client.query(`SET LOCAL work_mem = '${RECOMPUTE_WORK_MEM}'`);
     const result = await work(client);
     await client.query('COMMIT');
     return result;
@@ -175,28 +178,31 @@ export async function recomputeHourlyRollups(
   });
 }
 
-async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise<number> {
-  if (days.length === 0) return 0;
-  const dates = days.map((d) => Date.parse(`${d.day}T00:00:00Z`));
-  // Local midnight lies within 14 hours before and 12 hours after UTC midnight (UTC+14 to
-  // UTC-12); scan that superset and let the per-license date test choose the rows.
-  const scanStart = new Date(Math.min(...dates) - 14 * HOUR_MS);
-  const scanEnd = new Date(Math.max(...dates) + DAY_MS + 12 * HOUR_MS);
-  await client.query(`SELECT pg_advisory_xact_lock(${DAILY_LOCK}, 0)`);
-  const { rows } = await client.query<{ touched: string }>(DAILY_SQL, [
-    scanStart,
-    scanEnd,
-    days.map((d) => d.licenseId),
-    days.map((d) => d.day),
-  ]);
-  return Number(rows[0]!.touched);
-}
-
 /** A license-local calendar day. */
 export interface LicenseDay {
   licenseId: string;
   /** Local calendar date, `YYYY-MM-DD`. */
   day: string;
+}
+
+async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise<number> {
+  if (days.length === 0) return 0;
+  const licenseIds = days.map((d) => d.licenseId);
+  const dates = days.map((d) => d.day);
+  // One lock per local date, ascending: recomputes of different dates run side by side.
+  const dayNumbers = [...new Set(dates.map((d) => Date.parse(`${d}T00:00:00Z`) / DAY_MS))].sort((a, b) => a - b);
+  await client.query(`SELECT pg_advisory_xact_lock(${DAILY_LOCK}, d) FROM unnest($1::int[]) AS d ORDER BY d`, [dayNumbers]);
+  // The raw scan spans from the earliest local midnight to the latest end of the target days.
+  const bounds = await client.query<{ scan_start: Date; scan_end: Date }>(
+    `SELECT min(t.day::timestamp AT TIME ZONE l.timezone) AS scan_start,
+            max((t.day + 1)::timestamp AT TIME ZONE l.timezone) AS scan_end
+       FROM unnest($1::uuid[], $2::date[]) AS t(license_id, day) JOIN licenses l ON l.id = t.license_id`,
+    [licenseIds, dates],
+  );
+  const { scan_start: scanStart, scan_end: scanEnd } = bounds.rows[0]!;
+  if (!scanStart || !scanEnd) return 0;
+  const { rows } = await client.query<{ touched: string }>(DAILY_SQL, [scanStart, scanEnd, licenseIds, dates]);
+  return Number(rows[0]!.touched);
 }
 
 /**
