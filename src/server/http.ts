@@ -1,8 +1,8 @@
 import http from 'node:http';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { ZodError } from 'zod';
 import { appRouter } from './router';
 import { createContextFactory } from './context';
+import { createTrpcNodeHandler } from './trpc-node-handler';
 import type { Services } from './services';
 
 const TRPC_BASE = '/api/trpc/';
@@ -42,7 +42,7 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 }
 
 export function createHttpServer(services: Services): http.Server {
-  const trpc = createHTTPHandler({
+  const trpc = createTrpcNodeHandler({
     router: appRouter,
     basePath: TRPC_BASE,
     createContext: createContextFactory(services),
