@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer } from 'node:net';
@@ -148,15 +149,15 @@ export async function processTree(rootPid: number): Promise<number[]> {
 }
 
 /**
- * The node process that serves HTTP. `npm start` runs `node --import tsx src/main.ts`, one
- * process; should a launcher (the `tsx` CLI) sit in between, the server is the deepest
- * process of the tree whose command line names src/main.ts.
+ * The node process that serves HTTP. `npm start` runs one node process (see startCommand);
+ * should a launcher sit in between, the server is the deepest process of the tree whose
+ * command line names the entry point.
  */
 export async function servingPid(rootPid: number): Promise<number> {
   let best = rootPid;
   for (const pid of await processTree(rootPid)) {
     const cmdline = (await readText(`/proc/${pid}/cmdline`))?.split('\0').join(' ') ?? '';
-    if (cmdline.includes('src/main.ts')) best = pid;
+    if (cmdline.includes(startCommand().entry)) best = pid;
   }
   return best;
 }
@@ -418,12 +419,24 @@ export interface StartOptions {
   nodeArgs?: string[];
 }
 
-/** Starts the API exactly as `npm start` does (`node --import tsx src/main.ts`) with ROLE=api and waits for /health. */
+/**
+ * What `npm start` runs, read from package.json so the benchmark cannot drift from it:
+ * `node [node flags] <entry>`, with `nodeArgs` holding the flags.
+ */
+export function startCommand(): { nodeArgs: string[]; entry: string; text: string } {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words.length < 2) throw new Error(`npm start must be "node [flags] <entry>" for the benchmark (got "${pkg.scripts.start}")`);
+  return { nodeArgs: words.slice(1, -1), entry: words[words.length - 1]!, text: pkg.scripts.start };
+}
+
+/** Starts the API exactly as `npm start` does (see startCommand) with ROLE=api and waits for /health. */
 export async function startServer(options: StartOptions): Promise<StartedServer> {
   const port = await freePort();
   const adminKey = `tk_test_${randomAlphanumeric(26)}`;
   const redisKeyPrefix = `bench:${port}:${randomAlphanumeric(8)}:`;
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
+  const start = startCommand();
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...start.nodeArgs, start.entry], {
     cwd: ROOT,
     env: {
       ...process.env,

@@ -31,6 +31,7 @@ import {
   renderFigures,
   renderPhases,
   renderTable,
+  startCommand,
   startServer,
   stopServer,
   summarizeCpuProfile,
@@ -163,7 +164,7 @@ async function main(): Promise<number> {
 
   const profiles: Record<string, ProfileSummary> = {};
   if (profileDir) {
-    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (the other is tsx's loader-hooks thread).
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread.
     const files = (await readdir(profileDir).catch(() => [] as string[])).filter((f) => f.endsWith('.cpuprofile'));
     const file = files.find((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f)) ?? files[0];
     if (!file) failures.push(`no .cpuprofile was written to ${profileDir}`);
@@ -188,7 +189,7 @@ async function main(): Promise<number> {
       bench: report.name,
       startedAt: startedAt.toISOString(),
       machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, postgres: facts },
-      api: { command: 'node --import tsx src/main.ts', env: { ROLE: 'api', LOG_LEVEL: 'warn', ...apiEnv }, cpuProfile: Boolean(profileDir), exitCode: serverExit },
+      api: { command: startCommand().text, env: { ROLE: 'api', LOG_LEVEL: 'warn', ...apiEnv }, cpuProfile: Boolean(profileDir), exitCode: serverExit },
       config: report.config,
       figures: report.figures.map((f) => ({ ...f, verdict: verdict(f) || undefined })),
       phases: report.phases,

@@ -1,8 +1,8 @@
 import http from 'node:http';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { ZodError } from 'zod';
 import { appRouter } from './router';
 import { createContextFactory } from './context';
+import { createTrpcNodeHandler } from './trpc-node-handler';
 import type { Services } from './services';
 import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
 import { QUEUES } from '../../jobs/catalog';
@@ -57,7 +57,7 @@ async function refreshQueueDepth(services: Services): Promise<void> {
 }
 
 export function createHttpServer(services: Services): http.Server {
-  const trpc = createHTTPHandler({
+  const trpc = createTrpcNodeHandler({
     router: appRouter,
     basePath: TRPC_BASE,
     createContext: createContextFactory(services),

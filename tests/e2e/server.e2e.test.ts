@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 
 /**
- * Starts Tally the way `npm start` does (node --import tsx src/main.ts) against a database that does not
+ * Starts Tally the way `npm start` does (its command is read from package.json) against a database that does not
  * exist yet, and drives it over HTTP with plain JSON, like curl.
  */
 const root = path.resolve(__dirname, '..', '..');
@@ -33,8 +34,11 @@ interface Started {
 }
 
 function startTally(env: Record<string, string>): Started {
-  // exactly what `npm start` runs; one process, so signals reach Tally itself
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // exactly what `npm start` runs ("node [flags] <entry>"); one process, so signals reach Tally itself
+  const start = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const [node, ...args] = start.trim().split(/\s+/);
+  expect(node).toBe('node');
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
