@@ -24,6 +24,7 @@ import {
   intFromEnv,
   randomAlphanumeric,
   round,
+  startCommand,
 } from './lib';
 
 const HOUR = 3_600_000;
@@ -84,7 +85,8 @@ async function generateEvents(
 }
 
 function startWorker(ctx: BenchContext, prefix: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const start = startCommand();
+  const child = spawn(process.execPath, [...start.nodeArgs, start.entry], {
     cwd: ROOT,
     env: { ...process.env, NODE_ENV: 'production', ROLE: 'worker', DATABASE_URL: ctx.databaseUrl, REDIS_KEY_PREFIX: prefix, LOG_LEVEL: 'warn', WORKER_CONCURRENCY: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -160,8 +162,9 @@ export async function runRollupBench(ctx: BenchContext, config: Config): Promise
         {
           tenantId: null,
           licenseId: null,
-          startDate: new Date(spanStart).toISOString().slice(0, 10),
-          endDate: new Date(spanEnd).toISOString().slice(0, 10),
+          // one day more on each side: local days of the first and last UTC dates reach into them
+          startDate: new Date(spanStart - DAY).toISOString().slice(0, 10),
+          endDate: new Date(spanEnd + DAY).toISOString().slice(0, 10),
         },
         { rerunTag: ctx.runId },
       );

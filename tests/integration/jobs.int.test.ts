@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { QueueEvents, type Worker } from 'bullmq';
 import pg from 'pg';
@@ -169,7 +170,10 @@ describe('a worker killed in the middle of a job', () => {
   afterEach(() => worker?.kill('SIGKILL'));
 
   const startWorkerProcess = () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    // as `npm start` runs it, with ROLE=worker
+    const start = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    const [, ...args] = start.trim().split(/\s+/);
+    const child = spawn(process.execPath, args, {
       cwd: root,
       env: { ...process.env, ROLE: 'worker', DATABASE_URL: db.url, REDIS_KEY_PREFIX: app.prefix, LOG_LEVEL: 'warn', JOB_LOCK_MS: '2000' },
       stdio: ['ignore', 'ignore', 'inherit'],
