@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { AppError } from '../../lib/errors';
 import { LATE_MARK_LEAD_SECONDS } from '../usage/ingest';
+import { summarizeEventTimeIndex } from '../usage/partitions';
 import {
   hourFloor,
   localDaysEndingOn,
@@ -37,6 +38,7 @@ export async function aggregateHourlyWindow(pool: pg.Pool, hour: Date, now = new
   const start = hourFloor(hour);
   const end = new Date(start.getTime() + HOUR_MS);
   assertWindowEnded('hour', end, now);
+  await summarizeEventTimeIndex(pool);
   const window = await recomputeHourlyRollups(pool, { start, end });
   await recordWindow(pool, 'hourly', start);
   const late = await recomputeMarkedHours(pool, end);
@@ -50,6 +52,7 @@ export async function aggregateHourlyWindow(pool: pg.Pool, hour: Date, now = new
 export async function aggregateDailyWindow(pool: pg.Pool, date: Date, now = new Date()): Promise<AggregationOutcome> {
   const day = utcDateFloor(date);
   assertWindowEnded('UTC date', new Date(day.getTime() + DAY_MS), now);
+  await summarizeEventTimeIndex(pool);
   const days = await localDaysEndingOn(pool, day);
   const result = await recomputeDailyRollups(pool, days);
   await recordWindow(pool, 'daily', day);
@@ -86,6 +89,7 @@ export async function recalculateRange(
   const first = requestedStart < horizon ? horizon : requestedStart;
   const last = new Date(`${range.endDate}T00:00:00Z`);
   const licenseIds = await licensesInScope(pool, range);
+  await summarizeEventTimeIndex(pool);
   const total = Math.max(0, Math.round((last.getTime() - first.getTime()) / DAY_MS) + 1);
   const currentHour = hourFloor(now);
   const ids = licenseIds ?? (await pool.query<{ id: string }>('SELECT id FROM licenses')).rows.map((r) => r.id);

@@ -45,10 +45,15 @@ const AGGREGATES = `
   count(*) FILTER (WHERE e.status_code >= 400) AS error_count,
   coalesce(sum(e.duration_ms), 0) AS duration_ms_sum`;
 
+// A row whose numbers did not change is left alone (no new row version, no index churn).
 const UPSERT_SET = `
   quantity = EXCLUDED.quantity, event_count = EXCLUDED.event_count, max_quantity = EXCLUDED.max_quantity,
   distinct_users = EXCLUDED.distinct_users, error_count = EXCLUDED.error_count,
   duration_ms_sum = EXCLUDED.duration_ms_sum, computed_at = now()`;
+const CHANGED = `
+  (r.quantity, r.event_count, r.max_quantity, r.distinct_users, r.error_count, r.duration_ms_sum)
+    IS DISTINCT FROM (EXCLUDED.quantity, EXCLUDED.event_count, EXCLUDED.max_quantity, EXCLUDED.distinct_users,
+                      EXCLUDED.error_count, EXCLUDED.duration_ms_sum)`;
 
 /**
  * Hourly rows of [start, end) (whole UTC hours), for every license or only the given ones.
@@ -66,15 +71,14 @@ written AS (
   INSERT INTO usage_rollups_hourly AS r (tenant_id, license_id, usage_type, hour, quantity, event_count,
     max_quantity, distinct_users, error_count, duration_ms_sum)
   SELECT * FROM fresh
-  ON CONFLICT (tenant_id, license_id, usage_type, hour) DO UPDATE SET ${UPSERT_SET}
+  ON CONFLICT (tenant_id, license_id, usage_type, hour) DO UPDATE SET ${UPSERT_SET} WHERE ${CHANGED}
   RETURNING 1
 ),
 removed AS (
   DELETE FROM usage_rollups_hourly r
    WHERE r.hour >= $1 AND r.hour < $2
      AND ($3::uuid[] IS NULL OR r.license_id = ANY($3::uuid[]))
-     AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = r.tenant_id AND f.license_id = r.license_id
-                       AND f.usage_type = r.usage_type AND f.hour = r.hour)
+     AND (r.tenant_id, r.license_id, r.usage_type, r.hour) NOT IN (SELECT tenant_id, license_id, usage_type, hour FROM fresh)
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
@@ -104,14 +108,14 @@ written AS (
     max_quantity, distinct_users, error_count, duration_ms_sum)
   SELECT * FROM fresh
   ON CONFLICT (tenant_id, license_id, usage_type, date) DO UPDATE SET timezone = EXCLUDED.timezone, ${UPSERT_SET}
+    WHERE ${CHANGED} OR r.timezone IS DISTINCT FROM EXCLUDED.timezone
   RETURNING 1
 ),
 removed AS (
   DELETE FROM usage_rollups_daily r
    USING target t
    WHERE r.license_id = t.license_id AND r.tenant_id = t.tenant_id AND r.date = t.day
-     AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = r.tenant_id AND f.license_id = r.license_id
-                       AND f.usage_type = r.usage_type AND f.date = r.date)
+     AND (r.tenant_id, r.license_id, r.usage_type, r.date) NOT IN (SELECT tenant_id, license_id, usage_type, date FROM fresh)
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;

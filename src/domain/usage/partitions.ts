@@ -18,3 +18,16 @@ export async function ensureUsageEventPartitions(pool: pg.Pool, now: Date, oldes
   );
   return rows[0]?.created ?? 0;
 }
+
+/**
+ * Summarizes the page ranges of the events' BRIN index on occurred_at that were filled since
+ * the last summary (autovacuum does it too, but later), so a rollup job that reads an hour or
+ * a day finds just its pages. Already summarized ranges cost nothing.
+ */
+export async function summarizeEventTimeIndex(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ summarized: string | null }>(
+    `SELECT sum(brin_summarize_new_values(i.inhrelid::regclass))::text AS summarized
+       FROM pg_inherits i WHERE i.inhparent = 'usage_events_occurred_at_idx'::regclass`,
+  );
+  return Number(rows[0]?.summarized ?? 0);
+}
