@@ -147,6 +147,35 @@ describe('usage.recalculateAggregates', () => {
     expect(run.data.rowsTouched).toBeGreaterThan(0);
   });
 
+  it('stays exact while events keep arriving in the range: every difference is marked, and the next hourly run closes it', async () => {
+    const { ownerKey, tenantId } = await app.createTenant();
+    const { id: licenseId } = await app.createLicense(ownerKey, { timezone: 'Asia/Kolkata' });
+    const now = Date.now();
+    const event = (i: number) => ({ licenseId, usageType: 'api_call', quantity: `${i % 9}.25`, userId: `u${i % 5}`, occurredAt: new Date(now - ((i * 53) % 90 + 2) * HOUR).toISOString() });
+    await track(ownerKey, Array.from({ length: 300 }, (_, i) => event(i)));
+    const startDate = new Date(now - 5 * DAY).toISOString().slice(0, 10);
+    const endDate = new Date(now).toISOString().slice(0, 10);
+    const { jobId } = (await app.call('usage.recalculateAggregates', { licenseId, startDate, endDate }, app.adminKey, { headers: { 'x-tally-tenant': tenantId } })).data;
+    const workers = inProcessWorkers();
+    let writing = true;
+    const writer = (async () => {
+      for (let b = 0; writing && b < 200; b++) await track(ownerKey, Array.from({ length: 20 }, (_, i) => event(1000 + b * 20 + i)));
+    })();
+    try {
+      await waitFor(jobId);
+    } finally {
+      writing = false;
+      await writer;
+      await closeWorkers(workers);
+    }
+    const bounds = { hoursBefore: new Date(hourFloor(now)), daysEndedBefore: new Date(Math.floor(now / DAY) * DAY) };
+    const diff = await rollupDifferences(pool(), [licenseId], bounds);
+    const marked = new Set((await app.prisma.rollupDirtyHour.findMany({ where: { licenseId } })).map((m) => m.hour.getTime()));
+    for (const row of diff.hourly as { hour: Date }[]) expect(marked.has(row.hour.getTime())).toBe(true);
+    await aggregateHourlyWindow(pool(), new Date(hourFloor(now) - HOUR), new Date(now));
+    expect(await rollupDifferences(pool(), [licenseId], bounds)).toEqual({ hourly: [], daily: [] });
+  });
+
   it('accepts 400 days and refuses 401, an inverted range, a future start and a foreign license', async () => {
     const { ownerKey, tenantId } = await app.createTenant();
     const other = await app.createTenant();
