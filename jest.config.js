@@ -7,5 +7,5 @@ module.exports = {
   globalSetup: '<rootDir>/tests/setup/global-setup.ts',
   globalTeardown: '<rootDir>/tests/setup/global-teardown.ts',
   maxWorkers: 2,
-  testTimeout: 30000,
+  testTimeout: 60000,
 };

@@ -17,7 +17,7 @@ let app: TestApp;
 beforeAll(async () => {
   db = createIsolatedDatabase('aggregation');
   app = await TestApp.start({ DATABASE_URL: db.url });
-});
+}, 180_000);
 afterAll(async () => {
   await app.close();
   await db.drop();

@@ -32,7 +32,7 @@ beforeAll(async () => {
     Object.keys(app.services.queues.queues).map((q) => [q, new QueueEvents(q, { connection: createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null }), prefix })]),
   );
   await Promise.all(Object.values(queueEvents).map((q) => q.waitUntilReady()));
-});
+}, 180_000);
 afterAll(async () => {
   await Promise.all(Object.values(queueEvents).map((q) => q.close()));
   await app.close();
