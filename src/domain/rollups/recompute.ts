@@ -65,7 +65,8 @@ WITH fresh AS (
     FROM usage_events e
    WHERE e.occurred_at >= $1 AND e.occurred_at < $2
      AND ($3::uuid[] IS NULL OR e.license_id = ANY($3::uuid[]))
-   GROUP BY 1, 2, 3, 4
+   -- license first: it varies most, so the sort compares (abbreviated) uuids, rarely text
+   GROUP BY e.license_id, e.usage_type, 4, e.tenant_id
 ),
 written AS (
   INSERT INTO usage_rollups_hourly AS r (tenant_id, license_id, usage_type, hour, quantity, event_count,
@@ -84,14 +85,29 @@ removed AS (
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
 
 /**
- * Daily rows for license-local dates. $1/$2 bound the raw scan (a superset of every target
- * day in every zone); $3 is one target date per license: the day to recompute is the one
- * whose local date equals it. A day is cut at the license's own midnight, so it holds 23,
- * 24 or 25 hours, or starts on a half hour; that is why it is never summed from hourly rows.
+ * The same for a window that holds no rollup rows yet (the usual first run, a backfill of
+ * new history): a plain insert, without the upsert's per-row conflict check.
+ */
+const HOURLY_FIRST_SQL = `
+INSERT INTO usage_rollups_hourly (tenant_id, license_id, usage_type, hour, quantity, event_count,
+  max_quantity, distinct_users, error_count, duration_ms_sum)
+SELECT e.tenant_id, e.license_id, e.usage_type, date_trunc('hour', e.occurred_at) AS hour, ${AGGREGATES}
+  FROM usage_events e
+ WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+   AND ($3::uuid[] IS NULL OR e.license_id = ANY($3::uuid[]))
+ GROUP BY e.license_id, e.usage_type, 4, e.tenant_id`;
+
+/**
+ * Daily rows for license-local dates. $1/$2 bound the raw scan (the union of the target
+ * days); $3/$4 pair each license with a local date. A day runs from the license's local
+ * midnight to the next, converted to instants once per license, so it holds 23, 24 or 25
+ * hours, or starts on a half hour; that is why it is never summed from hourly rows.
  */
 const DAILY_SQL = `
 WITH target AS (
-  SELECT l.id AS license_id, l.tenant_id, l.timezone, t.day
+  SELECT l.id AS license_id, l.tenant_id, l.timezone, t.day,
+         t.day::timestamp AT TIME ZONE l.timezone AS day_start,
+         (t.day + 1)::timestamp AT TIME ZONE l.timezone AS day_end
     FROM unnest($3::uuid[], $4::date[]) AS t(license_id, day)
     JOIN licenses l ON l.id = t.license_id
 ),
@@ -100,8 +116,8 @@ fresh AS (
     FROM usage_events e
     JOIN target t ON t.license_id = e.license_id AND t.tenant_id = e.tenant_id
    WHERE e.occurred_at >= $1 AND e.occurred_at < $2
-     AND (e.occurred_at AT TIME ZONE t.timezone)::date = t.day
-   GROUP BY 1, 2, 3, 4, 5
+     AND e.occurred_at >= t.day_start AND e.occurred_at < t.day_end
+   GROUP BY e.license_id, e.usage_type, t.day, e.tenant_id, t.timezone
 ),
 written AS (
   INSERT INTO usage_rollups_daily AS r (tenant_id, license_id, usage_type, date, timezone, quantity, event_count,
@@ -169,8 +185,18 @@ export async function recomputeHourlyRollups(
        RETURNING license_id, hour`,
       [start, end, range.licenseIds ?? null],
     );
-    const { rows } = await client.query<{ touched: string }>(HOURLY_SQL, [start, end, range.licenseIds ?? null]);
-    let rowsTouched = Number(rows[0]!.touched);
+    const params = [start, end, range.licenseIds ?? null];
+    const { rows: existing } = await client.query(
+      `SELECT 1 FROM usage_rollups_hourly WHERE hour >= $1 AND hour < $2 AND ($3::uuid[] IS NULL OR license_id = ANY($3::uuid[])) LIMIT 1`,
+      params,
+    );
+    let rowsTouched: number;
+    if (existing.length === 0) {
+      rowsTouched = (await client.query(HOURLY_FIRST_SQL, params)).rowCount ?? 0;
+    } else {
+      const { rows } = await client.query<{ touched: string }>(HOURLY_SQL, params);
+      rowsTouched = Number(rows[0]!.touched);
+    }
     if (cleared.rows.length) {
       const days = await localDaysOverlapping(
         client,
