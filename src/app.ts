@@ -9,6 +9,7 @@ import { ensurePlans } from './domain/plans/ensure-plans';
 import { EventWriter } from './domain/usage/ingest';
 import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
+import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 
@@ -35,7 +36,16 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
   await bullConnection.connect();
   const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues };
+  const quota = new QuotaEnforcer(
+    { redis, pool: db.pool, prisma: db.prisma, logger },
+    {
+      keyPrefix: env.REDIS_KEY_PREFIX,
+      failMode: env.QUOTA_FAIL_MODE,
+      limitsCacheMs: env.QUOTA_LIMITS_CACHE_SECONDS * 1000,
+      redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS,
+    },
+  );
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, quota };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

@@ -6,6 +6,7 @@ import type { Redis } from '../lib/redis';
 import type { ApiKeyAuthenticator } from '../domain/api-keys/authenticator';
 import type { EventWriter } from '../domain/usage/ingest';
 import type { GroupCommitter } from '../domain/usage/group-commit';
+import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
@@ -21,4 +22,5 @@ export interface Services {
   authenticator: ApiKeyAuthenticator;
   eventWriter: EventWriter;
   groupCommitter: GroupCommitter;
+  quota: QuotaEnforcer;
 }
