@@ -17,6 +17,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ingestConfigFromEnv, runIngestBench } from './ingest';
+import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import {
   type BenchContext,
   type BenchReport,
@@ -40,6 +41,7 @@ import {
 /** Later benchmarks (rollups, analytics) register here. */
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   ingest: (ctx) => runIngestBench(ctx, ingestConfigFromEnv()),
+  quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

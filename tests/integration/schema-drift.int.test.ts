@@ -17,7 +17,7 @@ it('schema.prisma and the migrated test database agree', () => {
   const result = drift(process.env.DATABASE_URL!);
   expect(result.stdout).toContain('no drift');
   expect(result.status).toBe(0);
-});
+}, 120_000);
 
 it('reports a column the migrations added but schema.prisma does not have', async () => {
   const base = new URL(process.env.DATABASE_URL!);
@@ -45,5 +45,5 @@ it('reports a column the migrations added but schema.prisma does not have', asyn
     await c.query(`DROP DATABASE IF EXISTS "${scratch.pathname.slice(1)}" WITH (FORCE)`);
     await c.end();
   }
-});
+}, 120_000);
 
