@@ -4,11 +4,10 @@ import type { Redis } from 'ioredis';
 /**
  * Check-and-increment for every counter a set of events touches, atomically. Values are
  * integers (millionths of a unit).
- * KEYS: the counters. ARGV: per key, its initial value ('' = unknown) and its expiry (unix
- * ms); then the number of events and, per event: quantity, number of its counters, and per
- * counter its KEYS index and cap (-1 = no hard cap).
- * A counter that is missing and has no initial value stops the script before anything is
- * written: it answers {0, missing indexes} and the caller rebuilds those from PostgreSQL.
+ * KEYS: the counters. ARGV: the number of events and, per event: quantity, number of its
+ * counters, and per counter its KEYS index and cap (-1 = no hard cap).
+ * A missing counter stops the script before anything is written: it answers
+ * {0, missing indexes} and the caller rebuilds those from PostgreSQL.
  * Otherwise events are judged in order: one that would pass any cap is refused and adds
  * nothing. Answer: {1, per event: admitted (1/0), then each counter's value before it}.
  */
@@ -18,21 +17,12 @@ local vals = {}
 local missing = {}
 for i = 1, nkeys do
   local v = redis.call('GET', KEYS[i])
-  if not v then
-    local init = ARGV[2 * i - 1]
-    if init == '' then
-      missing[#missing + 1] = i
-    else
-      redis.call('SET', KEYS[i], init, 'PXAT', ARGV[2 * i])
-      v = init
-    end
-  end
-  vals[i] = tonumber(v)
+  if not v then missing[#missing + 1] = i else vals[i] = tonumber(v) end
 end
 if #missing > 0 then return {0, missing} end
 local out = {1}
 local delta = {}
-local p = 2 * nkeys + 1
+local p = 1
 local nevents = tonumber(ARGV[p])
 p = p + 1
 for e = 1, nevents do

@@ -10,8 +10,8 @@ import {
   type EffectiveLimit,
   type LicenseLimits,
   capOf,
-  crossedLevels,
-  fromMicro,
+  formatMicro,
+  levelMicro,
   limitsFor,
   loadLicenseLimits,
   toMicro,
@@ -38,6 +38,10 @@ interface Counter {
   limit: EffectiveLimit;
   /** null for a limit that allows overage: counted, never refused. */
   capMicro: bigint | null;
+  /** limit × (1 + grace%) in millionths, whether or not it is enforced. */
+  graceCapMicro: bigint;
+  /** The usage at which each alert level is reached, in millionths. */
+  levelMicros: { level: number; at: bigint }[];
 }
 
 export interface QuotaEvent {
@@ -96,9 +100,9 @@ function stateOf(counter: Counter, used: bigint): QuotaState {
   return {
     usageType: counter.usageType,
     periodType: counter.period.type,
-    limit: fromMicro(cap).toFixed(),
-    used: fromMicro(used).toFixed(),
-    remaining: fromMicro(used >= cap ? 0n : cap - used).toFixed(),
+    limit: formatMicro(cap),
+    used: formatMicro(used),
+    remaining: formatMicro(used >= cap ? 0n : cap - used),
     resetAt: counter.period.end,
   };
 }
@@ -126,9 +130,11 @@ class Timeout extends Error {}
  */
 export class QuotaEnforcer {
   private readonly limitsCache = new Map<string, { at: number; value: Promise<LicenseLimits | null> }>();
+  /** Counters worked out per license limits and usage type, reused while their periods last. */
+  private readonly countersCache = new WeakMap<LicenseLimits, Map<string, Counter[]>>();
   /** Reserved in Redis, not yet written or given back: a rebuild must count them. */
   private readonly inflight = new Map<string, bigint>();
-  private readonly rebuilding = new Map<string, Promise<bigint>>();
+  private readonly rebuilding = new Map<string, Promise<void>>();
   /** Without Redis, decisions for one license are taken one at a time in this process. */
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
 
@@ -156,7 +162,20 @@ export class QuotaEnforcer {
     return value;
   }
 
+  /** The hot path: periods (time-zone arithmetic) and caps (decimal arithmetic) are worked out once per period. */
   private countersOf(limits: LicenseLimits, usageType: string, at: Date): Counter[] {
+    let byType = this.countersCache.get(limits);
+    if (!byType) this.countersCache.set(limits, (byType = new Map()));
+    const cached = byType.get(usageType);
+    const t = at.getTime();
+    if (cached && cached.every((c) => c.period.start.getTime() <= t && t < c.period.end.getTime())) return cached;
+    const counters = this.computeCounters(limits, usageType, at);
+    // Only the current periods are kept: an old event must not evict them.
+    if (!cached || t >= Date.now() - 60_000) byType.set(usageType, counters);
+    return counters;
+  }
+
+  private computeCounters(limits: LicenseLimits, usageType: string, at: Date): Counter[] {
     return limitsFor(limits, usageType).map((limit) => {
       const period = periodContaining(limit.periodType, at, limits.timezone, limits.billingAnchor);
       return {
@@ -168,6 +187,8 @@ export class QuotaEnforcer {
         period,
         limit,
         capMicro: limit.allowOverage ? null : toMicro(capOf(limit)),
+        graceCapMicro: toMicro(capOf(limit)),
+        levelMicros: limit.levels.map((level) => ({ level, at: levelMicro(limit, level) })),
       };
     });
   }
@@ -208,6 +229,10 @@ export class QuotaEnforcer {
       } catch (error) {
         if (error instanceof AppError) throw error;
         this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
+        // The script may still run, and what PostgreSQL admits now is not in these counters:
+        // drop them (queued behind the script on the same connection) so they are rebuilt.
+        const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
+        this.deps.redis.del(...keys).catch(() => undefined);
       }
     }
     if (this.options.failMode === 'open') {
@@ -241,14 +266,10 @@ export class QuotaEnforcer {
       eventArgs.push(item.amount.toString(), item.counters.length);
       for (const c of item.counters) eventArgs.push(indexOf.get(c.key)!, c.capMicro === null ? -1 : c.capMicro.toString());
     }
-    const inits: (bigint | null)[] = keys.map(() => null);
     for (let round = 0; round < 3; round++) {
-      const keyArgs = keys.flatMap((k, i) => [inits[i] === null ? '' : inits[i]!.toString(), counterByKey.get(k)!.period.end.getTime() + DAY_MS]);
-      const reply = (await this.withTimeout(runScript(this.deps.redis, RESERVE_LUA, keys, [...keyArgs, ...eventArgs]))) as (number | number[])[];
+      const reply = (await this.withTimeout(runScript(this.deps.redis, RESERVE_LUA, keys, eventArgs))) as (number | number[])[];
       if (reply[0] === 0) {
-        const missing = reply[1] as number[];
-        const values = await Promise.all(missing.map((i) => this.rebuild(counterByKey.get(keys[i - 1]!)!)));
-        missing.forEach((i, j) => (inits[i - 1] = values[j]!));
+        await Promise.all((reply[1] as number[]).map((i) => this.rebuild(counterByKey.get(keys[i - 1]!)!)));
         continue;
       }
       const outcomes: ReserveOutcome[] = [];
@@ -273,23 +294,36 @@ export class QuotaEnforcer {
     throw new Error('quota counters kept disappearing while being rebuilt');
   }
 
-  /** Usage so far from PostgreSQL, plus what this process has admitted and not yet written. */
+  /**
+   * Usage so far from PostgreSQL, plus what this process has admitted and not yet written.
+   * In-flight amounts are read before PostgreSQL: an event that commits (and stops being in
+   * flight) while the query runs is then counted twice, which only refuses early, rather
+   * than not at all, which would admit past the cap.
+   */
   private async usedFromPostgres(counter: Counter): Promise<bigint> {
+    const inflight = this.inflight.get(counter.key) ?? 0n;
     const totals = await usageTotals(
       this.deps.pool,
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
       counter.period,
     );
-    return toMicro(totals.get(counter.usageType) ?? '0') + (this.inflight.get(counter.key) ?? 0n);
+    return toMicro(totals.get(counter.usageType) ?? '0') + inflight;
   }
 
-  /** One rebuild per counter at a time in this process; the Lua script keeps the first value set. */
-  private rebuild(counter: Counter): Promise<bigint> {
+  /**
+   * Sets a missing counter from PostgreSQL (unless another process has set it meanwhile).
+   * One rebuild per counter at a time in this process, and nothing of this process can
+   * reserve on the counter while it is missing, so the value set is never stale here.
+   */
+  private rebuild(counter: Counter): Promise<void> {
     const running = this.rebuilding.get(counter.key);
     if (running) return running;
-    const value = this.usedFromPostgres(counter).finally(() => this.rebuilding.delete(counter.key));
-    this.rebuilding.set(counter.key, value);
-    return value;
+    const done = this.usedFromPostgres(counter)
+      .then((value) => this.deps.redis.set(counter.key, value.toString(), 'PXAT', counter.period.end.getTime() + DAY_MS, 'NX'))
+      .then(() => undefined)
+      .finally(() => this.rebuilding.delete(counter.key));
+    this.rebuilding.set(counter.key, done);
+    return done;
   }
 
   private async decideInPostgres(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
@@ -333,12 +367,15 @@ export class QuotaEnforcer {
     }
   }
 
-  /** Gives back what duplicates, refused and failed writes reserved. */
+  /**
+   * Gives back what duplicates, refused and failed writes reserved. They stay in flight
+   * until Redis has taken them back: a counter rebuilt meanwhile counts them, and the
+   * decrement then takes them off it.
+   */
   async release(reservations: (Reservation | null)[]): Promise<void> {
     const amounts = new Map<string, bigint>();
     for (const r of reservations) {
       if (!r) continue;
-      this.forget(r);
       if (r.viaRedis) for (const { counter } of r.counters) amounts.set(counter.key, (amounts.get(counter.key) ?? 0n) + r.amount);
     }
     // One call per license: a license's counters share a Redis Cluster slot.
@@ -355,6 +392,7 @@ export class QuotaEnforcer {
         ),
       ),
     );
+    for (const r of reservations) if (r) this.forget(r);
   }
 
   /** The events are stored: they stop being in flight. Returns the levels and caps they crossed. */
@@ -366,12 +404,11 @@ export class QuotaEnforcer {
       for (const { counter, before } of r.counters) {
         const after = before + r.amount;
         const base = { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType, period: counter.period, limit: counter.limit };
-        for (const level of crossedLevels(counter.limit, before, after)) {
-          crossings.levels.push({ ...base, level, used: fromMicro(after).toFixed() });
+        for (const { level, at } of counter.levelMicros) {
+          if (before < at && at <= after) crossings.levels.push({ ...base, level, used: formatMicro(after) });
         }
-        if (counter.limit.allowOverage) {
-          const cap = toMicro(capOf(counter.limit));
-          if (before <= cap && after > cap) crossings.overages.push({ ...base, used: fromMicro(after).toFixed() });
+        if (counter.limit.allowOverage && before <= counter.graceCapMicro && after > counter.graceCapMicro) {
+          crossings.overages.push({ ...base, used: formatMicro(after) });
         }
       }
     }
@@ -394,8 +431,8 @@ export class QuotaEnforcer {
         limit: c.limit.limit.toFixed(),
         cap: capOf(c.limit).toFixed(),
         hard: cap !== null,
-        used: fromMicro(used[i]!).toFixed(),
-        remaining: cap === null ? null : fromMicro(used[i]! >= cap ? 0n : cap - used[i]!).toFixed(),
+        used: formatMicro(used[i]!),
+        remaining: cap === null ? null : formatMicro(used[i]! >= cap ? 0n : cap - used[i]!),
         allowed: cap === null || used[i]! + amount <= cap,
       };
     });

@@ -120,17 +120,18 @@ export function fromMicro(micro: bigint): Prisma.Decimal {
   return new Prisma.Decimal(micro.toString()).div(MICRO);
 }
 
+/** The exact decimal string of a count of millionths (what fromMicro(x).toFixed() gives, without Decimal). */
+export function formatMicro(micro: bigint): string {
+  const negative = micro < 0n;
+  const digits = (negative ? -micro : micro).toString().padStart(7, '0');
+  const whole = digits.slice(0, -6);
+  const fraction = digits.slice(-6).replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
 /** The usage (in millionths) at which `level` percent of the limit is reached: rounded up. */
 export function levelMicro(limit: EffectiveLimit, level: number): bigint {
   return BigInt(limit.limit.times(MICRO).times(level).div(100).ceil().toFixed());
-}
-
-/** Levels reached by moving usage from `before` to `after` (exclusive, inclusive). */
-export function crossedLevels(limit: EffectiveLimit, before: bigint, after: bigint): number[] {
-  return limit.levels.filter((level) => {
-    const at = levelMicro(limit, level);
-    return before < at && at <= after;
-  });
 }
 
 /** The highest level reached at `used`, 0 when none. */
