@@ -5,6 +5,8 @@
  * daily threshold high enough never to refuse (every call runs the Lua check-and-increment).
  * The two alternate in rounds (A B A B …) so that drift in the machine's load hits both alike.
  * Figures: p99 added by enforcement and throughput with enforcement as a share of without.
+ * A second measure of the latency added, free of queueing: one client alternating the two
+ * licenses call by call (A B A B …), so both see the same moment of the machine.
  * Checks: every call answered 200, the limited calls carry RateLimit-* headers, and PostgreSQL
  * holds exactly the accepted events of each license.
  */
@@ -26,6 +28,7 @@ import {
 } from './lib';
 
 export interface QuotaBenchConfig {
+  serialPairs: number;
   clients: number;
   warmupSeconds: number;
   roundSeconds: number;
@@ -34,10 +37,11 @@ export interface QuotaBenchConfig {
 
 export function quotaConfigFromEnv(): QuotaBenchConfig {
   return {
+    serialPairs: intFromEnv('BENCH_QUOTA_SERIAL_PAIRS', 2000),
     clients: intFromEnv('BENCH_QUOTA_CLIENTS', 64),
     warmupSeconds: intFromEnv('BENCH_QUOTA_WARMUP_SECONDS', 2),
-    roundSeconds: intFromEnv('BENCH_QUOTA_ROUND_SECONDS', 5),
-    rounds: intFromEnv('BENCH_QUOTA_ROUNDS', 2),
+    roundSeconds: intFromEnv('BENCH_QUOTA_ROUND_SECONDS', 4),
+    rounds: intFromEnv('BENCH_QUOTA_ROUNDS', 4),
   };
 }
 
@@ -102,6 +106,29 @@ async function drive(
   agent.destroy();
 }
 
+/** One client, calls alternating between the two licenses: latency without queueing. */
+async function serialPairs(ctx: BenchContext, ownerKey: string, variants: Variant[], pairs: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = `${ctx.server.baseUrl}/api/trpc/usage.trackEvent`;
+  const headers = { authorization: `Bearer ${ownerKey}`, 'content-type': 'application/json' };
+  const samples = variants.map(() => [] as number[]);
+  const { resources } = await measurePhase(ctx.server, async () => {
+    for (let i = 0; i < pairs; i++) {
+      for (const [j, v] of (i % 2 === 0 ? variants : [...variants].reverse()).entries()) {
+        const index = i % 2 === 0 ? j : variants.length - 1 - j;
+        const started = performance.now();
+        const res = await httpRequest(url, { method: 'POST', headers, body: JSON.stringify({ licenseId: v.licenseId, usageType: 'api_call' }), agent });
+        if (res.status !== 200) v.errors.push(`serial: HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+        else v.accepted += 1;
+        if (v.name === 'enforced' && res.headers['ratelimit-limit'] !== undefined) v.withHeaders += 1;
+        samples[index]!.push(performance.now() - started);
+      }
+    }
+  });
+  agent.destroy();
+  return { resources, latency: samples.map((s) => summarizeLatencies(s)) };
+}
+
 async function storedFor(databaseUrl: string, licenseId: string): Promise<number> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
@@ -128,6 +155,7 @@ export async function runQuotaBench(ctx: BenchContext, cfg: QuotaBenchConfig): P
   const variants = [blank('unenforced', tenant.licenseId), blank('enforced', limited.id)];
 
   for (const v of variants) await drive(ctx, tenant.ownerKey, v, cfg, cfg.warmupSeconds, false);
+  const serial = await serialPairs(ctx, tenant.ownerKey, variants, cfg.serialPairs);
   for (let round = 0; round < cfg.rounds; round++) {
     for (const v of round % 2 === 0 ? variants : [...variants].reverse()) await drive(ctx, tenant.ownerKey, v, cfg, cfg.roundSeconds, true);
   }
@@ -147,13 +175,28 @@ export async function runQuotaBench(ctx: BenchContext, cfg: QuotaBenchConfig): P
     });
   }
 
+  phases.push({
+    name: 'serial A/B, 1 client',
+    resources: serial.resources,
+    errors: [],
+    metrics: { pairs: cfg.serialPairs, unenforced: serial.latency[0], enforced: serial.latency[1] },
+  });
+  const [sBase, sEnforced] = serial.latency as [ReturnType<typeof summarizeLatencies>, ReturnType<typeof summarizeLatencies>];
   const [base, enforced] = phases as [PhaseReport, PhaseReport];
   const lat = (p: PhaseReport) => p.metrics.latency as ReturnType<typeof summarizeLatencies>;
   const rps = (p: PhaseReport) => p.metrics.requestsPerSecond as number;
   const figures: Figure[] = [
     { what: `single-event ingest, ${cfg.clients} clients, no limit`, value: rps(base), unit: 'req/s', baseline: `p50 ${round(lat(base).p50Ms, 2)} ms, p99 ${round(lat(base).p99Ms, 2)} ms` },
     { what: 'same, with a hard limit (Redis Lua check)', value: rps(enforced), unit: 'req/s', baseline: `p50 ${round(lat(enforced).p50Ms, 2)} ms, p99 ${round(lat(enforced).p99Ms, 2)} ms` },
-    { what: 'quota enforcement: p99 added', value: round(lat(enforced).p99Ms - lat(base).p99Ms, 2), unit: 'ms', digits: 2, target: { value: 1, better: 'lower' }, baseline: `p50 added ${round(lat(enforced).p50Ms - lat(base).p50Ms, 2)} ms` },
+    { what: 'quota enforcement: p99 added, 64 clients', value: round(lat(enforced).p99Ms - lat(base).p99Ms, 2), unit: 'ms', digits: 2, target: { value: 1, better: 'lower' }, baseline: `p50 added ${round(lat(enforced).p50Ms - lat(base).p50Ms, 2)} ms` },
+    {
+      what: 'quota enforcement: p99 added, 1 client A/B',
+      value: round(sEnforced.p99Ms - sBase.p99Ms, 2),
+      unit: 'ms',
+      digits: 2,
+      target: { value: 1, better: 'lower' },
+      baseline: `p99 ${round(sBase.p99Ms, 2)} → ${round(sEnforced.p99Ms, 2)} ms; p50 ${round(sBase.p50Ms, 2)} → ${round(sEnforced.p50Ms, 2)} ms`,
+    },
     { what: 'quota enforcement: throughput vs unenforced', value: round((100 * rps(enforced)) / rps(base), 1), unit: '%', digits: 1, target: { value: 85, better: 'higher' }, baseline: `${rps(enforced)} vs ${rps(base)} req/s, same run` },
   ];
   return { name: 'quota', figures, phases, config: { ...cfg } };

@@ -36,8 +36,12 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
   await bullConnection.connect();
   const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
+  // Quota checks get their own connection with auto-pipelining: the checks of concurrent
+  // requests leave in one write and Redis answers them in one wake-up.
+  const quotaRedis = createRedis(env.REDIS_URL, { enableAutoPipelining: true });
+  await quotaRedis.connect();
   const quota = new QuotaEnforcer(
-    { redis, pool: db.pool, prisma: db.prisma, logger },
+    { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger },
     {
       keyPrefix: env.REDIS_KEY_PREFIX,
       failMode: env.QUOTA_FAIL_MODE,
@@ -45,7 +49,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
       redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS,
     },
   );
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, quota };
+  return { env, db, redis, quotaRedis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, quota };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
@@ -64,5 +68,6 @@ export async function closeServices(services: Services): Promise<void> {
   await services.queues.close().catch(() => undefined);
   await services.bullConnection.quit().catch(() => undefined);
   await services.redis.quit().catch(() => undefined);
+  await services.quotaRedis.quit().catch(() => undefined);
   await services.db.close();
 }

@@ -14,6 +14,8 @@ export interface Services {
   env: Env;
   db: Database;
   redis: Redis;
+  /** Quota counters (auto-pipelined). */
+  quotaRedis: Redis;
   /** BullMQ's connection (commands wait out a Redis restart instead of failing). */
   bullConnection: Redis;
   queues: JobQueues;

@@ -110,9 +110,12 @@ export async function trackEvent(
   let admission = UNLIMITED;
   if ('status' in normalized) outcome = normalized;
   else {
-    if (deps.quota) admission = (await deps.quota.enforcer.reserve(tenantId, [normalized]))[0]!;
+    const deciding = deps.quota ? deps.quota.enforcer.reserve(tenantId, [normalized]).then(([a]) => a!) : undefined;
+    const written = deps.committer.submit(normalized, deciding?.then((a) => a.admitted));
+    written.catch(() => undefined); // awaited below unless the quota refused (or failed to decide)
+    if (deciding) admission = await deciding;
     [outcome] = (await writeAdmitted(deps, [normalized], [admission], async (events) =>
-      events.length ? [await deps.committer.submit(events[0]!)] : [],
+      events.length ? [await written] : [],
     )) as [EventOutcome];
   }
   countOutcomes(deps.metrics, [outcome]);
