@@ -18,6 +18,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ingestConfigFromEnv, runIngestBench } from './ingest';
 import { rollupConfigFromEnv, runRollupBench } from './rollups';
+import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import {
   type BenchContext,
   type BenchReport,
@@ -43,6 +44,7 @@ import {
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   ingest: (ctx) => runIngestBench(ctx, ingestConfigFromEnv()),
   rollups: (ctx) => runRollupBench(ctx, rollupConfigFromEnv()),
+  quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

@@ -10,7 +10,8 @@ import { z } from 'zod';
 const isoHour = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}Z$/, 'must be an hour like 2026-11-23T10Z');
 const isoDate = z.iso.date();
 
-export const QUEUES = ['maintenance', 'backfill'] as const;
+// Webhook deliveries get their own queue so they never wait behind a long maintenance job.
+export const QUEUES = ['maintenance', 'backfill', 'webhooks'] as const;
 export type QueueName = (typeof QUEUES)[number];
 
 interface JobDefinition<S extends z.ZodType> {
@@ -75,6 +76,23 @@ export const jobCatalog = {
     backoffMs: 10_000,
     windowOf: (p) => `${p.startDate}..${p.endDate}`,
     description: 'Recompute hourly and daily rollups of a date range (admin backfill).',
+  }),
+  'usage.thresholds.check': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoHour }).strict(),
+    attempts: 5,
+    backoffMs: 10_000,
+    windowOf: (p) => p.window,
+    description: 'Alerts for levels crossed and overages of every limited license that ingestion may have missed; finalizes overages of closed periods.',
+  }),
+  'webhooks.deliver': defineJob({
+    queue: 'webhooks',
+    payload: z.object({ deliveryId: z.uuid() }).strict(),
+    // 10 s, 20 s, … 21 min in all by default (WEBHOOK_RETRY_BASE_MS), then the delivery is FAILED.
+    attempts: 8,
+    backoffMs: 10_000,
+    windowOf: (p) => p.deliveryId,
+    description: 'POST one signed webhook delivery; retried with exponential backoff, each attempt logged.',
   }),
 };
 

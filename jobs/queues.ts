@@ -32,7 +32,7 @@ export class JobQueues {
   async enqueue<N extends JobName>(
     name: N,
     payload: JobPayload<N>,
-    options: { rerunTag?: string; retryFailed?: boolean } = {},
+    options: { rerunTag?: string; retryFailed?: boolean; backoffMs?: number } = {},
   ): Promise<Job> {
     const definition = jobCatalog[name];
     const parsed = definition.payload.parse(payload) as JobPayload<N>;
@@ -42,7 +42,7 @@ export class JobQueues {
     const opts: JobsOptions = {
       jobId,
       attempts: definition.attempts,
-      backoff: { type: 'exponential', delay: definition.backoffMs },
+      backoff: { type: 'exponential', delay: options.backoffMs ?? definition.backoffMs },
       removeOnComplete: KEEP_COMPLETED,
       removeOnFail: KEEP_FAILED,
     };

@@ -7,7 +7,10 @@ import type { JobQueues } from './queues';
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
-type Scheduled = Extract<JobName, 'usage.aggregate.hourly' | 'usage.aggregate.daily' | 'usage.cleanup.weekly' | 'usage.partitions.maintain'>;
+type Scheduled = Extract<
+  JobName,
+  'usage.aggregate.hourly' | 'usage.aggregate.daily' | 'usage.cleanup.weekly' | 'usage.partitions.maintain' | 'usage.thresholds.check'
+>;
 
 interface ScheduleEntry {
   job: Scheduled;
@@ -23,6 +26,8 @@ export const SCHEDULE: readonly ScheduleEntry[] = [
   { job: 'usage.aggregate.daily', cron: '0 2 * * *', windowAt: (at) => dateWindow(new Date(floorTo(at, DAY_MS) - DAY_MS)) },
   { job: 'usage.cleanup.weekly', cron: '0 4 * * 0', windowAt: (at) => dateWindow(at) },
   { job: 'usage.partitions.maintain', cron: '30 0 * * *', windowAt: (at) => dateWindow(at) },
+  // Threshold checks run at :30 and cover the hour they run in.
+  { job: 'usage.thresholds.check', cron: '30 * * * *', windowAt: (at) => hourWindow(new Date(floorTo(at, HOUR_MS))) },
 ];
 
 function floorTo(date: Date, unit: number): number {

@@ -31,6 +31,8 @@ async function runJob(deps: JobDeps & { prisma: PrismaClient; metrics: Metrics }
     const handler = jobHandlers[name] as JobHandler<JobName>;
     const result = await handler(deps, payload, {
       jobId,
+      attempt: job.attemptsMade + 1,
+      maxAttempts: job.opts.attempts ?? 1,
       reportProgress: (done, total) => job.updateProgress({ done, total }),
     });
     const durationMs = performance.now() - started;

@@ -9,6 +9,7 @@ import { ensurePlans } from './domain/plans/ensure-plans';
 import { EventWriter } from './domain/usage/ingest';
 import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
+import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 
@@ -35,7 +36,20 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
   await bullConnection.connect();
   const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues };
+  // Quota checks get their own connection with auto-pipelining: the checks of concurrent
+  // requests leave in one write and Redis answers them in one wake-up.
+  const quotaRedis = createRedis(env.REDIS_URL, { enableAutoPipelining: true });
+  await quotaRedis.connect();
+  const quota = new QuotaEnforcer(
+    { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger },
+    {
+      keyPrefix: env.REDIS_KEY_PREFIX,
+      failMode: env.QUOTA_FAIL_MODE,
+      limitsCacheMs: env.QUOTA_LIMITS_CACHE_SECONDS * 1000,
+      redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS,
+    },
+  );
+  return { env, db, redis, quotaRedis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, quota };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
@@ -54,5 +68,6 @@ export async function closeServices(services: Services): Promise<void> {
   await services.queues.close().catch(() => undefined);
   await services.bullConnection.quit().catch(() => undefined);
   await services.redis.quit().catch(() => undefined);
+  await services.quotaRedis.quit().catch(() => undefined);
   await services.db.close();
 }

@@ -38,6 +38,12 @@ export const envShape = {
   JOB_RUN_RETENTION_DAYS: intFrom(90, 1, 3650),
   WORKER_CONCURRENCY: intFrom(2, 1, 64),
   JOB_LOCK_MS: intFrom(30_000, 1000, 600_000),
+  QUOTA_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
+  QUOTA_LIMITS_CACHE_SECONDS: intFrom(5, 0, 3600),
+  QUOTA_REDIS_TIMEOUT_MS: intFrom(1000, 10, 60_000),
+  WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 10, 3_600_000),
+  WEBHOOK_TIMEOUT_MS: intFrom(10_000, 100, 120_000),
+  WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

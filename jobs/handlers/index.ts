@@ -5,6 +5,8 @@ import { aggregateDaily } from './usage-aggregate-daily';
 import { cleanupWeekly } from './usage-cleanup-weekly';
 import { maintainPartitions } from './usage-partitions-maintain';
 import { recalculate } from './usage-recalculate';
+import { thresholdsCheck } from './usage-thresholds-check';
+import { deliverWebhook } from './webhooks-deliver';
 
 /** One handler per catalog entry; the type makes a missing one a compile error. */
 export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
@@ -13,4 +15,6 @@ export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
   'usage.cleanup.weekly': cleanupWeekly,
   'usage.partitions.maintain': maintainPartitions,
   'usage.recalculate': recalculate,
+  'usage.thresholds.check': thresholdsCheck,
+  'webhooks.deliver': deliverWebhook,
 };

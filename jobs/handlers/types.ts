@@ -1,16 +1,23 @@
 import type pg from 'pg';
+import type { PrismaClient } from '../../src/generated/prisma/client';
+import type { JobQueues } from '../queues';
 import type { Env } from '../../src/env';
 import type { Logger } from '../../src/lib/logger';
 import type { JobName, JobPayload } from '../catalog';
 
 export interface JobDeps {
   pool: pg.Pool;
+  prisma: PrismaClient;
+  queues: JobQueues;
   env: Env;
   logger: Logger;
 }
 
 export interface JobContext {
   jobId: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  maxAttempts: number;
   reportProgress(done: number, total: number): Promise<void>;
 }
 

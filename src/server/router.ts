@@ -5,6 +5,10 @@ import { licensesRouter } from './routers/licenses/router';
 import { tenantsRouter } from './routers/tenants/router';
 import { usageRouter } from './routers/usage/router';
 import { jobsRouter } from './routers/jobs/router';
+import { thresholdsRouter } from './routers/thresholds/router';
+import { alertsRouter } from './routers/alerts/router';
+import { overagesRouter } from './routers/overages/router';
+import { webhooksRouter } from './routers/webhooks/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -13,6 +17,10 @@ export const appRouter = router({
   usage: usageRouter,
   auditLogs: auditLogsRouter,
   jobs: jobsRouter,
+  thresholds: thresholdsRouter,
+  alerts: alertsRouter,
+  overages: overagesRouter,
+  webhooks: webhooksRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -6,6 +6,7 @@ import type { Redis } from '../lib/redis';
 import type { ApiKeyAuthenticator } from '../domain/api-keys/authenticator';
 import type { EventWriter } from '../domain/usage/ingest';
 import type { GroupCommitter } from '../domain/usage/group-commit';
+import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
@@ -13,6 +14,8 @@ export interface Services {
   env: Env;
   db: Database;
   redis: Redis;
+  /** Quota counters (auto-pipelined). */
+  quotaRedis: Redis;
   /** BullMQ's connection (commands wait out a Redis restart instead of failing). */
   bullConnection: Redis;
   queues: JobQueues;
@@ -21,4 +24,5 @@ export interface Services {
   authenticator: ApiKeyAuthenticator;
   eventWriter: EventWriter;
   groupCommitter: GroupCommitter;
+  quota: QuotaEnforcer;
 }

@@ -10,6 +10,11 @@ import { TestApp } from '../helpers/harness';
  * tenant's ids are 404.
  */
 interface Ids {
+  thresholdA: string;
+  thresholdB: string;
+  webhookA: string;
+  webhookB: string;
+  overageB: string;
   licenseA: string;
   licenseB: string;
   keyA: string;
@@ -60,6 +65,31 @@ const fixtures: Record<string, Fixture> = {
   'jobs.list': { input: () => ({}) },
   'jobs.get': { input: () => ({ id: randomUUID() }) },
   'jobs.trigger': { input: () => ({ name: 'usage.partitions.maintain' }) },
+  'usage.check': {
+    input: (ids) => ({ licenseId: ids.licenseA, usageType: 'matrix', quantity: 1 }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, usageType: 'matrix' }),
+  },
+  'thresholds.create': {
+    input: (ids) => ({ licenseId: ids.licenseA, usageType: `m${randomUUID().slice(0, 8)}`, periodType: 'daily', limitQuantity: 10 }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, usageType: 'foreign', periodType: 'daily', limitQuantity: 10 }),
+  },
+  'thresholds.list': { input: (ids) => ({ licenseId: ids.licenseA }) },
+  'thresholds.update': {
+    input: (ids) => ({ id: ids.thresholdA, limitQuantity: 10 }),
+    foreign: (ids) => ({ id: ids.thresholdB, limitQuantity: 1 }),
+  },
+  'thresholds.remove': { input: () => ({ id: randomUUID() }), foreign: (ids) => ({ id: ids.thresholdB }) },
+  'thresholds.status': { input: (ids) => ({ licenseId: ids.licenseA }), foreign: (ids) => ({ licenseId: ids.licenseB }) },
+  'alerts.list': { input: () => ({}) },
+  'overages.list': { input: () => ({}) },
+  'overages.approve': { input: () => ({ id: randomUUID() }), foreign: (ids) => ({ id: ids.overageB }) },
+  'overages.waive': { input: () => ({ id: randomUUID() }), foreign: (ids) => ({ id: ids.overageB }) },
+  'webhooks.create': { input: () => ({ url: 'http://127.0.0.1:9/hook' }) },
+  'webhooks.list': { input: () => ({}) },
+  'webhooks.update': { input: (ids) => ({ id: ids.webhookA, enabled: false }), foreign: (ids) => ({ id: ids.webhookB, enabled: false }) },
+  'webhooks.delete': { input: () => ({ id: randomUUID() }), foreign: (ids) => ({ id: ids.webhookB }) },
+  'webhooks.rotateSecret': { input: (ids) => ({ id: ids.webhookA }), foreign: (ids) => ({ id: ids.webhookB }) },
+  'webhooks.deliveries': { input: () => ({}), foreign: (ids) => ({ endpointId: ids.webhookB }) },
 };
 
 const procedures = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string; meta?: Meta } }>).map(
@@ -87,10 +117,28 @@ beforeAll(async () => {
   const revoked = await app.createKey(a.ownerKey, 'owner');
   await app.call('apiKeys.revoke', { id: revoked.id }, a.ownerKey);
   revokedKey = revoked.key;
+  const licenseA = (await app.createLicense(a.ownerKey)).id;
+  const licenseB = (await app.createLicense(b.ownerKey)).id;
+  const threshold = (owner: string, licenseId: string) =>
+    app.call('thresholds.create', { licenseId, usageType: 'matrix_t', periodType: 'monthly', limitQuantity: 1000 }, owner).then((r) => r.data.id as string);
+  const webhook = (owner: string) => app.call('webhooks.create', { url: 'http://127.0.0.1:9/hook' }, owner).then((r) => r.data.id as string);
+  const thresholdB = await threshold(b.ownerKey, licenseB);
+  const now = new Date();
+  const overageB = await app.prisma.usageOverage.create({
+    data: {
+      tenantId: b.tenantId, licenseId: licenseB, thresholdId: thresholdB, usageType: 'matrix_t', periodType: 'monthly',
+      periodStart: now, periodEnd: now, quantity: '1', rateCents: 1, feeCents: 1n,
+    },
+  });
   ids = {
     tenantA: a.tenantId,
-    licenseA: (await app.createLicense(a.ownerKey)).id,
-    licenseB: (await app.createLicense(b.ownerKey)).id,
+    licenseA,
+    licenseB,
+    thresholdA: await threshold(a.ownerKey, licenseA),
+    thresholdB,
+    webhookA: await webhook(a.ownerKey),
+    webhookB: await webhook(b.ownerKey),
+    overageB: overageB.id,
     keyA: (await app.createKey(a.ownerKey, 'read')).id,
     keyB: (await app.createKey(b.ownerKey, 'read')).id,
   };
@@ -150,6 +198,11 @@ describe.each(procedures)('$path', (p) => {
     expect(licenseB).toMatchObject({ name: 'License', status: 'ACTIVE', deletedAt: null });
     expect(await app.prisma.apiKey.findUniqueOrThrow({ where: { id: ids.keyB } })).toMatchObject({ revokedAt: null });
     expect(await app.prisma.usageEvent.count({ where: { licenseId: ids.licenseB } })).toBe(0);
+    expect(await app.prisma.usageThreshold.findUniqueOrThrow({ where: { id: ids.thresholdB } })).toMatchObject({ licenseId: ids.licenseB });
+    expect((await app.prisma.usageThreshold.findUniqueOrThrow({ where: { id: ids.thresholdB } })).limitQuantity.toFixed()).toBe('1000');
+    expect(await app.prisma.usageThreshold.count({ where: { licenseId: ids.licenseB } })).toBe(1);
+    expect(await app.prisma.webhookEndpoint.findUniqueOrThrow({ where: { id: ids.webhookB } })).toMatchObject({ enabled: true, previousSecret: null });
+    expect(await app.prisma.usageOverage.findUniqueOrThrow({ where: { id: ids.overageB } })).toMatchObject({ status: 'DETECTED' });
   });
 });
 

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { periodContaining, type PeriodType } from '../periods';
+import { PERIOD_TYPES, limitsFor, loadLicenseLimits } from '../quotas/limits';
 import { usageTotals } from './usage-totals';
 
 export interface CurrentUsageRow {
@@ -15,12 +16,11 @@ export interface CurrentUsageRow {
   resetAt: string;
 }
 
-const PERIOD_ORDER: PeriodType[] = ['daily', 'weekly', 'monthly'];
-
 /**
  * Usage of a license in its current periods (daily and monthly in its time zone, plus any
- * period its plan limits), per usage type, beside the limit that applies: the plan's limit
- * for that usage type, else its limit for every type ("*"); none means unlimited.
+ * period a limit applies to), per usage type, beside the limit that applies: the license's
+ * own threshold for that usage type and period, else its plan's limit for the type, else
+ * the plan's limit for every type ("*"); none means unlimited.
  */
 export async function currentUsage(
   deps: { pool: pg.Pool; prisma: PrismaClient },
@@ -28,32 +28,29 @@ export async function currentUsage(
   args: { licenseId: string; usageType?: string },
   now = new Date(),
 ): Promise<{ usage: CurrentUsageRow[] }> {
-  const license = await deps.prisma.license.findFirst({
-    where: { id: args.licenseId, tenantId, deletedAt: null },
-    include: { plan: { include: { limits: true } } },
-  });
-  if (!license) throw new AppError('NOT_FOUND', 'license not found');
+  const limits = await loadLicenseLimits(deps.prisma, tenantId, args.licenseId);
+  if (!limits) throw new AppError('NOT_FOUND', 'license not found');
 
-  const limits = license.plan.limits;
-  const periodTypes = PERIOD_ORDER.filter((p) => p === 'daily' || p === 'monthly' || limits.some((l) => l.periodType === p));
-  const periods = periodTypes.map((type) => periodContaining(type, now, license.timezone, license.billingAnchor));
+  const limited = new Set<PeriodType>([...limits.planLimits.map((l) => l.periodType), ...limits.thresholds.map((t) => t.periodType)]);
+  const periodTypes = PERIOD_TYPES.filter((p) => p === 'daily' || p === 'monthly' || limited.has(p));
+  const periods = periodTypes.map((type) => periodContaining(type, now, limits.timezone, limits.billingAnchor));
   const totals = await Promise.all(
-    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: license.id, usageType: args.usageType }, p)),
+    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: limits.licenseId, usageType: args.usageType }, p)),
   );
 
   const usageTypes = new Set<string>();
   if (args.usageType) usageTypes.add(args.usageType);
   else {
     for (const t of totals) for (const type of t.keys()) usageTypes.add(type);
-    for (const l of limits) if (l.usageType !== '*') usageTypes.add(l.usageType);
+    for (const l of limits.planLimits) if (l.usageType !== '*') usageTypes.add(l.usageType);
+    for (const t of limits.thresholds) usageTypes.add(t.usageType);
   }
 
   const usage: CurrentUsageRow[] = [];
   for (const usageType of [...usageTypes].sort()) {
+    const applying = limitsFor(limits, usageType);
     periods.forEach((period, i) => {
-      const limit =
-        limits.find((l) => l.usageType === usageType && l.periodType === period.type) ??
-        limits.find((l) => l.usageType === '*' && l.periodType === period.type);
+      const limit = applying.find((l) => l.periodType === period.type);
       const used = new Prisma.Decimal(totals[i]!.get(usageType) ?? 0);
       usage.push({
         usageType,
@@ -61,8 +58,8 @@ export async function currentUsage(
         periodStart: period.start.toISOString(),
         periodEnd: period.end.toISOString(),
         used: used.toFixed(),
-        limit: limit ? limit.limitQuantity.toFixed() : null,
-        remaining: limit ? Prisma.Decimal.max(0, limit.limitQuantity.minus(used)).toFixed() : null,
+        limit: limit ? limit.limit.toFixed() : null,
+        remaining: limit ? Prisma.Decimal.max(0, limit.limit.minus(used)).toFixed() : null,
         resetAt: period.end.toISOString(),
       });
     });

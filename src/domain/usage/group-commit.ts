@@ -3,6 +3,8 @@ import type { EventOutcome, EventWriter } from './ingest';
 
 interface Pending {
   event: NormalizedEvent;
+  /** Resolves to whether the event may be written (a quota decision); absent = yes. */
+  gate?: Promise<boolean>;
   resolve: (outcome: EventOutcome) => void;
   reject: (error: unknown) => void;
 }
@@ -14,6 +16,9 @@ export interface GroupCommitOptions {
   /** Groups written at once; while all are busy, new events gather into the next group. */
   maxInflight: number;
 }
+
+/** The outcome of an event its gate kept out of the group. */
+export const NOT_WRITTEN: EventOutcome = { status: 'rejected', code: 'QUOTA_EXCEEDED', message: 'not written' };
 
 /**
  * Single-event calls are written in groups: one multi-row statement every few milliseconds
@@ -31,9 +36,14 @@ export class GroupCommitter {
     private readonly options: GroupCommitOptions,
   ) {}
 
-  submit(event: NormalizedEvent): Promise<EventOutcome> {
+  /**
+   * With a gate, the event joins a group at once and the group waits for the gate before it
+   * is written, so a quota decision overlaps the wait for company instead of adding to it.
+   * An event whose gate says no is not written (its outcome is NOT_WRITTEN).
+   */
+  submit(event: NormalizedEvent, gate?: Promise<boolean>): Promise<EventOutcome> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ event, resolve, reject });
+      this.pending.push({ event, gate, resolve, reject });
       if (this.pending.length >= this.options.maxGroupSize) this.flushSoon(0);
       else this.flushSoon(this.options.flushIntervalMs);
     });
@@ -51,9 +61,17 @@ export class GroupCommitter {
 
   private async flush(): Promise<void> {
     if (this.pending.length === 0 || this.inflight >= this.options.maxInflight) return;
-    const group = this.pending.splice(0, this.options.maxGroupSize);
+    const taken = this.pending.splice(0, this.options.maxGroupSize);
     this.inflight += 1;
+    const group: Pending[] = [];
     try {
+      const gates = await Promise.allSettled(taken.map((p) => p.gate ?? true));
+      taken.forEach((p, i) => {
+        const gate = gates[i]!;
+        if (gate.status === 'rejected') p.reject(gate.reason);
+        else if (!gate.value) p.resolve(NOT_WRITTEN);
+        else group.push(p);
+      });
       const outcomes = await this.writer.write(group.map((p) => p.event));
       group.forEach((p, i) => p.resolve(outcomes[i]!));
     } catch (error) {

@@ -15,7 +15,8 @@ export type RejectionCode =
   | 'LICENSE_NOT_FOUND'
   | 'LICENSE_INACTIVE'
   | 'IDEMPOTENCY_CONFLICT'
-  | 'OUT_OF_RANGE';
+  | 'OUT_OF_RANGE'
+  | 'QUOTA_EXCEEDED';
 
 export interface IngestLimits {
   maxAgeMs: number;
@@ -262,6 +263,27 @@ export class EventWriter {
     return outcomes.map(
       (o) => o ?? ({ status: 'rejected', code: 'INVALID_EVENT', message: 'event could not be stored' } as const),
     );
+  }
+
+  /**
+   * For events that will not be written (refused by a quota): the answer a repeat of an
+   * already-stored event gets (duplicate, or conflict for another payload), by position;
+   * undefined when its key is unused or it has none.
+   */
+  async storedOutcomes(events: NormalizedEvent[]): Promise<(EventOutcome | undefined)[]> {
+    const keyed = events.filter((e) => e.idempotencyKey !== null);
+    if (keyed.length === 0) return events.map(() => undefined);
+    const existing = await this.lookupKeys(keyed);
+    return events.map((e): EventOutcome | undefined => {
+      const original = e.idempotencyKey === null ? undefined : existing.get(keyOf(e));
+      if (!original) return undefined;
+      if (original.payloadHash === e.payloadHash) return { status: 'duplicate', eventId: original.eventId };
+      return {
+        status: 'rejected',
+        code: 'IDEMPOTENCY_CONFLICT',
+        message: `idempotencyKey: already used for a different event (${original.eventId})`,
+      };
+    });
   }
 
   private async lookupKeys(events: NormalizedEvent[]) {

@@ -1,6 +1,8 @@
 import type { z } from 'zod';
 import { AppError } from '../../lib/errors';
 import type { Metrics } from '../../lib/metrics';
+import type { QuotaEnforcer, QuotaState, Reservation, ReserveOutcome } from '../quotas/enforcer';
+import { type ReactionDeps, reactToCrossings } from '../quotas/reactions';
 import { type NormalizedEvent, type UsageEventInput, usageEventInputSchema } from './event-schema';
 import type { EventOutcome, EventWriter, IngestLimits } from './ingest';
 import { normalizeEvent } from './ingest';
@@ -11,6 +13,8 @@ export interface TrackDeps {
   writer: EventWriter;
   committer: GroupCommitter;
   metrics?: Metrics;
+  /** Without it nothing is enforced (scripts, backfills). */
+  quota?: { enforcer: QuotaEnforcer; reactions: ReactionDeps };
 }
 
 /** Every final outcome is counted once, here: accepted, duplicate, or rejected by reason. */
@@ -29,10 +33,69 @@ const OUTCOME_ERRORS = {
   LICENSE_NOT_FOUND: 'NOT_FOUND',
   LICENSE_INACTIVE: 'LICENSE_INACTIVE',
   IDEMPOTENCY_CONFLICT: 'IDEMPOTENCY_CONFLICT',
+  QUOTA_EXCEEDED: 'TOO_MANY_REQUESTS',
 } as const;
 
 function fieldOf(message: string): string {
   return /^(\w+):/.exec(message)?.[1] ?? '';
+}
+
+function quotaMessage(state: QuotaState): string {
+  return `quota exceeded: ${state.usageType} ${state.periodType} limit ${state.limit} reached (used ${state.used}); resets at ${state.resetAt.toISOString()}`;
+}
+
+/** The numbers of a refusal, as sent in error.data.details (and as rate-limit headers). */
+export function quotaDetails(state: QuotaState, now = new Date()) {
+  return {
+    usageType: state.usageType,
+    periodType: state.periodType,
+    limit: state.limit,
+    used: state.used,
+    remaining: state.remaining,
+    resetAt: state.resetAt.toISOString(),
+    retryAfterSeconds: Math.max(1, Math.ceil((state.resetAt.getTime() - now.getTime()) / 1000)),
+  };
+}
+
+type Admission = ReserveOutcome;
+const UNLIMITED: Admission = { admitted: true, reservation: null, state: null };
+
+/**
+ * Writes the admitted events (settling their reservations, or giving them back for
+ * duplicates and failures) and answers the refused ones: a refused event whose key is
+ * already stored is still a duplicate, otherwise QUOTA_EXCEEDED.
+ */
+async function writeAdmitted(
+  deps: TrackDeps,
+  events: NormalizedEvent[],
+  admissions: Admission[],
+  write: (events: NormalizedEvent[]) => Promise<EventOutcome[]>,
+): Promise<EventOutcome[]> {
+  const outcomes: EventOutcome[] = new Array(events.length);
+  const admitted = events.map((_, i) => i).filter((i) => admissions[i]!.admitted);
+  const refused = events.map((_, i) => i).filter((i) => !admissions[i]!.admitted);
+  const reservations = admitted.map((i) => (admissions[i] as { reservation: Reservation | null }).reservation);
+  let written: EventOutcome[];
+  try {
+    written = await write(admitted.map((i) => events[i]!));
+  } catch (error) {
+    await deps.quota?.enforcer.release(reservations);
+    throw error;
+  }
+  admitted.forEach((i, j) => (outcomes[i] = written[j]!));
+  if (deps.quota) {
+    const stored = written.map((o) => o.status === 'accepted');
+    await deps.quota.enforcer.release(reservations.filter((_, j) => !stored[j]));
+    await reactToCrossings(deps.quota.reactions, deps.quota.enforcer.settle(reservations.filter((_, j) => stored[j])));
+  }
+  if (refused.length) {
+    const earlier = await deps.writer.storedOutcomes(refused.map((i) => events[i]!));
+    refused.forEach((i, j) => {
+      const state = (admissions[i] as { state: QuotaState }).state;
+      outcomes[i] = earlier[j] ?? { status: 'rejected', code: 'QUOTA_EXCEEDED', message: quotaMessage(state) };
+    });
+  }
+  return outcomes;
 }
 
 /** One event, written through the group committer; refusals become the matching error. */
@@ -41,17 +104,31 @@ export async function trackEvent(
   tenantId: string,
   event: z.output<typeof usageEventInputSchema>,
   requestIp: string | undefined,
-): Promise<{ eventId: string; duplicate: boolean }> {
+): Promise<{ eventId: string; duplicate: boolean; quota: QuotaState | null }> {
   const normalized = normalizeEvent(tenantId, event, deps.limits, new Date(), requestIp);
-  const outcome: EventOutcome = 'status' in normalized ? normalized : await deps.committer.submit(normalized);
+  let outcome: EventOutcome;
+  let admission = UNLIMITED;
+  if ('status' in normalized) outcome = normalized;
+  else {
+    const deciding = deps.quota ? deps.quota.enforcer.reserve(tenantId, [normalized]).then(([a]) => a!) : undefined;
+    const written = deps.committer.submit(normalized, deciding?.then((a) => a.admitted));
+    written.catch(() => undefined); // awaited below unless the quota refused (or failed to decide)
+    if (deciding) admission = await deciding;
+    [outcome] = (await writeAdmitted(deps, [normalized], [admission], async (events) =>
+      events.length ? [await written] : [],
+    )) as [EventOutcome];
+  }
   countOutcomes(deps.metrics, [outcome]);
   if (outcome.status === 'rejected') {
+    if (outcome.code === 'QUOTA_EXCEEDED' && admission.state) {
+      throw new AppError('TOO_MANY_REQUESTS', outcome.message, quotaDetails(admission.state));
+    }
     const field = fieldOf(outcome.message);
     throw new AppError(OUTCOME_ERRORS[outcome.code], outcome.message, undefined, {
       issues: field ? [{ path: [field], message: outcome.message.slice(field.length + 2), code: outcome.code }] : undefined,
     });
   }
-  return { eventId: outcome.eventId, duplicate: outcome.status === 'duplicate' };
+  return { eventId: outcome.eventId, duplicate: outcome.status === 'duplicate', quota: admission.state };
 }
 
 export interface BatchResult {
@@ -71,7 +148,7 @@ export async function trackEvents(
   tenantId: string,
   events: UsageEventInput[],
   requestIp: string | undefined,
-): Promise<BatchResult> {
+): Promise<BatchResult & { quota: QuotaState | null }> {
   const now = new Date();
   const outcomes: EventOutcome[] = new Array(events.length);
   const toWrite: { index: number; event: NormalizedEvent }[] = [];
@@ -85,11 +162,19 @@ export async function trackEvents(
     if ('status' in normalized) outcomes[index] = normalized;
     else toWrite.push({ index, event: normalized });
   });
-  const written = await deps.writer.write(toWrite.map((w) => w.event));
+  const normalized = toWrite.map((w) => w.event);
+  const admissions = deps.quota ? await deps.quota.enforcer.reserve(tenantId, normalized) : normalized.map(() => UNLIMITED);
+  const written = await writeAdmitted(deps, normalized, admissions, (batch) => deps.writer.write(batch));
   toWrite.forEach((w, i) => (outcomes[w.index] = written[i]!));
   countOutcomes(deps.metrics, outcomes);
 
-  const result: BatchResult = { accepted: 0, duplicates: 0, rejected: [], results: [] };
+  const result: BatchResult & { quota: QuotaState | null } = {
+    accepted: 0,
+    duplicates: 0,
+    rejected: [],
+    results: [],
+    quota: admissions.findLast((a) => a.state !== null)?.state ?? null,
+  };
   outcomes.forEach((o, index) => {
     if (o.status === 'rejected') {
       result.rejected.push({ index, code: o.code, message: o.message });

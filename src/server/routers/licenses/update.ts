@@ -5,6 +5,8 @@ import { licenseSchema, updateLicenseInput } from './schemas';
 export const updateLicenseProcedure = procedure({ roles: ['owner', 'member'], scope: 'tenant', target: 'license' })
   .input(updateLicenseInput)
   .output(licenseSchema)
-  .mutation(({ ctx, input: { id, plan, ...input } }) =>
-    updateLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, { ...input, planCode: plan }),
-  );
+  .mutation(async ({ ctx, input: { id, plan, ...input } }) => {
+    const license = await updateLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, { ...input, planCode: plan });
+    ctx.services.quota.invalidate(id); // plan, time zone and anchor decide the limits and periods
+    return license;
+  });

@@ -1,5 +1,14 @@
 import type { TrackDeps } from '../../../domain/usage/track';
+import type { ReactionDeps } from '../../../domain/quotas/reactions';
 import type { Services } from '../../services';
+
+export function reactionDepsOf(services: Services): ReactionDeps {
+  return {
+    pool: services.db.pool,
+    logger: services.logger,
+    webhooks: { prisma: services.db.prisma, queues: services.queues, retryBaseMs: services.env.WEBHOOK_RETRY_BASE_MS },
+  };
+}
 
 export function trackDeps(services: Services): TrackDeps {
   return {
@@ -10,5 +19,6 @@ export function trackDeps(services: Services): TrackDeps {
     writer: services.eventWriter,
     committer: services.groupCommitter,
     metrics: services.metrics,
+    quota: { enforcer: services.quota, reactions: reactionDepsOf(services) },
   };
 }

@@ -1,4 +1,5 @@
 import { router } from '../../trpc';
+import { checkProcedure } from './check';
 import { currentProcedure } from './current';
 import { jobStatusProcedure } from './job-status';
 import { recalculateAggregatesProcedure } from './recalculate-aggregates';
@@ -9,6 +10,7 @@ export const usageRouter = router({
   trackEvent: trackEventProcedure,
   trackEvents: trackEventsProcedure,
   current: currentProcedure,
+  check: checkProcedure,
   recalculateAggregates: recalculateAggregatesProcedure,
   jobStatus: jobStatusProcedure,
 });

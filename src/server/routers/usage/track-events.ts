@@ -3,6 +3,7 @@ import type { UsageEventInput } from '../../../domain/usage/event-schema';
 import { trackEvents } from '../../../domain/usage/track';
 import { procedure, requireTenant } from '../../trpc';
 import { trackDeps } from './deps';
+import { withQuotaHeaders } from './quota-headers';
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -30,5 +31,7 @@ export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'inge
     }),
   )
   .mutation(({ ctx, input }) =>
-    trackEvents(trackDeps(ctx.services), requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
+    withQuotaHeaders(ctx.res, () =>
+      trackEvents(trackDeps(ctx.services), requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
+    ),
   );

@@ -1,0 +1,453 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import type { PrismaClient } from '../../generated/prisma/client';
+import { AppError } from '../../lib/errors';
+import type { Logger } from '../../lib/logger';
+import { type Period, periodContaining } from '../periods';
+import { usageTotals } from '../rollups/usage-totals';
+import { RELEASE_LUA, RESERVE_LUA, runScript } from './counter-scripts';
+import {
+  type EffectiveLimit,
+  type LicenseLimits,
+  capOf,
+  formatMicro,
+  levelMicro,
+  limitsFor,
+  loadLicenseLimits,
+  toMicro,
+} from './limits';
+
+export type QuotaFailMode = 'closed' | 'open';
+
+export interface QuotaOptions {
+  /** Prefix of every Redis key (the service's REDIS_KEY_PREFIX). */
+  keyPrefix: string;
+  /** When Redis is down: closed = decide from PostgreSQL (503 if that fails too); open = admit. */
+  failMode: QuotaFailMode;
+  limitsCacheMs: number;
+  redisTimeoutMs: number;
+}
+
+/** One counter: a license's usage of one type in one period. */
+interface Counter {
+  key: string;
+  tenantId: string;
+  licenseId: string;
+  usageType: string;
+  period: Period;
+  limit: EffectiveLimit;
+  /** null for a limit that allows overage: counted, never refused. */
+  capMicro: bigint | null;
+  /** limit × (1 + grace%) in millionths, whether or not it is enforced. */
+  graceCapMicro: bigint;
+  /** The usage at which each alert level is reached, in millionths. */
+  levelMicros: { level: number; at: bigint }[];
+}
+
+export interface QuotaEvent {
+  licenseId: string;
+  usageType: string;
+  quantity: string;
+  occurredAt: Date;
+}
+
+/** What a client is told about the limit closest to refusing it (rate-limit headers). */
+export interface QuotaState {
+  usageType: string;
+  periodType: string;
+  limit: string;
+  used: string;
+  remaining: string;
+  resetAt: Date;
+}
+
+export interface Reservation {
+  amount: bigint;
+  counters: { counter: Counter; before: bigint }[];
+  viaRedis: boolean;
+}
+
+export type ReserveOutcome =
+  | { admitted: true; reservation: Reservation | null; state: QuotaState | null }
+  | { admitted: false; state: QuotaState };
+
+export interface LevelCrossing {
+  tenantId: string;
+  licenseId: string;
+  usageType: string;
+  period: Period;
+  limit: EffectiveLimit;
+  level: number;
+  used: string;
+}
+
+export interface OverageCrossing {
+  tenantId: string;
+  licenseId: string;
+  usageType: string;
+  period: Period;
+  limit: EffectiveLimit;
+  used: string;
+}
+
+export interface Crossings {
+  levels: LevelCrossing[];
+  overages: OverageCrossing[];
+}
+
+function stateOf(counter: Counter, used: bigint): QuotaState {
+  const cap = counter.capMicro ?? 0n;
+  return {
+    usageType: counter.usageType,
+    periodType: counter.period.type,
+    limit: formatMicro(cap),
+    used: formatMicro(used),
+    remaining: formatMicro(used >= cap ? 0n : cap - used),
+    resetAt: counter.period.end,
+  };
+}
+
+/** Of the hard counters and their usage, the one with the least room left. */
+function tightest(entries: { counter: Counter; used: bigint }[]): QuotaState | null {
+  let best: { counter: Counter; used: bigint } | null = null;
+  for (const e of entries) {
+    if (e.counter.capMicro === null) continue;
+    if (!best || e.counter.capMicro - e.used < best.counter.capMicro! - best.used) best = e;
+  }
+  return best ? stateOf(best.counter, best.used) : null;
+}
+
+const DAY_MS = 86_400_000;
+
+class Timeout extends Error {}
+
+/**
+ * Real-time quota enforcement. Redis holds one counter per license, usage type and period
+ * (millionths of a unit); one Lua script checks and increments every counter a call touches,
+ * so concurrent calls can never admit past a cap. PostgreSQL stays the record: a missing
+ * counter is rebuilt from it (plus what this process has reserved and not yet written), and
+ * when Redis is unreachable the decision is taken from PostgreSQL (fail-closed by default).
+ */
+export class QuotaEnforcer {
+  private readonly limitsCache = new Map<string, { at: number; value: Promise<LicenseLimits | null> }>();
+  /** Counters worked out per license limits and usage type, reused while their periods last. */
+  private readonly countersCache = new WeakMap<LicenseLimits, Map<string, Counter[]>>();
+  /** Reserved in Redis, not yet written or given back: a rebuild must count them. */
+  private readonly inflight = new Map<string, bigint>();
+  private readonly rebuilding = new Map<string, Promise<void>>();
+  /** Without Redis, decisions for one license are taken one at a time in this process. */
+  private readonly fallbackChains = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger },
+    private readonly options: QuotaOptions,
+  ) {}
+
+  invalidate(licenseId: string): void {
+    this.limitsCache.delete(licenseId);
+  }
+
+  private limitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
+    const cached = this.limitsCache.get(licenseId);
+    const now = Date.now();
+    if (cached && now - cached.at < this.options.limitsCacheMs) {
+      return cached.value.then((v) => (v && v.tenantId !== tenantId ? null : v));
+    }
+    const value = loadLicenseLimits(this.deps.prisma, tenantId, licenseId);
+    // Another tenant's id loads as null; cache only what belongs to the caller's tenant.
+    value.then(
+      (v) => (v ? this.limitsCache.set(licenseId, { at: now, value }) : undefined),
+      () => this.limitsCache.delete(licenseId),
+    );
+    return value;
+  }
+
+  /** The hot path: periods (time-zone arithmetic) and caps (decimal arithmetic) are worked out once per period. */
+  private countersOf(limits: LicenseLimits, usageType: string, at: Date): Counter[] {
+    let byType = this.countersCache.get(limits);
+    if (!byType) this.countersCache.set(limits, (byType = new Map()));
+    const cached = byType.get(usageType);
+    const t = at.getTime();
+    if (cached && cached.every((c) => c.period.start.getTime() <= t && t < c.period.end.getTime())) return cached;
+    const counters = this.computeCounters(limits, usageType, at);
+    // Only the current periods are kept: an old event must not evict them.
+    if (!cached || t >= Date.now() - 60_000) byType.set(usageType, counters);
+    return counters;
+  }
+
+  private computeCounters(limits: LicenseLimits, usageType: string, at: Date): Counter[] {
+    return limitsFor(limits, usageType).map((limit) => {
+      const period = periodContaining(limit.periodType, at, limits.timezone, limits.billingAnchor);
+      return {
+        // {licenseId} is a hash tag: every counter of a license lives in one Redis Cluster slot.
+        key: `${this.options.keyPrefix}quota:{${limits.licenseId}}:${usageType}:${period.type}:${period.start.getTime()}`,
+        tenantId: limits.tenantId,
+        licenseId: limits.licenseId,
+        usageType,
+        period,
+        limit,
+        capMicro: limit.allowOverage ? null : toMicro(capOf(limit)),
+        graceCapMicro: toMicro(capOf(limit)),
+        levelMicros: limit.levels.map((level) => ({ level, at: levelMicro(limit, level) })),
+      };
+    });
+  }
+
+  /**
+   * Reserves quota for each event, in order: admitted events count at once, refused ones
+   * not at all. Events of licenses without limits (or unknown to this tenant) pass untouched.
+   */
+  async reserve(tenantId: string, events: QuotaEvent[]): Promise<ReserveOutcome[]> {
+    const outcomes: ReserveOutcome[] = new Array(events.length);
+    const byLicense = new Map<string, number[]>();
+    events.forEach((e, i) => byLicense.set(e.licenseId, [...(byLicense.get(e.licenseId) ?? []), i]));
+    await Promise.all(
+      [...byLicense].map(async ([licenseId, indexes]) => {
+        const limits = await this.limitsOf(tenantId, licenseId);
+        const perEvent = indexes.map((i) => (limits ? this.countersOf(limits, events[i]!.usageType, events[i]!.occurredAt) : []));
+        const limited = indexes.filter((_, j) => perEvent[j]!.length > 0);
+        indexes.forEach((i, j) => {
+          if (perEvent[j]!.length === 0) outcomes[i] = { admitted: true, reservation: null, state: null };
+        });
+        if (limited.length === 0) return;
+        const items = limited.map((i) => ({
+          index: i,
+          amount: toMicro(events[i]!.quantity),
+          counters: perEvent[indexes.indexOf(i)]!,
+        }));
+        const decided = await this.decide(licenseId, items);
+        decided.forEach((o, j) => (outcomes[items[j]!.index] = o));
+      }),
+    );
+    return outcomes;
+  }
+
+  private async decide(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
+    if (this.deps.redis.status === 'ready') {
+      try {
+        return await this.decideInRedis(items);
+      } catch (error) {
+        if (error instanceof AppError) throw error;
+        this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
+        // The script may still run, and what PostgreSQL admits now is not in these counters:
+        // drop them (queued behind the script on the same connection) so they are rebuilt.
+        const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
+        this.deps.redis.del(...keys).catch(() => undefined);
+      }
+    }
+    if (this.options.failMode === 'open') {
+      return items.map(() => ({ admitted: true, reservation: null, state: null }));
+    }
+    return this.decideInPostgres(licenseId, items);
+  }
+
+  private withTimeout<T>(promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Timeout('Redis did not answer in time')), this.options.redisTimeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  private async decideInRedis(items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
+    const keys: string[] = [];
+    const counterByKey = new Map<string, Counter>();
+    for (const item of items)
+      for (const c of item.counters)
+        if (!counterByKey.has(c.key)) {
+          counterByKey.set(c.key, c);
+          keys.push(c.key);
+        }
+    const indexOf = new Map(keys.map((k, i) => [k, i + 1]));
+    const eventArgs: (string | number)[] = [items.length];
+    for (const item of items) {
+      eventArgs.push(item.amount.toString(), item.counters.length);
+      for (const c of item.counters) eventArgs.push(indexOf.get(c.key)!, c.capMicro === null ? -1 : c.capMicro.toString());
+    }
+    for (let round = 0; round < 3; round++) {
+      const reply = (await this.withTimeout(runScript(this.deps.redis, RESERVE_LUA, keys, eventArgs))) as (number | number[])[];
+      if (reply[0] === 0) {
+        await Promise.all((reply[1] as number[]).map((i) => this.rebuild(counterByKey.get(keys[i - 1]!)!)));
+        continue;
+      }
+      const outcomes: ReserveOutcome[] = [];
+      let p = 1;
+      for (const item of items) {
+        const admitted = reply[p++] === 1;
+        const befores = item.counters.map(() => BigInt(reply[p++] as number));
+        if (admitted) {
+          for (const c of item.counters) this.inflight.set(c.key, (this.inflight.get(c.key) ?? 0n) + item.amount);
+          outcomes.push({
+            admitted: true,
+            reservation: { amount: item.amount, counters: item.counters.map((counter, j) => ({ counter, before: befores[j]! })), viaRedis: true },
+            state: tightest(item.counters.map((counter, j) => ({ counter, used: befores[j]! + item.amount }))),
+          });
+        } else {
+          const refusedBy = item.counters.findIndex((c, j) => c.capMicro !== null && befores[j]! + item.amount > c.capMicro);
+          outcomes.push({ admitted: false, state: stateOf(item.counters[refusedBy]!, befores[refusedBy]!) });
+        }
+      }
+      return outcomes;
+    }
+    throw new Error('quota counters kept disappearing while being rebuilt');
+  }
+
+  /**
+   * Usage so far from PostgreSQL, plus what this process has admitted and not yet written.
+   * In-flight amounts are read before PostgreSQL: an event that commits (and stops being in
+   * flight) while the query runs is then counted twice, which only refuses early, rather
+   * than not at all, which would admit past the cap.
+   */
+  private async usedFromPostgres(counter: Counter): Promise<bigint> {
+    const inflight = this.inflight.get(counter.key) ?? 0n;
+    const totals = await usageTotals(
+      this.deps.pool,
+      { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
+      counter.period,
+    );
+    return toMicro(totals.get(counter.usageType) ?? '0') + inflight;
+  }
+
+  /**
+   * Sets a missing counter from PostgreSQL (unless another process has set it meanwhile).
+   * One rebuild per counter at a time in this process, and nothing of this process can
+   * reserve on the counter while it is missing, so the value set is never stale here.
+   */
+  private rebuild(counter: Counter): Promise<void> {
+    const running = this.rebuilding.get(counter.key);
+    if (running) return running;
+    const done = this.usedFromPostgres(counter)
+      .then((value) => this.deps.redis.set(counter.key, value.toString(), 'PXAT', counter.period.end.getTime() + DAY_MS, 'NX'))
+      .then(() => undefined)
+      .finally(() => this.rebuilding.delete(counter.key));
+    this.rebuilding.set(counter.key, done);
+    return done;
+  }
+
+  private async decideInPostgres(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
+    const previous = this.fallbackChains.get(licenseId) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(async () => {
+      const used = new Map<string, bigint>();
+      try {
+        for (const item of items)
+          for (const c of item.counters) if (!used.has(c.key)) used.set(c.key, await this.usedFromPostgres(c));
+      } catch (error) {
+        throw new AppError('UNAVAILABLE', 'quota cannot be checked right now (Redis and PostgreSQL unavailable), retry later', undefined, { cause: error });
+      }
+      return items.map((item): ReserveOutcome => {
+        const refusedBy = item.counters.find((c) => c.capMicro !== null && used.get(c.key)! + item.amount > c.capMicro);
+        if (refusedBy) return { admitted: false, state: stateOf(refusedBy, used.get(refusedBy.key)!) };
+        const counters = item.counters.map((counter) => ({ counter, before: used.get(counter.key)! }));
+        for (const c of item.counters) {
+          used.set(c.key, used.get(c.key)! + item.amount);
+          this.inflight.set(c.key, (this.inflight.get(c.key) ?? 0n) + item.amount);
+        }
+        return {
+          admitted: true,
+          reservation: { amount: item.amount, counters, viaRedis: false },
+          state: tightest(counters.map(({ counter, before }) => ({ counter, used: before + item.amount }))),
+        };
+      });
+    });
+    this.fallbackChains.set(licenseId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.fallbackChains.get(licenseId) === run) this.fallbackChains.delete(licenseId);
+    }
+  }
+
+  private forget(reservation: Reservation): void {
+    for (const { counter } of reservation.counters) {
+      const left = (this.inflight.get(counter.key) ?? 0n) - reservation.amount;
+      if (left > 0n) this.inflight.set(counter.key, left);
+      else this.inflight.delete(counter.key);
+    }
+  }
+
+  /**
+   * Gives back what duplicates, refused and failed writes reserved. They stay in flight
+   * until Redis has taken them back: a counter rebuilt meanwhile counts them, and the
+   * decrement then takes them off it.
+   */
+  async release(reservations: (Reservation | null)[]): Promise<void> {
+    const amounts = new Map<string, bigint>();
+    for (const r of reservations) {
+      if (!r) continue;
+      if (r.viaRedis) for (const { counter } of r.counters) amounts.set(counter.key, (amounts.get(counter.key) ?? 0n) + r.amount);
+    }
+    // One call per license: a license's counters share a Redis Cluster slot.
+    const byTag = new Map<string, string[]>();
+    for (const key of amounts.keys()) {
+      const tag = /\{[^}]*\}/.exec(key)![0];
+      byTag.set(tag, [...(byTag.get(tag) ?? []), key]);
+    }
+    await Promise.all(
+      [...byTag.values()].map((keys) =>
+        runScript(this.deps.redis, RELEASE_LUA, keys, keys.map((k) => amounts.get(k)!.toString())).catch((err: unknown) =>
+          // A counter left too high only refuses early; the next rebuild corrects it.
+          this.deps.logger.warn({ err }, 'could not give back reserved quota'),
+        ),
+      ),
+    );
+    for (const r of reservations) if (r) this.forget(r);
+  }
+
+  /** The events are stored: they stop being in flight. Returns the levels and caps they crossed. */
+  settle(reservations: (Reservation | null)[]): Crossings {
+    const crossings: Crossings = { levels: [], overages: [] };
+    for (const r of reservations) {
+      if (!r) continue;
+      this.forget(r);
+      for (const { counter, before } of r.counters) {
+        const after = before + r.amount;
+        const base = { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType, period: counter.period, limit: counter.limit };
+        for (const { level, at } of counter.levelMicros) {
+          if (before < at && at <= after) crossings.levels.push({ ...base, level, used: formatMicro(after) });
+        }
+        if (counter.limit.allowOverage && before <= counter.graceCapMicro && after > counter.graceCapMicro) {
+          crossings.overages.push({ ...base, used: formatMicro(after) });
+        }
+      }
+    }
+    return crossings;
+  }
+
+  /** Whether `quantity` more of `usageType` would be admitted now; nothing is recorded. */
+  async check(tenantId: string, args: { licenseId: string; usageType: string; quantity: string }, at = new Date()) {
+    const limits = await this.limitsOf(tenantId, args.licenseId);
+    if (!limits) throw new AppError('NOT_FOUND', 'license not found');
+    const counters = this.countersOf(limits, args.usageType, at);
+    const amount = toMicro(args.quantity);
+    const used = await Promise.all(counters.map((c) => this.currentValue(c)));
+    const rows = counters.map((c, i) => {
+      const cap = c.capMicro;
+      return {
+        periodType: c.period.type,
+        periodStart: c.period.start,
+        periodEnd: c.period.end,
+        limit: c.limit.limit.toFixed(),
+        cap: capOf(c.limit).toFixed(),
+        hard: cap !== null,
+        used: formatMicro(used[i]!),
+        remaining: cap === null ? null : formatMicro(used[i]! >= cap ? 0n : cap - used[i]!),
+        allowed: cap === null || used[i]! + amount <= cap,
+      };
+    });
+    return { allowed: rows.every((r) => r.allowed), usageType: args.usageType, limits: rows };
+  }
+
+  private async currentValue(counter: Counter): Promise<bigint> {
+    if (this.deps.redis.status === 'ready') {
+      try {
+        const value = await this.withTimeout(this.deps.redis.get(counter.key));
+        if (value !== null) return BigInt(value);
+      } catch {
+        // fall through to PostgreSQL
+      }
+    }
+    return this.usedFromPostgres(counter);
+  }
+}

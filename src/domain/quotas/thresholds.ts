@@ -1,0 +1,148 @@
+import type pg from 'pg';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client';
+import type { Db } from '../../lib/db';
+import { AppError } from '../../lib/errors';
+import { type PeriodType, periodContaining } from '../periods';
+import { usageTotals } from '../rollups/usage-totals';
+import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits, toMicro } from './limits';
+
+type ThresholdRow = Prisma.UsageThresholdGetPayload<object>;
+
+export function presentThreshold(t: ThresholdRow) {
+  return {
+    id: t.id,
+    licenseId: t.licenseId,
+    usageType: t.usageType,
+    periodType: t.periodType,
+    limitQuantity: t.limitQuantity.toFixed(),
+    gracePercentage: t.gracePercentage.toFixed(),
+    allowOverage: t.allowOverage,
+    overageRateCents: t.overageRateCents,
+    warningLevels: t.warningLevels,
+    createdAt: t.createdAt,
+    updatedAt: t.updatedAt,
+  };
+}
+
+export interface ThresholdFields {
+  limitQuantity: string;
+  gracePercentage: string;
+  allowOverage: boolean;
+  overageRateCents: number;
+  warningLevels: number[];
+}
+
+async function assertLicense(db: Db, tenantId: string, licenseId: string) {
+  const found = await db.license.count({ where: { id: licenseId, tenantId, deletedAt: null } });
+  if (!found) throw new AppError('NOT_FOUND', 'license not found');
+}
+
+async function ownThreshold(db: Db, tenantId: string, id: string): Promise<ThresholdRow> {
+  const threshold = await db.usageThreshold.findFirst({ where: { id, tenantId } });
+  if (!threshold) throw new AppError('NOT_FOUND', 'threshold not found');
+  return threshold;
+}
+
+const sortedLevels = (levels: number[]) => [...new Set(levels)].sort((a, b) => a - b);
+
+export async function createThreshold(
+  db: Db,
+  tenantId: string,
+  args: { licenseId: string; usageType: string; periodType: PeriodType } & Partial<ThresholdFields> & { limitQuantity: string },
+) {
+  await assertLicense(db, tenantId, args.licenseId);
+  const clash = await db.usageThreshold.findFirst({
+    where: { tenantId, licenseId: args.licenseId, usageType: args.usageType, periodType: args.periodType },
+  });
+  if (clash) {
+    throw new AppError('CONFLICT', `this license already has a ${args.periodType} threshold for "${args.usageType}" (${clash.id}); update it instead`);
+  }
+  try {
+    const threshold = await db.usageThreshold.create({
+      data: {
+        tenantId,
+        licenseId: args.licenseId,
+        usageType: args.usageType,
+        periodType: args.periodType,
+        limitQuantity: args.limitQuantity,
+        gracePercentage: args.gracePercentage ?? '0',
+        allowOverage: args.allowOverage ?? false,
+        overageRateCents: args.overageRateCents ?? 0,
+        warningLevels: sortedLevels(args.warningLevels ?? [...DEFAULT_WARNING_LEVELS]),
+      },
+    });
+    return presentThreshold(threshold);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'P2002') {
+      throw new AppError('CONFLICT', `this license already has a ${args.periodType} threshold for "${args.usageType}"`, undefined, { cause: error });
+    }
+    throw error;
+  }
+}
+
+export async function listThresholds(db: Db, tenantId: string, args: { licenseId?: string }) {
+  const rows = await db.usageThreshold.findMany({
+    where: { tenantId, ...(args.licenseId ? { licenseId: args.licenseId } : {}) },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: 1000,
+  });
+  return { items: rows.map(presentThreshold) };
+}
+
+export async function updateThreshold(db: Db, tenantId: string, id: string, args: Partial<ThresholdFields>) {
+  await ownThreshold(db, tenantId, id);
+  const threshold = await db.usageThreshold.update({
+    where: { id },
+    data: { ...args, ...(args.warningLevels ? { warningLevels: sortedLevels(args.warningLevels) } : {}) },
+  });
+  return presentThreshold(threshold);
+}
+
+export async function removeThreshold(db: Db, tenantId: string, id: string) {
+  const threshold = await ownThreshold(db, tenantId, id);
+  await db.usageThreshold.delete({ where: { id } });
+  return { id, licenseId: threshold.licenseId, removed: true as const };
+}
+
+/**
+ * Where a license stands against each limit in its current periods (its time zone): its own
+ * thresholds always, and the plan's limits for every usage type it has used.
+ */
+export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClient }, tenantId: string, licenseId: string, now = new Date()) {
+  const limits = await loadLicenseLimits(deps.prisma, tenantId, licenseId);
+  if (!limits) throw new AppError('NOT_FOUND', 'license not found');
+  const rows = [];
+  for (const periodType of PERIOD_TYPES) {
+    const inPlay = limits.planLimits.some((l) => l.periodType === periodType) || limits.thresholds.some((t) => t.periodType === periodType);
+    if (!inPlay) continue;
+    const period = periodContaining(periodType, now, limits.timezone, limits.billingAnchor);
+    const totals = await usageTotals(deps.pool, { tenantId, licenseId }, period);
+    const usageTypes = new Set([...totals.keys(), ...limits.thresholds.filter((t) => t.periodType === periodType).map((t) => t.usageType)]);
+    for (const usageType of [...usageTypes].sort()) {
+      const limit = limitsFor(limits, usageType).find((l) => l.periodType === periodType);
+      if (!limit) continue;
+      const used = new Prisma.Decimal(totals.get(usageType) ?? '0');
+      const cap = capOf(limit);
+      const overage = limit.allowOverage && used.gt(cap) ? used.minus(cap).toDecimalPlaces(6, Prisma.Decimal.ROUND_DOWN) : new Prisma.Decimal(0);
+      rows.push({
+        thresholdId: limit.thresholdId,
+        source: limit.source,
+        usageType,
+        periodType,
+        periodStart: period.start,
+        periodEnd: period.end,
+        used: used.toFixed(),
+        limit: limit.limit.toFixed(),
+        limitWithGrace: cap.toFixed(),
+        hard: !limit.allowOverage,
+        percentUsed: limit.limit.isZero() ? '0' : used.div(limit.limit).times(100).toDecimalPlaces(2, Prisma.Decimal.ROUND_DOWN).toFixed(),
+        level: levelAt(limit, toMicro(used)),
+        remaining: Prisma.Decimal.max(0, limit.limit.minus(used)).toFixed(),
+        exceeded: used.gte(limit.limit),
+        overageQuantity: overage.toFixed(),
+        overageFeeCents: Number(feeCents(overage, limit.overageRateCents)),
+      });
+    }
+  }
+  return { thresholds: rows };
+}

@@ -1,0 +1,34 @@
+import type { PrismaClient } from '../../generated/prisma/client';
+import type { JobQueues } from '../../../jobs/queues';
+import type { WebhookEvent } from './events';
+
+export interface WebhookDispatchDeps {
+  prisma: PrismaClient;
+  queues: JobQueues;
+  /** Base of the exponential backoff between attempts. */
+  retryBaseMs: number;
+}
+
+/**
+ * One delivery per enabled endpoint of the tenant that takes this event type (an endpoint
+ * with no event list takes all), each sent by its own queued job. Delivery rows are unique
+ * per endpoint and event id and job ids name the delivery, so publishing an event twice
+ * delivers it once.
+ */
+export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: string, event: WebhookEvent): Promise<number> {
+  const endpoints = await deps.prisma.webhookEndpoint.findMany({
+    where: { tenantId, enabled: true, OR: [{ events: { isEmpty: true } }, { events: { has: event.type } }] },
+    select: { id: true },
+  });
+  if (endpoints.length === 0) return 0;
+  await deps.prisma.webhookDelivery.createMany({
+    data: endpoints.map((e) => ({ tenantId, endpointId: e.id, eventId: event.id, eventType: event.type, payload: event as object })),
+    skipDuplicates: true,
+  });
+  const deliveries = await deps.prisma.webhookDelivery.findMany({
+    where: { tenantId, eventId: event.id, status: 'PENDING', endpointId: { in: endpoints.map((e) => e.id) } },
+    select: { id: true },
+  });
+  for (const d of deliveries) await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
+  return deliveries.length;
+}

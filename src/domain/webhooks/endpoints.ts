@@ -1,0 +1,98 @@
+import type { Db } from '../../lib/db';
+import type { Prisma } from '../../generated/prisma/client';
+import { AppError } from '../../lib/errors';
+import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
+import { newWebhookSecret } from './signing';
+import type { WebhookEventType } from './events';
+
+type EndpointRow = Prisma.WebhookEndpointGetPayload<object>;
+
+/** Never shows a secret: it is returned once, by create and rotateSecret. */
+export function presentEndpoint(e: EndpointRow) {
+  return {
+    id: e.id,
+    url: e.url,
+    description: e.description,
+    events: e.events,
+    enabled: e.enabled,
+    rotating: e.previousSecretExpiresAt !== null && e.previousSecretExpiresAt > new Date(),
+    previousSecretExpiresAt: e.previousSecretExpiresAt,
+    createdAt: e.createdAt,
+    updatedAt: e.updatedAt,
+  };
+}
+
+async function ownEndpoint(db: Db, tenantId: string, id: string): Promise<EndpointRow> {
+  const endpoint = await db.webhookEndpoint.findFirst({ where: { id, tenantId } });
+  if (!endpoint) throw new AppError('NOT_FOUND', 'webhook endpoint not found');
+  return endpoint;
+}
+
+export async function createEndpoint(db: Db, tenantId: string, args: { url: string; events?: WebhookEventType[]; description?: string }) {
+  const secret = newWebhookSecret();
+  const endpoint = await db.webhookEndpoint.create({
+    data: { tenantId, url: args.url, events: args.events ?? [], description: args.description ?? null, secret },
+  });
+  return { ...presentEndpoint(endpoint), secret };
+}
+
+export async function listEndpoints(db: Db, tenantId: string) {
+  const rows = await db.webhookEndpoint.findMany({ where: { tenantId }, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
+  return { items: rows.map(presentEndpoint) };
+}
+
+export async function updateEndpoint(
+  db: Db,
+  tenantId: string,
+  id: string,
+  args: { url?: string; events?: WebhookEventType[]; description?: string | null; enabled?: boolean },
+) {
+  await ownEndpoint(db, tenantId, id);
+  return presentEndpoint(await db.webhookEndpoint.update({ where: { id }, data: args }));
+}
+
+export async function deleteEndpoint(db: Db, tenantId: string, id: string) {
+  await ownEndpoint(db, tenantId, id);
+  await db.webhookEndpoint.delete({ where: { id } });
+  return { id, deleted: true as const };
+}
+
+/**
+ * A new secret signs from now on; the current one keeps signing beside it for
+ * `overlapHours`, so receivers can switch without dropping a delivery.
+ */
+export async function rotateEndpointSecret(db: Db, tenantId: string, id: string, overlapHours: number) {
+  const current = await ownEndpoint(db, tenantId, id);
+  const secret = newWebhookSecret();
+  const endpoint = await db.webhookEndpoint.update({
+    where: { id },
+    data: {
+      secret,
+      previousSecret: overlapHours > 0 ? current.secret : null,
+      previousSecretExpiresAt: overlapHours > 0 ? new Date(Date.now() + overlapHours * 3_600_000) : null,
+    },
+  });
+  return { ...presentEndpoint(endpoint), secret };
+}
+
+/** The secrets that sign a delivery now: the current one, and the previous one during a rotation. */
+export function signingSecrets(endpoint: EndpointRow, now = new Date()): string[] {
+  return endpoint.previousSecret && endpoint.previousSecretExpiresAt && endpoint.previousSecretExpiresAt > now
+    ? [endpoint.secret, endpoint.previousSecret]
+    : [endpoint.secret];
+}
+
+export async function listDeliveries(
+  db: Db,
+  tenantId: string,
+  args: { endpointId?: string; status?: 'PENDING' | 'SUCCEEDED' | 'FAILED'; limit: number; cursor?: string },
+) {
+  if (args.endpointId) await ownEndpoint(db, tenantId, args.endpointId);
+  const after = args.cursor ? decodeCursor(args.cursor, 'webhooks.deliveries') : null;
+  const rows = await db.webhookDelivery.findMany({
+    where: { tenantId, ...(args.endpointId ? { endpointId: args.endpointId } : {}), ...(args.status ? { status: args.status } : {}), ...afterCursor(after) },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: args.limit + 1,
+  });
+  return pageOf(rows, args.limit);
+}

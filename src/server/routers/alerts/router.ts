@@ -1,0 +1,4 @@
+import { router } from '../../trpc';
+import { listAlertsProcedure } from './list';
+
+export const alertsRouter = router({ list: listAlertsProcedure });

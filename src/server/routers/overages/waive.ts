@@ -1,0 +1,11 @@
+import { decideOverage } from '../../../domain/overages/overages';
+import { procedure, requireTenant } from '../../trpc';
+import { idInput } from '../schemas';
+import { overageSchema } from './schemas';
+
+export const waiveOverageProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'overage' })
+  .input(idInput)
+  .output(overageSchema)
+  .mutation(({ ctx, input }) =>
+    decideOverage(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id, 'WAIVED', ctx.principal.keyId),
+  );

@@ -1,0 +1,12 @@
+import { createThreshold } from '../../../domain/quotas/thresholds';
+import { procedure, requireTenant } from '../../trpc';
+import { createThresholdInput, thresholdSchema } from './schemas';
+
+export const createThresholdProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'threshold' })
+  .input(createThresholdInput)
+  .output(thresholdSchema)
+  .mutation(async ({ ctx, input }) => {
+    const threshold = await createThreshold(ctx.services.db.prisma, requireTenant(ctx.tenantId), input);
+    ctx.services.quota.invalidate(threshold.licenseId);
+    return threshold;
+  });

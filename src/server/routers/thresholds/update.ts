@@ -1,0 +1,12 @@
+import { updateThreshold } from '../../../domain/quotas/thresholds';
+import { procedure, requireTenant } from '../../trpc';
+import { thresholdSchema, updateThresholdInput } from './schemas';
+
+export const updateThresholdProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'threshold' })
+  .input(updateThresholdInput)
+  .output(thresholdSchema)
+  .mutation(async ({ ctx, input: { id, ...fields } }) => {
+    const threshold = await updateThreshold(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields);
+    ctx.services.quota.invalidate(threshold.licenseId);
+    return threshold;
+  });

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { WEBHOOK_EVENT_TYPES } from '../../../domain/webhooks/events';
+import { isoDate, isoDateOrNull } from '../schemas';
+
+// Any http(s) URL, private addresses included: Tally is self-hosted and receivers are often internal.
+export const webhookUrlSchema = z.url({ protocol: /^https?$/ }).max(2000);
+
+export const webhookEventsSchema = z.array(z.enum(WEBHOOK_EVENT_TYPES)).max(WEBHOOK_EVENT_TYPES.length);
+
+export const endpointSchema = z.object({
+  id: z.string(),
+  url: z.string(),
+  description: z.string().nullable(),
+  events: z.array(z.string()),
+  enabled: z.boolean(),
+  rotating: z.boolean(),
+  previousSecretExpiresAt: isoDateOrNull,
+  createdAt: isoDate,
+  updatedAt: isoDate,
+});
+
+export const endpointWithSecretSchema = endpointSchema.extend({ secret: z.string() });

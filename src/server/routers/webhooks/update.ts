@@ -1,0 +1,17 @@
+import { z } from 'zod';
+import { updateEndpoint } from '../../../domain/webhooks/endpoints';
+import { procedure, requireTenant } from '../../trpc';
+import { endpointSchema, webhookEventsSchema, webhookUrlSchema } from './schemas';
+
+export const updateWebhookProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'webhook' })
+  .input(
+    z.strictObject({
+      id: z.uuid(),
+      url: webhookUrlSchema.optional(),
+      events: webhookEventsSchema.optional(),
+      description: z.string().max(500).nullable().optional(),
+      enabled: z.boolean().optional(),
+    }),
+  )
+  .output(endpointSchema)
+  .mutation(({ ctx, input: { id, ...fields } }) => updateEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields));

@@ -1,0 +1,22 @@
+import type { TestApp } from './harness';
+
+/** A license with its own hard limit on `usageType` (enterprise plan: nothing else limits it). */
+export async function licenseWithLimit(
+  app: TestApp,
+  ownerKey: string,
+  usageType: string,
+  limitQuantity: number | string,
+  extra: Record<string, unknown> = {},
+) {
+  const license = await app.createLicense(ownerKey);
+  const threshold = await app.call('thresholds.create', { licenseId: license.id, usageType, periodType: 'daily', limitQuantity, ...extra }, ownerKey);
+  if (threshold.status !== 200) throw new Error(`thresholds.create failed: ${JSON.stringify(threshold.body)}`);
+  return { licenseId: license.id, thresholdId: threshold.data.id as string };
+}
+
+/** Deletes this app's quota counters, as a Redis restart (or FLUSHALL) would; never touches other runs' keys. */
+export async function dropQuotaCounters(app: TestApp): Promise<number> {
+  const keys = await app.services.redis.keys(`${app.prefix}quota:*`);
+  if (keys.length) await app.services.redis.del(...keys);
+  return keys.length;
+}

@@ -1,0 +1,34 @@
+import { QueueEvents, type Worker } from 'bullmq';
+import { createRedis } from '../../src/lib/redis';
+import { closeWorkers, startWorkers } from '../../jobs/worker';
+import { QUEUES, type QueueName } from '../../jobs/catalog';
+import { bullPrefix } from '../../jobs/queues';
+import type { TestApp } from './harness';
+
+/** Real BullMQ workers for every queue of the catalog, on the app's own Redis prefix. */
+export async function startTestWorkers(app: TestApp) {
+  const s = app.services;
+  const prefix = bullPrefix(s.env.REDIS_KEY_PREFIX);
+  const workers: Worker[] = startWorkers(
+    { pool: s.db.pool, prisma: s.db.prisma, queues: s.queues, env: s.env, logger: s.logger, metrics: s.metrics },
+    { connection: s.bullConnection, prefix, concurrency: 4, lockDuration: 30_000 },
+  );
+  const connection = createRedis(s.env.REDIS_URL, { maxRetriesPerRequest: null });
+  const events = Object.fromEntries(QUEUES.map((q) => [q, new QueueEvents(q, { connection, prefix })])) as Record<QueueName, QueueEvents>;
+  await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
+  return {
+    events,
+    /** Waits for a job to finish (for good: after its retries), by id. */
+    async finished(jobId: string): Promise<unknown> {
+      const job = await s.queues.getJob(jobId);
+      if (!job) throw new Error(`no job ${jobId}`);
+      const queue = job.queueName as QueueName;
+      return job.waitUntilFinished(events[queue]);
+    },
+    async close() {
+      await closeWorkers(workers);
+      await Promise.all(Object.values(events).map((e) => e.close()));
+      connection.disconnect();
+    },
+  };
+}

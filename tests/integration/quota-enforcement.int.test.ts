@@ -1,0 +1,148 @@
+import { randomUUID } from 'node:crypto';
+import { TestApp } from '../helpers/harness';
+import { dropQuotaCounters, licenseWithLimit } from '../helpers/quota';
+
+let app: TestApp;
+let ownerKey: string;
+
+beforeAll(async () => {
+  // Redis answers slowly on a loaded 2-core CI box; a timed-out check would be decided from
+  // PostgreSQL instead, which is not what these tests are about (plan-tiers covers it).
+  app = await TestApp.start({ QUOTA_REDIS_TIMEOUT_MS: '10000' });
+  ({ ownerKey } = await app.createTenant());
+});
+afterAll(() => app.close());
+
+const track = (licenseId: string, usageType: string, extra: Record<string, unknown> = {}) =>
+  app.call('usage.trackEvent', { licenseId, usageType, ...extra }, ownerKey);
+const stored = (licenseId: string) => app.prisma.usageEvent.count({ where: { licenseId } });
+
+describe('hard limits at ingestion', () => {
+  it('accepts ten events against a limit of 10 and refuses the 11th with 429 and rate-limit headers', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'api_call', 10);
+    for (let i = 1; i <= 10; i++) {
+      const res = await track(licenseId, 'api_call');
+      expect(res.status).toBe(200);
+      expect(res.headers.get('ratelimit-limit')).toBe('10');
+      expect(res.headers.get('ratelimit-remaining')).toBe(String(10 - i));
+      expect(res.headers.get('x-ratelimit-remaining')).toBe(String(10 - i));
+    }
+    const refused = await track(licenseId, 'api_call');
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.data.code).toBe('TOO_MANY_REQUESTS');
+    const h = refused.headers;
+    expect(h.get('ratelimit-limit')).toBe('10');
+    expect(h.get('ratelimit-remaining')).toBe('0');
+    expect(h.get('x-ratelimit-limit')).toBe('10');
+    expect(h.get('x-ratelimit-remaining')).toBe('0');
+    const retryAfter = Number(h.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(25 * 3600);
+    expect(Number(h.get('ratelimit-reset'))).toBe(retryAfter);
+    const resetAt = Number(h.get('x-ratelimit-reset'));
+    expect(Math.abs(resetAt - (Date.now() / 1000 + retryAfter))).toBeLessThan(5);
+    const details = (refused.body.error?.data as any).details;
+    expect(details).toMatchObject({ usageType: 'api_call', periodType: 'daily', limit: '10', used: '10', remaining: '0', retryAfterSeconds: retryAfter });
+    expect(await stored(licenseId)).toBe(10);
+    // other usage types of the license are not limited by this threshold
+    expect((await track(licenseId, 'other')).status).toBe(200);
+  });
+
+  it('admits exactly up to the limit in decimals and refuses a millionth past it', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'gb', '2.5');
+    expect((await track(licenseId, 'gb', { quantity: '2.499999' })).status).toBe(200);
+    expect((await track(licenseId, 'gb', { quantity: '0.000002' })).status).toBe(429);
+    expect((await track(licenseId, 'gb', { quantity: '0.000001' })).status).toBe(200);
+    expect((await track(licenseId, 'gb', { quantity: '0.000001' })).status).toBe(429);
+    // a zero quantity never passes a limit
+    expect((await track(licenseId, 'gb', { quantity: 0 })).status).toBe(200);
+  });
+
+  it('lets usage reach limit × (1 + grace%) and not pass it', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'graced', 10, { gracePercentage: 20 });
+    const results = [];
+    for (let i = 0; i < 13; i++) results.push((await track(licenseId, 'graced')).status);
+    expect(results).toEqual([...Array(12).fill(200), 429]);
+  });
+
+  it('admits exactly 100 of 200 concurrent calls against a limit of 100', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'burst', 100);
+    const results = await Promise.all(Array.from({ length: 200 }, () => track(licenseId, 'burst')));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(100);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(100);
+    expect(await stored(licenseId)).toBe(100);
+  });
+
+  it('rebuilds counters from PostgreSQL when Redis loses them mid-stream, never admitting past the limit', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'flush', 50);
+    const first = await Promise.all(Array.from({ length: 30 }, () => track(licenseId, 'flush')));
+    expect(first.every((r) => r.status === 200)).toBe(true);
+    expect(await dropQuotaCounters(app)).toBeGreaterThan(0);
+    // counters vanish again while these calls are in flight
+    let answered = 0;
+    const second = Promise.all(
+      Array.from({ length: 60 }, () =>
+        track(licenseId, 'flush').then(async (r) => {
+          if ([3, 8, 15, 25].includes(++answered)) await dropQuotaCounters(app);
+          return r;
+        }),
+      ),
+    );
+    const results = await second;
+    const accepted = results.filter((r) => r.status === 200).length;
+    expect(results.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+    expect(await stored(licenseId)).toBe(30 + accepted);
+    expect(30 + accepted).toBeLessThanOrEqual(50);
+    // once settled, the rebuilt counter admits exactly what is left
+    await dropQuotaCounters(app);
+    const rest = await Promise.all(Array.from({ length: 30 }, () => track(licenseId, 'flush')));
+    expect(await stored(licenseId)).toBe(50);
+    expect(rest.filter((r) => r.status === 200)).toHaveLength(50 - 30 - accepted);
+  });
+
+  it('gives back what duplicates and refused writes reserved', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'dup', 3);
+    const idempotencyKey = randomUUID();
+    const event = { idempotencyKey, occurredAt: new Date().toISOString() };
+    expect((await track(licenseId, 'dup', event)).data.duplicate).toBe(false);
+    for (let i = 0; i < 5; i++) expect((await track(licenseId, 'dup', event)).data.duplicate).toBe(true);
+    // the license is suspended: its events are refused and reserve nothing
+    await app.call('licenses.setStatus', { id: licenseId, status: 'SUSPENDED' }, ownerKey);
+    for (let i = 0; i < 4; i++) expect((await track(licenseId, 'dup')).status).toBe(422);
+    await app.call('licenses.setStatus', { id: licenseId, status: 'ACTIVE' }, ownerKey);
+    expect((await track(licenseId, 'dup')).status).toBe(200);
+    expect((await track(licenseId, 'dup')).status).toBe(200);
+    expect((await track(licenseId, 'dup')).status).toBe(429);
+    // a retry of a stored event stays a duplicate even when the quota is used up
+    const again = await track(licenseId, 'dup', event);
+    expect(again.status).toBe(200);
+    expect(again.data.duplicate).toBe(true);
+    expect(await stored(licenseId)).toBe(3);
+  });
+
+  it('judges each event of a batch: the ones past the limit are QUOTA_EXCEEDED, the others stored', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'batch', 10);
+    const events = Array.from({ length: 15 }, (_, i) => ({ licenseId, usageType: i % 5 === 4 ? 'unlimited_type' : 'batch' }));
+    const res = await app.call('usage.trackEvents', { events }, ownerKey);
+    expect(res.status).toBe(200);
+    expect(res.data.accepted).toBe(13); // 10 limited (indexes 0-3, 5-8, 10, 11) + 3 unlimited (4, 9, 14)
+    expect(res.data.rejected).toEqual([12, 13].map((index) => ({ index, code: 'QUOTA_EXCEEDED', message: expect.stringContaining('quota exceeded') })));
+    expect(res.headers.get('ratelimit-remaining')).toBe('0');
+    const more = await app.call('usage.trackEvents', { events: [{ licenseId, usageType: 'batch' }, { licenseId, usageType: 'x' }] }, ownerKey);
+    expect(more.data).toMatchObject({ accepted: 1, rejected: [{ index: 0, code: 'QUOTA_EXCEEDED' }] });
+    expect(await app.prisma.usageEvent.count({ where: { licenseId, usageType: 'batch' } })).toBe(10);
+  });
+
+  it('answers usage.check without recording anything', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'checked', 5);
+    const check = (quantity: number) => app.call('usage.check', { licenseId, usageType: 'checked', quantity }, ownerKey, { method: 'GET' });
+    expect((await check(5)).data).toMatchObject({ allowed: true, limits: [{ periodType: 'daily', limit: '5', used: '0', remaining: '5', hard: true }] });
+    expect((await check(6)).data.allowed).toBe(false);
+    await track(licenseId, 'checked', { quantity: 4 });
+    await dropQuotaCounters(app); // answered from PostgreSQL as well
+    expect((await check(1)).data).toMatchObject({ allowed: true, limits: [{ used: '4', remaining: '1' }] });
+    expect((await check(2)).data.allowed).toBe(false);
+    expect(await stored(licenseId)).toBe(1);
+    expect((await app.call('usage.check', { licenseId: randomUUID(), usageType: 'checked' }, ownerKey, { method: 'GET' })).status).toBe(404);
+  });
+});
