@@ -5,6 +5,7 @@ import { licensesRouter } from './routers/licenses/router';
 import { tenantsRouter } from './routers/tenants/router';
 import { usageRouter } from './routers/usage/router';
 import { jobsRouter } from './routers/jobs/router';
+import { analyticsRouter } from './routers/analytics/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -13,6 +14,7 @@ export const appRouter = router({
   usage: usageRouter,
   auditLogs: auditLogsRouter,
   jobs: jobsRouter,
+  analytics: analyticsRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -38,7 +38,7 @@ export async function currentUsage(
   const periodTypes = PERIOD_ORDER.filter((p) => p === 'daily' || p === 'monthly' || limits.some((l) => l.periodType === p));
   const periods = periodTypes.map((type) => periodContaining(type, now, license.timezone, license.billingAnchor));
   const totals = await Promise.all(
-    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: license.id, usageType: args.usageType }, p)),
+    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: license.id, usageType: args.usageType, timezone: license.timezone }, p)),
   );
 
   const usageTypes = new Set<string>();
