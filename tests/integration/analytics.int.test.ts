@@ -314,6 +314,44 @@ describe('breakdowns, top licenses and the platform view', () => {
     expect(eq(res.data.items[0].quantity, rows[0]!.quantity)).toBe(true);
   });
 
+  it('exports every event of the range as CSV and JSON, streamed, with the API\'s authentication', async () => {
+    const q = new URLSearchParams({ startDate: threeDaysAgo, endDate: today, timezone: 'UTC' });
+    const get = (path: string, key: string | null, headers: Record<string, string> = {}) =>
+      fetch(`${app.baseUrl}${path}`, { headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
+    const csv = await get(`/api/export/events?${q}&format=csv`, owner);
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
+    const lines = (await csv.text()).trim().split('\n');
+    expect(lines[0]).toMatch(/^id,license_id,usage_type,quantity,occurred_at/);
+    expect(lines.length - 1).toBe(240);
+    const json = await get(`/api/export/events?${q}&format=json&licenseId=${ids[1]}`, owner);
+    const rows = (await json.json()) as { license_id: string }[];
+    const { rows: count } = await pool().query<{ n: string }>('SELECT count(*)::text AS n FROM usage_events WHERE license_id = $1', [ids[1]]);
+    expect(rows).toHaveLength(Number(count[0]!.n));
+    expect(rows.every((r) => r.license_id === ids[1])).toBe(true);
+    const rollups = await get(`/api/export/rollups?${q}&format=json`, owner);
+    expect(rollups.status).toBe(200);
+    const daily = (await rollups.json()) as { event_count: string }[];
+    expect(daily.reduce((s, r) => s + Number(r.event_count), 0)).toBeGreaterThan(0);
+
+    expect((await get(`/api/export/events?${q}`, null)).status).toBe(401);
+    const ingest = await app.createKey(owner, 'ingest');
+    expect((await get(`/api/export/events?${q}`, ingest.key)).status).toBe(403);
+    const other = await app.createTenant();
+    expect((await get(`/api/export/events?${q}&licenseId=${ids[0]}`, other.ownerKey)).status).toBe(404);
+    expect((await get(`/api/export/events?${q}&format=xml`, owner)).status).toBe(400);
+    expect((await get(`/api/export/events?startDate=2026-13-01&endDate=2026-01-01`, owner)).status).toBe(400);
+    expect((await get(`/api/export/events?startDate=2023-01-01&endDate=2026-01-01`, owner)).status).toBe(400);
+    expect((await get(`/api/export/nothing?${q}`, owner)).status).toBe(404);
+    expect((await get(`/api/export/events?${q}`, app.adminKey)).status).toBe(400);
+    expect((await get(`/api/export/events?${q}`, app.adminKey, { 'x-tally-tenant': tenantId })).status).toBe(200);
+
+    const link = await app.call('analytics.export', { kind: 'rollups', format: 'json', startDate: threeDaysAgo, endDate: today }, owner, { method: 'GET' });
+    expect(link.status).toBe(200);
+    expect(link.data.url).toMatch(/^\/api\/export\/rollups\?/);
+    expect((await get(link.data.url, owner)).status).toBe(200);
+  });
+
   it('gives admins the platform view, with events per day equal to the raw events', async () => {
     const res = await app.call('analytics.platform', { days: 7 }, app.adminKey, { method: 'GET' });
     expect(res.status).toBe(200);

@@ -66,6 +66,10 @@ const fixtures: Record<string, Fixture> = {
   },
   'analytics.topLicenses': { input: () => ({ startDate: '2026-01-01', endDate: '2026-01-02' }) },
   'analytics.platform': { input: () => ({}) },
+  'analytics.export': {
+    input: (ids) => ({ licenseId: ids.licenseA, startDate: '2026-01-01', endDate: '2026-01-02' }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, startDate: '2026-01-01', endDate: '2026-01-02' }),
+  },
   'auditLogs.list': { input: () => ({}) },
   'jobs.list': { input: () => ({}) },
   'jobs.get': { input: () => ({ id: randomUUID() }) },

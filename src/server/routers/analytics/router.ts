@@ -1,5 +1,6 @@
 import { router } from '../../trpc';
 import { breakdownProcedure } from './breakdown';
+import { exportProcedure } from './export';
 import { platformProcedure } from './platform';
 import { topLicensesProcedure } from './top-licenses';
 import { usageProcedure } from './usage';
@@ -9,4 +10,5 @@ export const analyticsRouter = router({
   breakdown: breakdownProcedure,
   topLicenses: topLicensesProcedure,
   platform: platformProcedure,
+  export: exportProcedure,
 });
