@@ -11,6 +11,7 @@ import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import type { Services } from './server/services';
 import { JobQueues, bullPrefix } from '../jobs/queues';
+import { AnalyticsCache } from './domain/analytics/cache';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -35,7 +36,8 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
   await bullConnection.connect();
   const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues };
+  const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

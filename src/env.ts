@@ -38,6 +38,7 @@ export const envShape = {
   JOB_RUN_RETENTION_DAYS: intFrom(90, 1, 3650),
   WORKER_CONCURRENCY: intFrom(2, 1, 64),
   JOB_LOCK_MS: intFrom(30_000, 1000, 600_000),
+  USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -2,11 +2,14 @@ import type pg from 'pg';
 import type { Env } from '../../src/env';
 import type { Logger } from '../../src/lib/logger';
 import type { JobName, JobPayload } from '../catalog';
+import type { AnalyticsCache } from '../../src/domain/analytics/cache';
 
 export interface JobDeps {
   pool: pg.Pool;
   env: Env;
   logger: Logger;
+  /** Rollup changes drop the cached analytics answers they make stale. */
+  analyticsCache: AnalyticsCache;
 }
 
 export interface JobContext {

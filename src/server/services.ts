@@ -7,6 +7,7 @@ import type { ApiKeyAuthenticator } from '../domain/api-keys/authenticator';
 import type { EventWriter } from '../domain/usage/ingest';
 import type { GroupCommitter } from '../domain/usage/group-commit';
 import type { JobQueues } from '../../jobs/queues';
+import type { AnalyticsCache } from '../domain/analytics/cache';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -21,4 +22,5 @@ export interface Services {
   authenticator: ApiKeyAuthenticator;
   eventWriter: EventWriter;
   groupCommitter: GroupCommitter;
+  analyticsCache: AnalyticsCache;
 }

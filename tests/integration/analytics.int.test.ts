@@ -5,6 +5,8 @@ import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
+import { jobHandlers } from '../../jobs/handlers';
+import { hourWindow } from '../../jobs/catalog';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -19,7 +21,8 @@ let app: TestApp;
 
 beforeAll(async () => {
   db = createIsolatedDatabase('analytics');
-  app = await TestApp.start({ DATABASE_URL: db.url });
+  // Exactness is checked uncached here; the cache has its own tests below.
+  app = await TestApp.start({ DATABASE_URL: db.url, USAGE_CACHE_TTL_SECONDS: '0' });
   await ensureUsageEventPartitions(app.services.db.pool, new Date(), new Date(Date.UTC(2026, 0, 1)));
 });
 afterAll(async () => {
@@ -368,5 +371,45 @@ describe('breakdowns, top licenses and the platform view', () => {
     expect((await app.call('analytics.platform', { days: 91 }, app.adminKey, { method: 'GET' })).status).toBe(400);
     expect((await app.call('analytics.platform', { days: 90 }, app.adminKey, { method: 'GET' })).status).toBe(200);
     expect((await app.call('analytics.platform', {}, owner, { method: 'GET' })).status).toBe(403);
+  });
+});
+
+describe('analytics cache', () => {
+  let cached: TestApp;
+  beforeAll(async () => {
+    cached = await TestApp.start({ DATABASE_URL: db.url, USAGE_CACHE_TTL_SECONDS: '300' });
+  });
+  afterAll(() => cached.close());
+
+  const counter = async (result: 'hit' | 'miss') => {
+    const text = await (await fetch(`${cached.baseUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`tally_analytics_cache_requests_total{view="usage",result="${result}"}`));
+    return Number(line?.split(' ')[1] ?? 0);
+  };
+  const deps = () => ({ pool: cached.services.db.pool, env: cached.services.env, logger: cached.services.logger, analyticsCache: cached.services.analyticsCache });
+  const ctx = { jobId: 'test', reportProgress: async () => undefined };
+
+  it('answers again from Redis, counts hits and misses, and drops answers when late events or a recalculation change rollups', async () => {
+    const t = await cached.createTenant();
+    const { id } = await cached.createLicense(t.ownerKey, { timezone: 'UTC' });
+    // Ten days ago: inside the retention horizon, so a recalculation recomputes it.
+    const day = Math.floor(Date.now() / DAY) * DAY - 10 * DAY;
+    const date = new Date(day).toISOString().slice(0, 10);
+    const input = { licenseId: id, startDate: date, endDate: date, granularity: 'daily' };
+    const read = async () => (await cached.call('analytics.usage', input, t.ownerKey, { method: 'GET' })).data.overview.totalQuantity;
+    const [hits, misses] = [await counter('hit'), await counter('miss')];
+    expect(await read()).toBe('0');
+    expect(await read()).toBe('0');
+    expect([(await counter('hit')) - hits, (await counter('miss')) - misses]).toEqual([1, 1]);
+
+    const late = day + 10 * HOUR + 15 * 60_000;
+    await writeHistoric(t.tenantId, [id], [{ license: 0, usageType: 'api_call', quantity: '2', at: late }]);
+    expect(await read()).toBe('0'); // cached until the rollups change
+    await jobHandlers['usage.aggregate.hourly'](deps(), { window: hourWindow(new Date(day + 11 * HOUR)) }, ctx);
+    expect(await read()).toBe('2');
+
+    await pool().query(`UPDATE usage_events SET quantity = 5 WHERE license_id = $1`, [id]); // a correction only a backfill folds in
+    await jobHandlers['usage.recalculate'](deps(), { tenantId: t.tenantId, licenseId: id, startDate: date, endDate: date }, ctx);
+    expect(await read()).toBe('5');
   });
 });

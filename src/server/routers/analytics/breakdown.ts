@@ -18,6 +18,9 @@ export const breakdownProcedure = procedure({ roles: ['owner', 'member', 'read']
       other: share.extend({ keys: z.number() }),
     }),
   )
-  .query(({ ctx, input }) =>
-    usageBreakdown({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), input),
-  );
+  .query(({ ctx, input }) => {
+    const tenantId = requireTenant(ctx.tenantId);
+    return ctx.services.analyticsCache.read(tenantId, 'breakdown', input, () =>
+      usageBreakdown({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    );
+  });

@@ -29,4 +29,9 @@ export const topLicensesProcedure = procedure({ roles: ['owner', 'member', 'read
       ),
     }),
   )
-  .query(({ ctx, input }) => topLicenses({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => {
+    const tenantId = requireTenant(ctx.tenantId);
+    return ctx.services.analyticsCache.read(tenantId, 'topLicenses', input, () =>
+      topLicenses({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    );
+  });

@@ -20,6 +20,9 @@ export const usageAnalyticsOutput = z.object({
 export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
   .input(z.strictObject({ ...rangeInput, granularity: granularitySchema }))
   .output(usageAnalyticsOutput)
-  .query(({ ctx, input }) =>
-    usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), input),
-  );
+  .query(({ ctx, input }) => {
+    const tenantId = requireTenant(ctx.tenantId);
+    return ctx.services.analyticsCache.read(tenantId, 'usage', input, () =>
+      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    );
+  });
