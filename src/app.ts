@@ -12,6 +12,7 @@ import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
 import { JobQueues, bullPrefix } from '../jobs/queues';
+import { AnalyticsCache } from './domain/analytics/cache';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -49,7 +50,8 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
       redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS,
     },
   );
-  return { env, db, redis, quotaRedis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, quota };
+  const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, quotaRedis, quota };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

@@ -44,6 +44,7 @@ export const envShape = {
   WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 10, 3_600_000),
   WEBHOOK_TIMEOUT_MS: intFrom(10_000, 100, 120_000),
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
+  USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   const runsScheduler = env.ROLE === 'scheduler' || env.ROLE === 'all';
   const workers = runsWorker
     ? startWorkers(
-        { pool: services.db.pool, prisma: services.db.prisma, queues: services.queues, env, logger, metrics: services.metrics },
+        { pool: services.db.pool, prisma: services.db.prisma, queues: services.queues, env, logger, metrics: services.metrics, analyticsCache: services.analyticsCache },
         {
           connection: services.bullConnection,
           prefix: bullPrefix(env.REDIS_KEY_PREFIX),

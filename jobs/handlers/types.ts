@@ -4,6 +4,7 @@ import type { JobQueues } from '../queues';
 import type { Env } from '../../src/env';
 import type { Logger } from '../../src/lib/logger';
 import type { JobName, JobPayload } from '../catalog';
+import type { AnalyticsCache } from '../../src/domain/analytics/cache';
 
 export interface JobDeps {
   pool: pg.Pool;
@@ -11,6 +12,8 @@ export interface JobDeps {
   queues: JobQueues;
   env: Env;
   logger: Logger;
+  /** Rollup changes drop the cached analytics answers they make stale. */
+  analyticsCache: AnalyticsCache;
 }
 
 export interface JobContext {

@@ -2,5 +2,9 @@ import { aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
 import { parseHourWindow } from '../catalog';
 import type { JobHandler } from './types';
 
-export const aggregateHourly: JobHandler<'usage.aggregate.hourly'> = (deps, { window }) =>
-  aggregateHourlyWindow(deps.pool, parseHourWindow(window));
+export const aggregateHourly: JobHandler<'usage.aggregate.hourly'> = async (deps, { window }) => {
+  const outcome = await aggregateHourlyWindow(deps.pool, parseHourWindow(window));
+  // Late events changed the rollups of their hours (and local days): cached answers over them are stale.
+  await deps.analyticsCache.invalidate(outcome.lateTenantIds);
+  return outcome;
+};

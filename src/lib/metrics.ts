@@ -11,6 +11,7 @@ export interface Metrics {
   jobDuration: Histogram<'job' | 'status'>;
   jobFailures: Counter<'job'>;
   queueDepth: Gauge<'queue' | 'state'>;
+  analyticsCache: Counter<'view' | 'result'>;
 }
 
 export function createMetrics(): Metrics {
@@ -70,6 +71,12 @@ export function createMetrics(): Metrics {
       name: 'tally_queue_jobs',
       help: 'Jobs per queue and state (read from Redis when scraped)',
       labelNames: ['queue', 'state'],
+      registers: [registry],
+    }),
+    analyticsCache: new Counter({
+      name: 'tally_analytics_cache_requests_total',
+      help: 'Analytics reads by view and cache result (hit or miss); hit rate = hit / (hit + miss)',
+      labelNames: ['view', 'result'],
       registers: [registry],
     }),
   };

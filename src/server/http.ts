@@ -6,6 +6,7 @@ import { createTrpcNodeHandler } from './trpc-node-handler';
 import type { Services } from './services';
 import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
 import { QUEUES } from '../../jobs/catalog';
+import { EXPORT_PATH, createExportHandler } from './export-routes';
 
 const TRPC_BASE = '/api/trpc/';
 
@@ -72,6 +73,7 @@ export function createHttpServer(services: Services): http.Server {
   });
 
   const adminQueues = createAdminQueuesHandler(services);
+  const exportHandler = createExportHandler(services);
 
   return http.createServer((req, res) => {
     const url = req.url ?? '/';
@@ -79,7 +81,8 @@ export function createHttpServer(services: Services): http.Server {
     const started = process.hrtime.bigint();
     let label = pathname.startsWith(TRPC_BASE) ? pathname.slice(TRPC_BASE.length) || '(none)' : pathname;
     if (pathname.startsWith(ADMIN_QUEUES_PATH)) label = ADMIN_QUEUES_PATH;
-    const known = label === '/health' || label === '/metrics' || label === ADMIN_QUEUES_PATH || pathname.startsWith(TRPC_BASE);
+    const known =
+      label === '/health' || label === '/metrics' || label === ADMIN_QUEUES_PATH || pathname.startsWith(TRPC_BASE) || pathname.startsWith(EXPORT_PATH);
     res.on('finish', () => {
       const procedure = known ? label : '(unknown)';
       services.metrics.httpRequests.inc({ procedure, status: String(res.statusCode) });
@@ -103,6 +106,13 @@ export function createHttpServer(services: Services): http.Server {
       adminQueues(req, res).catch((err: unknown) => {
         services.logger.error({ err }, 'queue dashboard failed');
         if (!res.headersSent) sendJson(res, 503, { error: { message: 'queue dashboard unavailable', code: 'SERVICE_UNAVAILABLE' } });
+      });
+      return;
+    }
+    if (pathname.startsWith(EXPORT_PATH)) {
+      exportHandler(req, res).catch((err: unknown) => {
+        services.logger.error({ err }, 'export failed');
+        if (!res.headersSent) sendJson(res, 503, { error: { message: 'export unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } });
       });
       return;
     }

@@ -9,6 +9,7 @@ import { thresholdsRouter } from './routers/thresholds/router';
 import { alertsRouter } from './routers/alerts/router';
 import { overagesRouter } from './routers/overages/router';
 import { webhooksRouter } from './routers/webhooks/router';
+import { analyticsRouter } from './routers/analytics/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -21,6 +22,7 @@ export const appRouter = router({
   alerts: alertsRouter,
   overages: overagesRouter,
   webhooks: webhooksRouter,
+  analytics: analyticsRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

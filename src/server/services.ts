@@ -8,6 +8,7 @@ import type { EventWriter } from '../domain/usage/ingest';
 import type { GroupCommitter } from '../domain/usage/group-commit';
 import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
+import type { AnalyticsCache } from '../domain/analytics/cache';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -25,4 +26,5 @@ export interface Services {
   eventWriter: EventWriter;
   groupCommitter: GroupCommitter;
   quota: QuotaEnforcer;
+  analyticsCache: AnalyticsCache;
 }

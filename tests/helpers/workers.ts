@@ -10,7 +10,7 @@ export async function startTestWorkers(app: TestApp) {
   const s = app.services;
   const prefix = bullPrefix(s.env.REDIS_KEY_PREFIX);
   const workers: Worker[] = startWorkers(
-    { pool: s.db.pool, prisma: s.db.prisma, queues: s.queues, env: s.env, logger: s.logger, metrics: s.metrics },
+    { pool: s.db.pool, prisma: s.db.prisma, queues: s.queues, env: s.env, logger: s.logger, metrics: s.metrics, analyticsCache: s.analyticsCache },
     { connection: s.bullConnection, prefix, concurrency: 4, lockDuration: 30_000 },
   );
   const connection = createRedis(s.env.REDIS_URL, { maxRetriesPerRequest: null });

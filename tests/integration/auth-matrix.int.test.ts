@@ -61,6 +61,20 @@ const fixtures: Record<string, Fixture> = {
   'usage.current': { input: (ids) => ({ licenseId: ids.licenseA }), foreign: (ids) => ({ licenseId: ids.licenseB }) },
   'usage.recalculateAggregates': { input: () => ({ startDate: '2026-01-01', endDate: '2026-01-02' }) },
   'usage.jobStatus': { input: () => ({ jobId: 'usage.recalculate@none' }) },
+  'analytics.usage': {
+    input: (ids) => ({ licenseId: ids.licenseA, startDate: '2026-01-01', endDate: '2026-01-02', granularity: 'daily' }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, startDate: '2026-01-01', endDate: '2026-01-02', granularity: 'daily' }),
+  },
+  'analytics.breakdown': {
+    input: (ids) => ({ licenseId: ids.licenseA, startDate: '2026-01-01', endDate: '2026-01-02', by: 'platform' }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, startDate: '2026-01-01', endDate: '2026-01-02', by: 'platform' }),
+  },
+  'analytics.topLicenses': { input: () => ({ startDate: '2026-01-01', endDate: '2026-01-02' }) },
+  'analytics.platform': { input: () => ({}) },
+  'analytics.export': {
+    input: (ids) => ({ licenseId: ids.licenseA, startDate: '2026-01-01', endDate: '2026-01-02' }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, startDate: '2026-01-01', endDate: '2026-01-02' }),
+  },
   'auditLogs.list': { input: () => ({}) },
   'jobs.list': { input: () => ({}) },
   'jobs.get': { input: () => ({ id: randomUUID() }) },

@@ -45,7 +45,7 @@ const hourFloor = (t: number) => Math.floor(t / HOUR) * HOUR;
 function inProcessWorkers(): Worker[] {
   const { services } = app;
   return startWorkers(
-    { pool: services.db.pool, prisma: services.db.prisma, env: services.env, logger: services.logger, metrics: services.metrics, queues: services.queues },
+    { pool: services.db.pool, prisma: services.db.prisma, env: services.env, logger: services.logger, metrics: services.metrics, queues: services.queues, analyticsCache: services.analyticsCache },
     { connection: services.bullConnection, prefix: bullPrefix(app.prefix), concurrency: 2, lockDuration: 5000 },
   );
 }

@@ -34,7 +34,11 @@ export interface AggregationOutcome {
  * The hourly job: recompute one UTC hour for every license, record the window as rolled
  * up, then recompute every earlier hour that late events marked (and their local days).
  */
-export async function aggregateHourlyWindow(pool: pg.Pool, hour: Date, now = new Date()): Promise<AggregationOutcome> {
+export async function aggregateHourlyWindow(
+  pool: pg.Pool,
+  hour: Date,
+  now = new Date(),
+): Promise<AggregationOutcome & { lateTenantIds: string[] }> {
   const start = hourFloor(hour);
   const end = new Date(start.getTime() + HOUR_MS);
   assertWindowEnded('hour', end, now);
@@ -42,7 +46,7 @@ export async function aggregateHourlyWindow(pool: pg.Pool, hour: Date, now = new
   const window = await recomputeHourlyRollups(pool, { start, end });
   await recordWindow(pool, 'hourly', start);
   const late = await recomputeMarkedHours(pool, end);
-  return { rowsTouched: window.rowsTouched + late.rowsTouched, lateMarks: late.marks };
+  return { rowsTouched: window.rowsTouched + late.rowsTouched, lateMarks: late.marks, lateTenantIds: late.tenantIds };
 }
 
 /**

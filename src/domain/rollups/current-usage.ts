@@ -35,7 +35,7 @@ export async function currentUsage(
   const periodTypes = PERIOD_TYPES.filter((p) => p === 'daily' || p === 'monthly' || limited.has(p));
   const periods = periodTypes.map((type) => periodContaining(type, now, limits.timezone, limits.billingAnchor));
   const totals = await Promise.all(
-    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: limits.licenseId, usageType: args.usageType }, p)),
+    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: limits.licenseId, usageType: args.usageType, timezone: limits.timezone }, p)),
   );
 
   const usageTypes = new Set<string>();

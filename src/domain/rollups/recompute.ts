@@ -291,9 +291,12 @@ export async function recordWindow(db: pg.Pool | pg.PoolClient, kind: 'hourly' |
  * Recomputes every hour that late events marked (before `before`): the hourly rows of the
  * marked licenses and the license-local days those hours fall in.
  */
-export async function recomputeMarkedHours(pool: pg.Pool, before: Date): Promise<RecomputeResult & { marks: number }> {
-  const { rows } = await pool.query<{ license_id: string; hour: Date }>(
-    `SELECT license_id, hour FROM rollup_dirty_hours WHERE hour < $1 ORDER BY hour, license_id`,
+export async function recomputeMarkedHours(
+  pool: pg.Pool,
+  before: Date,
+): Promise<RecomputeResult & { marks: number; tenantIds: string[] }> {
+  const { rows } = await pool.query<{ tenant_id: string; license_id: string; hour: Date }>(
+    `SELECT tenant_id, license_id, hour FROM rollup_dirty_hours WHERE hour < $1 ORDER BY hour, license_id`,
     [before],
   );
   const byHour = new Map<number, string[]>();
@@ -303,5 +306,5 @@ export async function recomputeMarkedHours(pool: pg.Pool, before: Date): Promise
     const range = { start: new Date(hour), end: new Date(hour + HOUR_MS), licenseIds };
     rowsTouched += (await recomputeHourlyRollups(pool, range)).rowsTouched;
   }
-  return { rowsTouched, marks: rows.length };
+  return { rowsTouched, marks: rows.length, tenantIds: [...new Set(rows.map((r) => r.tenant_id))] };
 }

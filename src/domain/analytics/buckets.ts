@@ -1,0 +1,108 @@
+import { TZDate } from '@date-fns/tz';
+import { AppError } from '../../lib/errors';
+
+export type Granularity = 'hourly' | 'daily' | 'weekly' | 'monthly';
+
+/** A half-open span of time [start, end), in epoch milliseconds. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/** Longest range per request, in local calendar days: enough for a quarter of hours or three years of days. */
+export const MAX_RANGE_DAYS: Record<Granularity, number> = { hourly: 92, daily: 1096, weekly: 1096, monthly: 1096 };
+
+/** Local midnight of a calendar date in `timezone` (TZDate normalizes day overflow as Date does). */
+export function localMidnight(year: number, month: number, day: number, timezone: string): number {
+  return new TZDate(year, month, day, timezone).getTime();
+}
+
+function parseDate(date: string): [number, number, number] {
+  const [y, m, d] = date.split('-').map(Number) as [number, number, number];
+  return [y, m - 1, d];
+}
+
+/** The local calendar date (`YYYY-MM-DD`) of an instant in `timezone`. */
+export function localDateOf(at: number, timezone: string): string {
+  const local = new TZDate(at, timezone);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${local.getFullYear()}-${pad(local.getMonth() + 1)}-${pad(local.getDate())}`;
+}
+
+/** The local day [midnight, next midnight) containing `at`: 23, 24 or 25 hours (or 23.5 on Lord Howe). */
+export function localDayAround(at: number, timezone: string): Span {
+  const local = new TZDate(at, timezone);
+  const y = local.getFullYear();
+  const m = local.getMonth();
+  const d = local.getDate();
+  return { start: localMidnight(y, m, d, timezone), end: localMidnight(y, m, d + 1, timezone) };
+}
+
+/** [startDate 00:00, endDate + 1 00:00) local, with the range checked against its limit. */
+export function rangeOf(startDate: string, endDate: string, granularity: Granularity, timezone: string): Span {
+  const [sy, sm, sd] = parseDate(startDate);
+  const [ey, em, ed] = parseDate(endDate);
+  const days = Math.round((Date.UTC(ey, em, ed) - Date.UTC(sy, sm, sd)) / DAY_MS) + 1;
+  if (days < 1) throw new AppError('BAD_REQUEST', 'endDate: must not be before startDate');
+  const max = MAX_RANGE_DAYS[granularity];
+  if (days > max) {
+    throw new AppError('BAD_REQUEST', `endDate: a ${granularity} range covers at most ${max} days (this one has ${days})`);
+  }
+  return { start: localMidnight(sy, sm, sd, timezone), end: localMidnight(ey, em, ed + 1, timezone) };
+}
+
+/**
+ * The periods of `granularity` covering `range` in `timezone`, in order, each clipped to
+ * the range: hours are absolute hours from local midnight (so a DST day has 23 or 25 of
+ * them), days run from local midnight to local midnight, weeks start on Monday, months on
+ * the 1st. Every instant of the range lies in exactly one bucket.
+ */
+export function bucketsOf(range: Span, granularity: Granularity, timezone: string): Span[] {
+  const buckets: Span[] = [];
+  let start = range.start;
+  while (start < range.end) {
+    const end = Math.min(nextBoundary(start, granularity, timezone), range.end);
+    buckets.push({ start, end });
+    start = end;
+  }
+  return buckets;
+}
+
+function nextBoundary(at: number, granularity: Granularity, timezone: string): number {
+  const local = new TZDate(at, timezone);
+  const y = local.getFullYear();
+  const m = local.getMonth();
+  const d = local.getDate();
+  switch (granularity) {
+    case 'hourly':
+      // Whole hours after the bucket start; a day's last hour ends at the next midnight
+      // even where the day is not a whole number of hours long.
+      return Math.min(at + HOUR_MS, localMidnight(y, m, d + 1, timezone));
+    case 'daily':
+      return localMidnight(y, m, d + 1, timezone);
+    case 'weekly':
+      return localMidnight(y, m, d - ((local.getDay() + 6) % 7) + 7, timezone);
+    case 'monthly':
+      return localMidnight(y, m + 1, 1, timezone);
+    default: {
+      const never: never = granularity;
+      throw new Error(`unknown granularity ${String(never)}`);
+    }
+  }
+}
+
+/** ISO 8601 with the zone's offset at that instant, e.g. `2026-03-08T03:00:00-04:00`. */
+export function isoInZone(at: number, timezone: string): string {
+  const local = new TZDate(at, timezone);
+  const offset = -local.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const abs = Math.abs(offset);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${local.getFullYear()}-${pad(local.getMonth() + 1)}-${pad(local.getDate())}T${pad(local.getHours())}:${pad(local.getMinutes())}:${pad(local.getSeconds())}` +
+    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
+  );
+}

@@ -1,0 +1,123 @@
+import { localDateOf, localDayAround, type Span } from './buckets';
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * What is known about the rollups of one group of licenses over a request's range: which
+ * hourly windows (UTC hours) and daily windows (UTC dates) are done, and which hours late
+ * events have marked since. A group shares all of it: licenses with marks of their own form
+ * groups of one.
+ */
+export interface Coverage {
+  /** Islands of rolled-up UTC hours, [start, end) in ms. */
+  hourlyDone: Span[];
+  /** Islands of done daily windows (UTC dates), [start, end) in ms. */
+  dailyDone: Span[];
+  /** Start (ms) of every UTC hour marked by a late event for a license of the group. */
+  dirtyHours: ReadonlySet<number>;
+  /**
+   * The zone the group's daily rows are cut in when they can serve the request: every
+   * license of the group is in it and it is the request's zone. Null: hourly and raw only.
+   */
+  dailyZone: string | null;
+}
+
+/** A range of one source that belongs to one bucket. */
+export interface PlannedSpan extends Span {
+  bucket: number;
+}
+
+/**
+ * Where each piece of each bucket is read from, so that every instant is counted exactly
+ * once: a daily rollup for a whole local day that is final (its daily window ran, no late
+ * event marked any of its hours since); an hourly rollup for a whole UTC hour that is
+ * rolled up and unmarked; raw events for everything else (hours not rolled up yet, marked
+ * hours, and the partial hours at the edges of +05:30 periods).
+ */
+export interface SourcePlan {
+  daily: { date: string; bucket: number }[];
+  hourly: PlannedSpan[];
+  raw: PlannedSpan[];
+}
+
+function within(islands: Span[], at: number): boolean {
+  // Islands are few (usually one); a linear scan beats anything cleverer here.
+  for (const island of islands) if (at >= island.start && at < island.end) return true;
+  return false;
+}
+
+function push(list: PlannedSpan[], span: PlannedSpan): void {
+  if (span.end <= span.start) return;
+  const last = list.at(-1);
+  if (last && last.bucket === span.bucket && last.end === span.start) last.end = span.end;
+  else list.push({ ...span });
+}
+
+function dayIsFinal(day: Span, coverage: Coverage): boolean {
+  // The daily window of UTC date D finalizes the local days that end during D.
+  const window = Math.floor((day.end - 1) / DAY_MS) * DAY_MS;
+  if (!within(coverage.dailyDone, window)) return false;
+  for (let h = Math.floor(day.start / HOUR_MS) * HOUR_MS; h < day.end; h += HOUR_MS) {
+    if (coverage.dirtyHours.has(h)) return false;
+  }
+  return true;
+}
+
+function planHours(plan: SourcePlan, span: Span, bucket: number, coverage: Coverage): void {
+  const firstHour = Math.ceil(span.start / HOUR_MS) * HOUR_MS;
+  const lastHour = Math.floor(span.end / HOUR_MS) * HOUR_MS;
+  if (firstHour >= lastHour) {
+    push(plan.raw, { ...span, bucket });
+    return;
+  }
+  push(plan.raw, { start: span.start, end: firstHour, bucket });
+  for (let h = firstHour; h < lastHour; h += HOUR_MS) {
+    const rolled = within(coverage.hourlyDone, h) && !coverage.dirtyHours.has(h);
+    push(rolled ? plan.hourly : plan.raw, { start: h, end: h + HOUR_MS, bucket });
+  }
+  push(plan.raw, { start: lastHour, end: span.end, bucket });
+}
+
+export function planSources(buckets: Span[], coverage: Coverage): SourcePlan {
+  const plan: SourcePlan = { daily: [], hourly: [], raw: [] };
+  buckets.forEach((bucket, index) => {
+    if (!coverage.dailyZone) {
+      planHours(plan, bucket, index, coverage);
+      return;
+    }
+    for (let at = bucket.start; at < bucket.end; ) {
+      const day = localDayAround(at, coverage.dailyZone);
+      const end = Math.min(day.end, bucket.end);
+      if (day.start === at && day.end <= bucket.end && dayIsFinal(day, coverage)) {
+        plan.daily.push({ date: localDateOf(at, coverage.dailyZone), bucket: index });
+      } else {
+        planHours(plan, { start: at, end }, index, coverage);
+      }
+      at = end;
+    }
+  });
+  return plan;
+}
+
+/**
+ * Spans as the sorted boundary points and per-interval bucket numbers that PostgreSQL's
+ * `width_bucket(x, points)` indexes: interval i is [points[i], points[i + 1]), and `map[i]`
+ * is its bucket, or null for a gap between spans. One index range scan then assigns every
+ * row to its bucket, however many spans there are.
+ */
+export function asWidthBuckets(spans: PlannedSpan[]): { points: number[]; map: (number | null)[] } {
+  const points: number[] = [];
+  const map: (number | null)[] = [];
+  for (const span of spans) {
+    if (points.length && points.at(-1) === span.start) {
+      map.push(span.bucket);
+    } else {
+      if (points.length) map.push(null);
+      points.push(span.start);
+      map.push(span.bucket);
+    }
+    points.push(span.end);
+  }
+  return { points, map };
+}

@@ -1,0 +1,16 @@
+import { z } from 'zod';
+import { EXPORT_KINDS, exportQuerySchema, exportUrl } from '../../../domain/analytics/export';
+import { resolveScope } from '../../../domain/analytics/usage-analytics';
+import { rangeOf } from '../../../domain/analytics/buckets';
+import { procedure, requireTenant } from '../../trpc';
+
+/** The export URL for a range, checked as the export route checks it (so a bad range is a 400 here, not later). */
+export const exportProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
+  .input(exportQuerySchema.extend({ kind: z.enum(EXPORT_KINDS).default('events') }))
+  .output(z.object({ url: z.string(), method: z.literal('GET'), format: z.enum(['csv', 'json']) }))
+  .query(async ({ ctx, input }) => {
+    const { kind, ...query } = input;
+    const { timezone } = await resolveScope({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), query);
+    rangeOf(query.startDate, query.endDate, 'daily', timezone);
+    return { url: exportUrl(kind, query), method: 'GET' as const, format: query.format };
+  });

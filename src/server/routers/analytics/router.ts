@@ -1,0 +1,14 @@
+import { router } from '../../trpc';
+import { breakdownProcedure } from './breakdown';
+import { exportProcedure } from './export';
+import { platformProcedure } from './platform';
+import { topLicensesProcedure } from './top-licenses';
+import { usageProcedure } from './usage';
+
+export const analyticsRouter = router({
+  usage: usageProcedure,
+  breakdown: breakdownProcedure,
+  topLicenses: topLicensesProcedure,
+  platform: platformProcedure,
+  export: exportProcedure,
+});

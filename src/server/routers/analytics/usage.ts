@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { usageAnalytics } from '../../../domain/analytics/usage-analytics';
+import { procedure, requireTenant } from '../../trpc';
+import { granularitySchema, periodOutput, rangeInput } from './schemas';
+
+export const usageAnalyticsOutput = z.object({
+  period: periodOutput,
+  overview: z.object({
+    totalQuantity: z.string(),
+    eventCount: z.number(),
+    uniqueUsers: z.number(),
+    errorCount: z.number(),
+    errorRate: z.number(),
+    avgDurationMs: z.number().nullable(),
+  }),
+  timeSeries: z.array(z.object({ period: z.string(), quantity: z.string(), events: z.number() })),
+  byUsageType: z.array(z.object({ usageType: z.string(), quantity: z.string(), events: z.number(), errorCount: z.number() })),
+});
+
+export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
+  .input(z.strictObject({ ...rangeInput, granularity: granularitySchema }))
+  .output(usageAnalyticsOutput)
+  .query(({ ctx, input }) => {
+    const tenantId = requireTenant(ctx.tenantId);
+    return ctx.services.analyticsCache.read(tenantId, 'usage', input, () =>
+      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    );
+  });
