@@ -103,9 +103,10 @@ export async function recalculateRange(
     const day = new Date(first.getTime() + i * DAY_MS);
     const end = new Date(Math.min(day.getTime() + DAY_MS, currentHour.getTime()));
     if (ids.length > 0) {
-      rowsTouched += (await recomputeHourlyRollups(pool, { start: day, end, licenseIds: licenseIds ?? undefined })).rowsTouched;
+      const hourly = await recomputeHourlyRollups(pool, { start: day, end, licenseIds: licenseIds ?? undefined });
       const isoDay = day.toISOString().slice(0, 10);
-      rowsTouched += (await recomputeDailyRollups(pool, ids.map((licenseId) => ({ licenseId, day: isoDay })))).rowsTouched;
+      const daily = await recomputeDailyRollups(pool, ids.map((licenseId) => ({ licenseId, day: isoDay })));
+      rowsTouched += hourly.rowsTouched + daily.rowsTouched; // added after both awaits: days run concurrently
     }
     done += 1;
     await options.onProgress?.(done, total);
