@@ -200,21 +200,22 @@ export class QuotaEnforcer {
   async reserve(tenantId: string, events: QuotaEvent[]): Promise<ReserveOutcome[]> {
     const outcomes: ReserveOutcome[] = new Array(events.length);
     const byLicense = new Map<string, number[]>();
-    events.forEach((e, i) => byLicense.set(e.licenseId, [...(byLicense.get(e.licenseId) ?? []), i]));
+    events.forEach((e, i) => {
+      const list = byLicense.get(e.licenseId);
+      if (list) list.push(i);
+      else byLicense.set(e.licenseId, [i]);
+    });
     await Promise.all(
       [...byLicense].map(async ([licenseId, indexes]) => {
         const limits = await this.limitsOf(tenantId, licenseId);
         const perEvent = indexes.map((i) => (limits ? this.countersOf(limits, events[i]!.usageType, events[i]!.occurredAt) : []));
-        const limited = indexes.filter((_, j) => perEvent[j]!.length > 0);
+        const items: { index: number; amount: bigint; counters: Counter[] }[] = [];
         indexes.forEach((i, j) => {
-          if (perEvent[j]!.length === 0) outcomes[i] = { admitted: true, reservation: null, state: null };
+          const counters = perEvent[j]!;
+          if (counters.length === 0) outcomes[i] = { admitted: true, reservation: null, state: null };
+          else items.push({ index: i, amount: toMicro(events[i]!.quantity), counters });
         });
-        if (limited.length === 0) return;
-        const items = limited.map((i) => ({
-          index: i,
-          amount: toMicro(events[i]!.quantity),
-          counters: perEvent[indexes.indexOf(i)]!,
-        }));
+        if (items.length === 0) return;
         const decided = await this.decide(licenseId, items);
         decided.forEach((o, j) => (outcomes[items[j]!.index] = o));
       }),
