@@ -99,23 +99,29 @@ export async function recalculateRange(
   const ids = licenseIds ?? (await pool.query<{ id: string }>('SELECT id FROM licenses')).rows.map((r) => r.id);
   let rowsTouched = 0;
   let done = 0;
-  const recomputeDay = async (i: number) => {
-    const day = new Date(first.getTime() + i * DAY_MS);
-    const end = new Date(Math.min(day.getTime() + DAY_MS, currentHour.getTime()));
+  // Two days per step: the daily scan reaches past each end of its days (local midnights run
+  // from UTC-12 to UTC+14), and that overhang is paid once per step, not once per day.
+  const DAYS_PER_STEP = 2;
+  const steps = Math.ceil(total / DAYS_PER_STEP);
+  const recomputeStep = async (step: number) => {
+    const first_ = step * DAYS_PER_STEP;
+    const count = Math.min(DAYS_PER_STEP, total - first_);
+    const start = new Date(first.getTime() + first_ * DAY_MS);
+    const end = new Date(Math.min(start.getTime() + count * DAY_MS, currentHour.getTime()));
     if (ids.length > 0) {
-      const hourly = await recomputeHourlyRollups(pool, { start: day, end, licenseIds: licenseIds ?? undefined });
-      const isoDay = day.toISOString().slice(0, 10);
-      const daily = await recomputeDailyRollups(pool, ids.map((licenseId) => ({ licenseId, day: isoDay })));
-      rowsTouched += hourly.rowsTouched + daily.rowsTouched; // added after both awaits: days run concurrently
+      const hourly = await recomputeHourlyRollups(pool, { start, end, licenseIds: licenseIds ?? undefined });
+      const days = Array.from({ length: count }, (_, k) => new Date(start.getTime() + k * DAY_MS).toISOString().slice(0, 10));
+      const daily = await recomputeDailyRollups(pool, days.flatMap((day) => ids.map((licenseId) => ({ licenseId, day }))));
+      rowsTouched += hourly.rowsTouched + daily.rowsTouched; // added after both awaits: steps run concurrently
     }
-    done += 1;
+    done += count;
     await options.onProgress?.(done, total);
   };
-  // Days are independent (each locks its own hours and dates): run a few at once.
+  // Steps are independent (each locks its own hours and dates): run a few at once.
   let next = 0;
   await Promise.all(
-    Array.from({ length: Math.min(options.concurrency ?? 2, total) }, async () => {
-      while (next < total) await recomputeDay(next++);
+    Array.from({ length: Math.min(options.concurrency ?? 2, steps) }, async () => {
+      while (next < steps) await recomputeStep(next++);
     }),
   );
   // Events that arrived in the range while it was being recomputed marked their hours;
