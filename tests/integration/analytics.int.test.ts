@@ -368,6 +368,14 @@ describe('breakdowns, top licenses and the platform view', () => {
     expect(res.data.tenants).toBe(Number(rows[0]!.tenants));
     expect(res.data.eventsPerDay).toHaveLength(7);
     expect(res.data.licenses.activeLast30Days).toBeGreaterThanOrEqual(2);
+    const perTenant = await pool().query<{ tenant_id: string; n: string }>(
+      `SELECT e.tenant_id, count(*)::text AS n FROM usage_events e JOIN licenses l ON l.id = e.license_id
+        WHERE (e.occurred_at AT TIME ZONE l.timezone)::date >= $1::date GROUP BY 1 ORDER BY count(*) DESC, e.tenant_id`,
+      [first],
+    );
+    expect(res.data.topTenants.map((t: { tenantId: string; events: number }) => [t.tenantId, t.events])).toEqual(
+      perTenant.rows.slice(0, res.data.topTenants.length).map((r) => [r.tenant_id, Number(r.n)]),
+    );
     expect((await app.call('analytics.platform', { days: 91 }, app.adminKey, { method: 'GET' })).status).toBe(400);
     expect((await app.call('analytics.platform', { days: 90 }, app.adminKey, { method: 'GET' })).status).toBe(200);
     expect((await app.call('analytics.platform', {}, owner, { method: 'GET' })).status).toBe(403);
