@@ -58,7 +58,7 @@ async function timed<T>(work: () => Promise<T>): Promise<{ result: T; seconds: n
  * measured). Like real traffic they arrive roughly in time order (within a minute), spread
  * over every license and usage type.
  */
-async function generateEvents(
+export async function generateEvents(
   pool: pg.Pool,
   tenantId: string,
   licenseIds: string[],

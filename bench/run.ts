@@ -18,6 +18,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ingestConfigFromEnv, runIngestBench } from './ingest';
 import { rollupConfigFromEnv, runRollupBench } from './rollups';
+import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import {
   type BenchContext,
@@ -44,6 +45,7 @@ import {
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   ingest: (ctx) => runIngestBench(ctx, ingestConfigFromEnv()),
   rollups: (ctx) => runRollupBench(ctx, rollupConfigFromEnv()),
+  analytics: (ctx) => runAnalyticsBench(ctx, analyticsConfigFromEnv()),
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
 };
 
