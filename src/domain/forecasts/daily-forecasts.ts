@@ -5,6 +5,7 @@ import { bucketsOf, localDateOf, localDayAround, localMidnight } from '../analyt
 import { usageSeries } from '../analytics/usage-series';
 import { periodContaining } from '../periods';
 import { type LicenseLimits, PERIOD_TYPES, limitsFor, loadLicenseLimits } from '../quotas/limits';
+import { activeLimitedLicenses } from '../quotas/threshold-check';
 import { usageTotals } from '../rollups/usage-totals';
 import { fitDailyModel } from './models';
 import { forecastPeriod } from './period-forecast';
@@ -167,13 +168,7 @@ export async function forecastAllLicenses(
   asOf: Date,
   onProgress?: (done: number, total: number) => Promise<void>,
 ): Promise<{ rowsTouched: number; licenses: number; forecasts: number; evaluated: number }> {
-  const { rows } = await deps.pool.query<{ id: string; tenant_id: string }>(
-    `SELECT l.id, l.tenant_id FROM licenses l
-      WHERE l.status = 'ACTIVE' AND l.deleted_at IS NULL
-        AND (EXISTS (SELECT 1 FROM plan_limits p WHERE p.plan_id = l.plan_id)
-             OR EXISTS (SELECT 1 FROM usage_thresholds t WHERE t.tenant_id = l.tenant_id AND t.license_id = l.id))
-      ORDER BY l.tenant_id, l.id`,
-  );
+  const rows = await activeLimitedLicenses(deps.pool);
   let forecasts = 0;
   for (const [i, row] of rows.entries()) {
     const limits = await loadLicenseLimits(deps.prisma, row.tenant_id, row.id);
