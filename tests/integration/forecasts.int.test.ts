@@ -239,9 +239,9 @@ describe('forecast accuracy', () => {
 
     const limits = (await loadLicenseLimits(app.prisma, t.tenantId, license))!;
     const deps = { pool: app.services.db.pool, prisma: app.prisma };
-    for (const offset of [1 * DAY, 3.5 * DAY, 6 * DAY]) await forecastLicense(deps, limits, new Date(start + offset));
+    for (const offset of [1 * DAY, 3.5 * DAY, 6 * DAY]) expect(await forecastLicense(deps, limits, new Date(start + offset))).toBe(1);
     // a re-run with an earlier cut-off changes nothing
-    await forecastLicense(deps, limits, new Date(start + 2 * DAY));
+    expect(await forecastLicense(deps, limits, new Date(start + 2 * DAY))).toBe(0);
 
     const row = await app.prisma.usageForecast.findFirstOrThrow({ where: { licenseId: license, periodStart: lastWeek.start } });
     expect(row.asOf).toEqual(new Date(start + 6 * DAY));

@@ -33,6 +33,7 @@ const CLOSER_TO_MIDDLE = `(f.mid_as_of IS NULL OR abs(extract(epoch FROM EXCLUDE
  * the first day the usage type was used (days before that are not usage history, and zeros
  * there would drag the trend down).
  */
+/** Returns the number of forecasts written (a forecast newer than `asOf` is left as it is). */
 export async function forecastLicense(deps: ForecastDeps, limits: LicenseLimits, asOf: Date): Promise<number> {
   const tz = limits.timezone;
   const limitedTypes = PERIOD_TYPES.filter(
@@ -75,7 +76,7 @@ export async function forecastLicense(deps: ForecastDeps, limits: LicenseLimits,
       });
       const remainingDates = bucketsOf({ start: today.start, end: period.end.getTime() }, 'daily', tz).map((b) => localDateOf(b.start, tz));
       const forecast = forecastPeriod({ model, usedSoFar, todayRemaining: 1 - elapsed, remainingDates, limit: limit.limit });
-      await deps.pool.query(
+      const upserted = await deps.pool.query(
         `INSERT INTO usage_forecasts AS f (id, tenant_id, license_id, usage_type, period_type, period_start, period_end, timezone,
                                            threshold_id, limit_quantity, used_so_far, predicted_total, lower_bound, upper_bound,
                                            breach_at, method, history_days, as_of, generated_at,
@@ -114,7 +115,7 @@ export async function forecastLicense(deps: ForecastDeps, limits: LicenseLimits,
           asOf,
         ],
       );
-      written += 1;
+      written += upserted.rowCount ?? 0;
     }
   }
   return written;
