@@ -85,6 +85,22 @@ export const jobCatalog = {
     windowOf: (p) => p.window,
     description: 'Alerts for levels crossed and overages of every limited license that ingestion may have missed; finalizes overages of closed periods.',
   }),
+  'usage.forecast.daily': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 5,
+    backoffMs: 30_000,
+    windowOf: (p) => p.window,
+    description: 'Forecast the period totals of every limited license and usage type; record the accuracy of periods that closed.',
+  }),
+  'usage.forecast.alerts': defineJob({
+    queue: 'maintenance',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 5,
+    backoffMs: 30_000,
+    windowOf: (p) => p.window,
+    description: 'Webhook usage.forecast.breach, once per limit and period, for limits the latest forecast says will be crossed.',
+  }),
   'webhooks.deliver': defineJob({
     queue: 'webhooks',
     payload: z.object({ deliveryId: z.uuid() }).strict(),
@@ -123,4 +139,13 @@ export function dateWindow(date: Date): string {
 
 export function parseDateWindow(window: string): Date {
   return new Date(`${window}T00:00:00Z`);
+}
+
+/**
+ * The instant a forecast job of a date window looks from: now for today's window (the usual,
+ * scheduled case), the end of that UTC date for an earlier one (a catch-up or a re-run sees
+ * what there was then, and never overwrites a newer forecast).
+ */
+export function forecastCutOff(window: string, now = new Date()): Date {
+  return new Date(Math.min(now.getTime(), parseDateWindow(window).getTime() + 86_400_000));
 }

@@ -9,7 +9,13 @@ const DAY_MS = 86_400_000;
 
 type Scheduled = Extract<
   JobName,
-  'usage.aggregate.hourly' | 'usage.aggregate.daily' | 'usage.cleanup.weekly' | 'usage.partitions.maintain' | 'usage.thresholds.check'
+  | 'usage.aggregate.hourly'
+  | 'usage.aggregate.daily'
+  | 'usage.cleanup.weekly'
+  | 'usage.partitions.maintain'
+  | 'usage.thresholds.check'
+  | 'usage.forecast.daily'
+  | 'usage.forecast.alerts'
 >;
 
 interface ScheduleEntry {
@@ -28,6 +34,10 @@ export const SCHEDULE: readonly ScheduleEntry[] = [
   { job: 'usage.partitions.maintain', cron: '30 0 * * *', windowAt: (at) => dateWindow(at) },
   // Threshold checks run at :30 and cover the hour they run in.
   { job: 'usage.thresholds.check', cron: '30 * * * *', windowAt: (at) => hourWindow(new Date(floorTo(at, HOUR_MS))) },
+  // Forecasts run after the daily rollups (02:00) and cover the UTC date they run on; breach
+  // alerts follow later in the morning, from those forecasts.
+  { job: 'usage.forecast.daily', cron: '0 3 * * *', windowAt: (at) => dateWindow(at) },
+  { job: 'usage.forecast.alerts', cron: '0 9 * * *', windowAt: (at) => dateWindow(at) },
 ];
 
 function floorTo(date: Date, unit: number): number {

@@ -6,6 +6,8 @@ import { cleanupWeekly } from './usage-cleanup-weekly';
 import { maintainPartitions } from './usage-partitions-maintain';
 import { recalculate } from './usage-recalculate';
 import { thresholdsCheck } from './usage-thresholds-check';
+import { forecastDaily } from './usage-forecast-daily';
+import { forecastAlerts } from './usage-forecast-alerts';
 import { deliverWebhook } from './webhooks-deliver';
 
 /** One handler per catalog entry; the type makes a missing one a compile error. */
@@ -16,5 +18,7 @@ export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
   'usage.partitions.maintain': maintainPartitions,
   'usage.recalculate': recalculate,
   'usage.thresholds.check': thresholdsCheck,
+  'usage.forecast.daily': forecastDaily,
+  'usage.forecast.alerts': forecastAlerts,
   'webhooks.deliver': deliverWebhook,
 };

@@ -10,6 +10,7 @@ import { alertsRouter } from './routers/alerts/router';
 import { overagesRouter } from './routers/overages/router';
 import { webhooksRouter } from './routers/webhooks/router';
 import { analyticsRouter } from './routers/analytics/router';
+import { forecastsRouter } from './routers/forecasts/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -23,6 +24,7 @@ export const appRouter = router({
   overages: overagesRouter,
   webhooks: webhooksRouter,
   analytics: analyticsRouter,
+  forecasts: forecastsRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -75,6 +75,13 @@ const fixtures: Record<string, Fixture> = {
     input: (ids) => ({ licenseId: ids.licenseA, startDate: '2026-01-01', endDate: '2026-01-02' }),
     foreign: (ids) => ({ licenseId: ids.licenseB, startDate: '2026-01-01', endDate: '2026-01-02' }),
   },
+  'forecasts.get': {
+    input: (ids) => ({ licenseId: ids.licenseA, usageType: 'matrix' }),
+    foreign: (ids) => ({ licenseId: ids.licenseB, usageType: 'matrix' }),
+  },
+  'forecasts.list': { input: () => ({}) },
+  'forecasts.accuracy': { input: () => ({}), foreign: (ids) => ({ licenseId: ids.licenseB }) },
+  'analytics.forecastAccuracy': { input: () => ({}), foreign: (ids) => ({ licenseId: ids.licenseB }) },
   'auditLogs.list': { input: () => ({}) },
   'jobs.list': { input: () => ({}) },
   'jobs.get': { input: () => ({ id: randomUUID() }) },

@@ -28,6 +28,8 @@ export async function triggerJob(queues: JobQueues, args: { name: TriggerableJob
     assertWindowEnded('hour', new Date(parseHourWindow(window).getTime() + 3_600_000), now);
   } else if (args.name === 'usage.aggregate.daily') {
     assertWindowEnded('UTC date', new Date(parseDateWindow(window).getTime() + DAY_MS), now);
+  } else if ((args.name === 'usage.forecast.daily' || args.name === 'usage.forecast.alerts') && parseDateWindow(window) > now) {
+    throw new AppError('BAD_REQUEST', 'window: a forecast cannot be made as of a date that has not begun');
   }
   const job = await queues.enqueue(args.name, { window }, { rerunTag: `manual-${randomUUID().slice(0, 8)}` });
   return { jobId: job.id!, name: args.name, window };

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { PrismaClient } from '../../generated/prisma/client';
 import { type Period, type PeriodType, periodContaining } from '../periods';
 import { usageTotals } from '../rollups/usage-totals';
@@ -49,14 +50,19 @@ export async function checkLicenseThresholds(deps: ReactionDeps, limits: License
 }
 
 /** Every active license that has limits (from its plan or its own thresholds). */
-export async function checkAllThresholds(deps: ReactionDeps & { prisma: PrismaClient }, now = new Date()) {
-  const { rows } = await deps.pool.query<{ id: string; tenant_id: string }>(
+export async function activeLimitedLicenses(pool: pg.Pool): Promise<{ id: string; tenant_id: string }[]> {
+  const { rows } = await pool.query<{ id: string; tenant_id: string }>(
     `SELECT l.id, l.tenant_id FROM licenses l
       WHERE l.status = 'ACTIVE' AND l.deleted_at IS NULL
         AND (EXISTS (SELECT 1 FROM plan_limits p WHERE p.plan_id = l.plan_id)
              OR EXISTS (SELECT 1 FROM usage_thresholds t WHERE t.tenant_id = l.tenant_id AND t.license_id = l.id))
       ORDER BY l.tenant_id, l.id`,
   );
+  return rows;
+}
+
+export async function checkAllThresholds(deps: ReactionDeps & { prisma: PrismaClient }, now = new Date()) {
+  const rows = await activeLimitedLicenses(deps.pool);
   const total = { licenses: 0, alerts: 0, overages: 0 };
   for (const row of rows) {
     const limits = await loadLicenseLimits(deps.prisma, row.tenant_id, row.id);

@@ -1,4 +1,4 @@
-export const WEBHOOK_EVENT_TYPES = ['usage.threshold.warning', 'usage.threshold.exceeded', 'usage.overage.detected'] as const;
+export const WEBHOOK_EVENT_TYPES = ['usage.threshold.warning', 'usage.threshold.exceeded', 'usage.overage.detected', 'usage.forecast.breach'] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /** What a receiver gets: the same envelope for every event type. */

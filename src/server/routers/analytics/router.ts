@@ -4,6 +4,7 @@ import { exportProcedure } from './export';
 import { platformProcedure } from './platform';
 import { topLicensesProcedure } from './top-licenses';
 import { usageProcedure } from './usage';
+import { forecastAccuracyProcedure } from '../forecasts/accuracy';
 
 export const analyticsRouter = router({
   usage: usageProcedure,
@@ -11,4 +12,6 @@ export const analyticsRouter = router({
   topLicenses: topLicensesProcedure,
   platform: platformProcedure,
   export: exportProcedure,
+  // the same view as forecasts.accuracy, where readers of the numbers look for it
+  forecastAccuracy: forecastAccuracyProcedure,
 });
