@@ -180,9 +180,16 @@ export async function recomputeHourlyRollups(
     await lockHours(client, start, end);
     // Marks are cleared before reading: an event committed after this point keeps (or
     // re-adds) its mark, so nothing falls between this recompute and the next one.
+    // Locked in (tenant, license, hour) order, the order ingestion writes marks in.
     const cleared = await client.query<{ license_id: string; hour: Date }>(
-      `DELETE FROM rollup_dirty_hours WHERE hour >= $1 AND hour < $2 AND ($3::uuid[] IS NULL OR license_id = ANY($3::uuid[]))
-       RETURNING license_id, hour`,
+      `WITH doomed AS (
+         SELECT tenant_id, license_id, hour FROM rollup_dirty_hours
+          WHERE hour >= $1 AND hour < $2 AND ($3::uuid[] IS NULL OR license_id = ANY($3::uuid[]))
+          ORDER BY tenant_id, license_id, hour FOR UPDATE
+       )
+       DELETE FROM rollup_dirty_hours d USING doomed
+        WHERE d.tenant_id = doomed.tenant_id AND d.license_id = doomed.license_id AND d.hour = doomed.hour
+       RETURNING d.license_id, d.hour`,
       [start, end, range.licenseIds ?? null],
     );
     const params = [start, end, range.licenseIds ?? null];

@@ -110,7 +110,10 @@ marked AS (
   SELECT DISTINCT tenant_id, license_id, date_trunc('hour', occurred_at) FROM stored
    WHERE occurred_at < date_trunc('hour', now() + make_interval(secs => $19::int))
    ORDER BY 1, 2, 3
-  ON CONFLICT DO NOTHING
+  -- DO UPDATE, not DO NOTHING: it locks an existing mark until this statement commits, so a
+  -- recompute that deletes the mark waits and then sees this event, or (if it deleted first)
+  -- this insert waits and then writes a fresh mark. Either way the event is counted or marked.
+  ON CONFLICT (tenant_id, license_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at
 )
 SELECT id FROM stored`;
 
