@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { Prisma } from '../../generated/prisma/client';
-import { rangeOf, type Span } from './buckets';
+import { describeRange, rangeOf, type Span } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries, type SeriesScope } from './usage-series';
 
@@ -91,13 +91,7 @@ export async function usageBreakdown(deps: AnalyticsDeps, tenantId: string, args
   const rest = groups.slice(args.limit);
   const otherQuantity = rest.reduce((s, g) => s.plus(g.quantity), new Prisma.Decimal(0));
   return {
-    period: {
-      startDate: args.startDate,
-      endDate: args.endDate,
-      timezone,
-      start: new Date(range.start).toISOString(),
-      end: new Date(range.end).toISOString(),
-    },
+    period: describeRange(args, timezone, range),
     by: args.by,
     total: { quantity: total.quantity.toFixed(), events: Number(total.events) },
     items: top.map((g) => ({ key: g.key, quantity: g.quantity.toFixed(), events: Number(g.events), share: share(g.quantity) })),

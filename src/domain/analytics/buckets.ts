@@ -79,6 +79,17 @@ export function rangeOf(startDate: string, endDate: string, granularity: Granula
   return { start: localMidnight(sy, sm, sd, timezone), end: localMidnight(ey, em, ed + 1, timezone) };
 }
 
+/** How an answer describes the range it covers: the dates asked for and the instants they mean. */
+export function describeRange(args: { startDate: string; endDate: string }, timezone: string, range: Span) {
+  return {
+    startDate: args.startDate,
+    endDate: args.endDate,
+    timezone,
+    start: new Date(range.start).toISOString(),
+    end: new Date(range.end).toISOString(),
+  };
+}
+
 /**
  * The periods of `granularity` covering `range` in `timezone`, in order, each clipped to
  * the range: hours are absolute hours from local midnight (so a DST day has 23 or 25 of

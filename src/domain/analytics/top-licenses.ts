@@ -1,5 +1,5 @@
 import { Prisma } from '../../generated/prisma/client';
-import { rangeOf } from './buckets';
+import { describeRange, rangeOf } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries } from './usage-series';
 
@@ -21,13 +21,7 @@ export async function topLicenses(
   });
   const byId = new Map(details.map((d) => [d.id, d]));
   return {
-    period: {
-      startDate: args.startDate,
-      endDate: args.endDate,
-      timezone,
-      start: new Date(range.start).toISOString(),
-      end: new Date(range.end).toISOString(),
-    },
+    period: describeRange(args, timezone, range),
     items: ranked.map(([id, cell]) => ({
       licenseId: id,
       name: byId.get(id)?.name ?? null,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
-import { bucketsOf, isoInZone, rangeOf, type Granularity } from './buckets';
+import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
 import { distinctUsers, usageSeries, type ScopedLicense, type SeriesCell } from './usage-series';
 
 export interface UsageAnalyticsInput {
@@ -85,14 +85,7 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
   });
 
   return {
-    period: {
-      startDate: args.startDate,
-      endDate: args.endDate,
-      granularity: args.granularity,
-      timezone,
-      start: new Date(range.start).toISOString(),
-      end: new Date(range.end).toISOString(),
-    },
+    period: { ...describeRange(args, timezone, range), granularity: args.granularity },
     overview: {
       totalQuantity: total.quantity.toFixed(),
       eventCount: Number(total.events),
