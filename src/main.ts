@@ -5,7 +5,6 @@ import { createRedis } from './lib/redis';
 import { applyMigrations, ensureDatabase } from './lib/migrator';
 import { closeServices, createServices, prepareData } from './app';
 import { createHttpServer } from './server/http';
-import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import { closeWorkers, startWorkers } from '../jobs/worker';
 import { Scheduler } from '../jobs/scheduler';
 import { bullPrefix } from '../jobs/queues';
@@ -102,12 +101,6 @@ async function main(): Promise<void> {
     await scheduler.catchUp();
     logger.info({ role: env.ROLE }, 'scheduler started');
   }
-  // Keep next months' partitions ready even when no worker runs the maintenance job.
-  const partitionTimer = setInterval(
-    () => void ensureUsageEventPartitions(services.db.pool, new Date()).catch((err: unknown) => logger.error({ err }, 'partition upkeep failed')),
-    6 * 3600_000,
-  );
-  partitionTimer.unref();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -119,7 +112,6 @@ async function main(): Promise<void> {
       process.exit(1);
     }, env.SHUTDOWN_TIMEOUT_MS);
     forced.unref();
-    clearInterval(partitionTimer);
     await scheduler?.stop();
     if (server) {
       // close() stops accepting; keep-alive connections are closed as soon as their

@@ -307,7 +307,11 @@ export async function recomputeMarkedHours(
     [before],
   );
   const byHour = new Map<number, string[]>();
-  for (const r of rows) byHour.set(r.hour.getTime(), [...(byHour.get(r.hour.getTime()) ?? []), r.license_id]);
+  for (const r of rows) {
+    const list = byHour.get(r.hour.getTime());
+    if (list) list.push(r.license_id);
+    else byHour.set(r.hour.getTime(), [r.license_id]);
+  }
   let rowsTouched = 0;
   for (const [hour, licenseIds] of byHour) {
     const range = { start: new Date(hour), end: new Date(hour + HOUR_MS), licenseIds };
