@@ -45,6 +45,7 @@ export const envShape = {
   WEBHOOK_TIMEOUT_MS: intFrom(10_000, 100, 120_000),
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
   USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
+  EXPORT_STALL_TIMEOUT_MS: intFrom(30_000, 100, 600_000),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -1,5 +1,4 @@
 import type http from 'node:http';
-import { once } from 'node:events';
 import { AppError } from '../lib/errors';
 import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
@@ -12,6 +11,27 @@ function fail(res: http.ServerResponse, status: number, code: string, message: s
   const text = JSON.stringify({ error: { message, code, ...(issues ? { issues } : {}) } });
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+class ClientGone extends Error {}
+
+/** Resolves once the client has taken the buffered data; rejects when it went away or stalled. */
+function drained(res: http.ServerResponse, stallMs: number): Promise<void> {
+  if (res.destroyed) return Promise.reject(new ClientGone('client went away'));
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new ClientGone('client went away'));
+    const timer = setTimeout(() => settle(new ClientGone(`client read nothing for ${stallMs} ms`)), stallMs);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
 }
 
 const STATUS: Partial<Record<AppError['code'], number>> = { BAD_REQUEST: 400, NOT_FOUND: 404 };
@@ -62,13 +82,14 @@ export function createExportHandler(services: Services) {
     });
     try {
       for (let chunk = head; !chunk.done; chunk = await rows.next()) {
-        if (!res.write(chunk.value)) await once(res, 'drain');
-        if (res.destroyed) break;
+        if (res.destroyed) throw new ClientGone('client went away');
+        if (!res.write(chunk.value)) await drained(res, services.env.EXPORT_STALL_TIMEOUT_MS);
       }
       res.end();
     } catch (err) {
-      services.logger.error({ err, kind }, 'export failed mid-stream');
-      res.destroy(err as Error); // the client sees a truncated body, never a partial file passed off as whole
+      if (err instanceof ClientGone) services.logger.info({ kind, reason: err.message }, 'export abandoned');
+      else services.logger.error({ err, kind }, 'export failed mid-stream');
+      res.destroy(); // the client sees a truncated body, never a partial file passed off as whole
     } finally {
       await rows.return(undefined);
     }
