@@ -16,12 +16,41 @@ const DAY_MS = 86_400_000;
 export const MAX_RANGE_DAYS: Record<Granularity, number> = { hourly: 92, daily: 1096, weekly: 1096, monthly: 1096 };
 
 /**
- * Zone arithmetic on epoch milliseconds with one cached Intl offset lookup per instant
- * (a TZDate per boundary cost ~20 ms of CPU for a year of daily periods; this costs a few ms).
+ * Pure functions of (zone, instant), remembered: an Intl offset lookup costs microseconds and
+ * a year of daily periods needs thousands of them, always at the same instants (local
+ * midnights). Bounded: a memo starts over when it holds `limit` entries.
  */
+class ZoneMemo<T> {
+  private readonly zones = new Map<string, Map<number, T>>();
+  private size = 0;
+
+  constructor(
+    private readonly compute: (at: number, timezone: string) => T,
+    private readonly limit = 200_000,
+  ) {}
+
+  get(at: number, timezone: string): T {
+    let zone = this.zones.get(timezone);
+    const known = zone?.get(at);
+    if (known !== undefined) return known;
+    const value = this.compute(at, timezone);
+    if (this.size >= this.limit) {
+      this.zones.clear();
+      this.size = 0;
+      zone = undefined;
+    }
+    if (!zone) this.zones.set(timezone, (zone = new Map()));
+    zone.set(at, value);
+    this.size += 1;
+    return value;
+  }
+}
+
+const isUtc = (timezone: string) => timezone === 'UTC' || timezone === 'Etc/UTC';
+const offsets = new ZoneMemo((at, timezone) => tzOffset(timezone, new Date(at)) * 60_000);
+
 function offsetMs(at: number, timezone: string): number {
-  if (timezone === 'UTC' || timezone === 'Etc/UTC') return 0;
-  return tzOffset(timezone, new Date(at)) * 60_000;
+  return isUtc(timezone) ? 0 : offsets.get(at, timezone);
 }
 
 /** Wall-clock fields of an instant in `timezone`, read from a Date shifted by the offset. */
@@ -36,6 +65,11 @@ function wallClock(at: number, timezone: string): Date {
  */
 export function localMidnight(year: number, month: number, day: number, timezone: string): number {
   const wall = Date.UTC(year, month, day);
+  return isUtc(timezone) ? wall : midnights.get(wall, timezone);
+}
+
+/** Keyed by the wall date read as a UTC instant (Date.UTC(y, m, d)). */
+const midnights = new ZoneMemo((wall, timezone) => {
   const target = new Date(wall);
   const candidates = [wall - offsetMs(wall, timezone)];
   candidates.push(wall - offsetMs(candidates[0]!, timezone));
@@ -45,7 +79,7 @@ export function localMidnight(year: number, month: number, day: number, timezone
     return w.getUTCFullYear() === target.getUTCFullYear() && w.getUTCMonth() === target.getUTCMonth() && w.getUTCDate() === target.getUTCDate();
   });
   return Math.min(...(sameDate.length ? sameDate : candidates));
-}
+});
 
 function parseDate(date: string): [number, number, number] {
   const [y, m, d] = date.split('-').map(Number) as [number, number, number];
@@ -54,8 +88,10 @@ function parseDate(date: string): [number, number, number] {
 
 /** The local calendar date (`YYYY-MM-DD`) of an instant in `timezone`. */
 export function localDateOf(at: number, timezone: string): string {
-  return wallClock(at, timezone).toISOString().slice(0, 10);
+  return localDates.get(at, timezone);
 }
+
+const localDates = new ZoneMemo((at, timezone) => wallClock(at, timezone).toISOString().slice(0, 10));
 
 /** The local day [midnight, next midnight) containing `at`: 23, 24 or 25 hours (or 23.5 on Lord Howe). */
 export function localDayAround(at: number, timezone: string): Span {
@@ -132,10 +168,14 @@ function nextBoundary(at: number, granularity: Granularity, timezone: string): n
 
 /** ISO 8601 with the zone's offset at that instant, e.g. `2026-03-08T03:00:00-04:00`. */
 export function isoInZone(at: number, timezone: string): string {
+  return isoStamps.get(at, timezone);
+}
+
+const isoStamps = new ZoneMemo((at, timezone) => {
   const offset = offsetMs(at, timezone) / 60_000;
   const wall = new Date(at + offset * 60_000).toISOString().slice(0, 19);
   const sign = offset >= 0 ? '+' : '-';
   const abs = Math.abs(offset);
   const pad = (n: number) => String(n).padStart(2, '0');
   return `${wall}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
-}
+});

@@ -58,6 +58,7 @@ function dayIsFinal(day: Span, coverage: Coverage): boolean {
   // The daily window of UTC date D finalizes the local days that end during D.
   const window = Math.floor((day.end - 1) / DAY_MS) * DAY_MS;
   if (!within(coverage.dailyDone, window)) return false;
+  if (coverage.dirtyHours.size === 0) return true;
   for (let h = Math.floor(day.start / HOUR_MS) * HOUR_MS; h < day.end; h += HOUR_MS) {
     if (coverage.dirtyHours.has(h)) return false;
   }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
-import { distinctUsers, usageSeries, type ScopedLicense, type SeriesCell } from './usage-series';
+import { ZERO_TOTALS, distinctUsers, usageTotals, type ScopedLicense } from './usage-series';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -26,10 +26,13 @@ export async function resolveScope(
   args: { licenseId?: string; timezone?: string },
 ): Promise<{ licenses: ScopedLicense[]; timezone: string }> {
   if (args.licenseId) {
-    const license = await deps.prisma.license.findFirst({
-      where: { id: args.licenseId, tenantId, deletedAt: null },
-      select: { id: true, timezone: true },
+    // Straight through pg: this runs on every analytics request.
+    const { rows } = await deps.pool.query<ScopedLicense>({
+      name: 'analytics.license',
+      text: 'SELECT id, timezone FROM licenses WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL',
+      values: [args.licenseId, tenantId],
     });
+    const license = rows[0];
     if (!license) throw new AppError('NOT_FOUND', 'license not found');
     return { licenses: [license], timezone: args.timezone ?? license.timezone };
   }
@@ -46,17 +49,6 @@ function ratio(part: bigint, whole: bigint, digits: number): number | null {
   return new Prisma.Decimal(part.toString()).div(whole.toString()).toDecimalPlaces(digits).toNumber();
 }
 
-const ZERO: SeriesCell = { quantity: new Prisma.Decimal(0), events: 0n, errors: 0n, durationMsSum: 0n };
-
-function add(a: SeriesCell, b: SeriesCell): SeriesCell {
-  return {
-    quantity: a.quantity.plus(b.quantity),
-    events: a.events + b.events,
-    errors: a.errors + b.errors,
-    durationMsSum: a.durationMsSum + b.durationMsSum,
-  };
-}
-
 /**
  * Usage over a range in periods of `granularity`, exact in any zone: every period of the
  * range is present (empty ones as zeros), a DST day has 23 or 25 hourly points, and the
@@ -67,42 +59,28 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
   const scope = { tenantId, licenses, usageType: args.usageType };
-  const [series, uniqueUsers] = await Promise.all([
-    usageSeries(deps.pool, scope, buckets, timezone),
+  const [totals, uniqueUsers] = await Promise.all([
+    usageTotals(deps.pool, scope, buckets, timezone),
     distinctUsers(deps.pool, scope, range),
   ]);
-
-  let total = ZERO;
-  const byType = new Map<string, SeriesCell>();
-  const timeSeries = buckets.map((bucket, i) => {
-    let cell = ZERO;
-    for (const [type, c] of series.get(i) ?? []) {
-      cell = add(cell, c);
-      byType.set(type, add(byType.get(type) ?? ZERO, c));
-    }
-    total = add(total, cell);
-    return { period: isoInZone(bucket.start, timezone), quantity: cell.quantity.toFixed(), events: Number(cell.events) };
-  });
-
+  const { total } = totals;
   return {
     period: { ...describeRange(args, timezone, range), granularity: args.granularity },
     overview: {
-      totalQuantity: total.quantity.toFixed(),
+      totalQuantity: total.quantity,
       eventCount: Number(total.events),
       uniqueUsers,
       errorCount: Number(total.errors),
       errorRate: ratio(total.errors, total.events, 6) ?? 0,
       avgDurationMs: ratio(total.durationMsSum, total.events, 3),
     },
-    timeSeries,
-    byUsageType: [...byType]
+    timeSeries: buckets.map((bucket, i) => {
+      const cell = totals.byBucket.get(i) ?? ZERO_TOTALS;
+      return { period: isoInZone(bucket.start, timezone), quantity: cell.quantity, events: Number(cell.events) };
+    }),
+    byUsageType: [...totals.byUsageType]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([usageType, c]) => ({
-        usageType,
-        quantity: c.quantity.toFixed(),
-        events: Number(c.events),
-        errorCount: Number(c.errors),
-      })),
+      .map(([usageType, c]) => ({ usageType, quantity: c.quantity, events: Number(c.events), errorCount: Number(c.errors) })),
   };
 }
 

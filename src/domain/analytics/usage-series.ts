@@ -55,54 +55,20 @@ export async function usageSeries(
 ): Promise<Series> {
   const series: Series = new Map();
   if (buckets.length === 0 || scope.licenses.length === 0) return series;
-  const range = { start: buckets[0]!.start, end: buckets.at(-1)!.end };
-  const ids = scope.licenses.map((l) => l.id);
-  const dailyCandidates = allowDaily ? scope.licenses.filter((l) => l.timezone === zone).map((l) => l.id) : [];
-
-  const [windows, dirty, foreign] = await Promise.all([
-    windowIslands(pool, range),
-    pool.query<{ license_id: string; hour: Date }>(
-      `SELECT license_id, hour FROM rollup_dirty_hours
-        WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND hour >= $3 AND hour < $4`,
-      [scope.tenantId, ids, new Date(Math.floor(range.start / HOUR_MS) * HOUR_MS), new Date(range.end)],
-    ),
-    dailyCandidates.length === 0
-      ? Promise.resolve({ rows: [] as { license_id: string }[] })
-      : pool.query<{ license_id: string }>(
-          // Daily rows cut in another zone (the license moved): its days are read from hourly rows.
-          `SELECT DISTINCT r.license_id FROM usage_rollups_daily r
-             JOIN licenses l ON l.id = r.license_id AND l.tenant_id = r.tenant_id
-            WHERE r.tenant_id = $1 AND r.license_id = ANY($2::uuid[]) AND r.date >= $3::date AND r.date <= $4::date
-              AND r.timezone <> l.timezone`,
-          [scope.tenantId, dailyCandidates, isoDay(range.start - ZONE_SLACK_MS), isoDay(range.end + ZONE_SLACK_MS)],
-        ),
-  ]);
-
-  const dirtyBy = new Map<string, Set<number>>();
-  for (const r of dirty.rows) {
-    const set = dirtyBy.get(r.license_id) ?? new Set<number>();
-    set.add(r.hour.getTime());
-    dirtyBy.set(r.license_id, set);
-  }
-  const movedZone = new Set(foreign.rows.map((r) => r.license_id));
-  const dailyOk = new Set(dailyCandidates.filter((id) => !movedZone.has(id)));
-
-  const groups: { licenseIds: string[]; coverage: Coverage }[] = [];
-  const plainDaily: string[] = [];
-  const plainHourly: string[] = [];
-  for (const id of ids) {
-    const marks = dirtyBy.get(id);
-    if (marks) {
-      groups.push({ licenseIds: [id], coverage: { ...windows, dirtyHours: marks, dailyZone: dailyOk.has(id) ? zone : null } });
-    } else (dailyOk.has(id) ? plainDaily : plainHourly).push(id);
-  }
-  if (plainDaily.length) groups.push({ licenseIds: plainDaily, coverage: { ...windows, dirtyHours: new Set(), dailyZone: zone } });
-  if (plainHourly.length) groups.push({ licenseIds: plainHourly, coverage: { ...windows, dirtyHours: new Set(), dailyZone: null } });
-
+  const groups = await planGroups(pool, scope, buckets, zone, allowDaily);
   const results = await Promise.all(
-    groups.map((g) =>
-      readPlan(pool, { tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, planSources(buckets, g.coverage), groupBy),
-    ),
+    groups.map(async (g) => {
+      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
+      if (!union) return [];
+      const key = groupBy === 'license' ? 'license_id' : 'usage_type';
+      const { rows } = await pool.query<PlanRow>(
+        `SELECT bucket, ${key}, sum(quantity)::text AS quantity, sum(event_count)::text AS events,
+                sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
+           FROM (${union.sql}) x GROUP BY bucket, ${key}`,
+        union.params,
+      );
+      return rows;
+    }),
   );
   for (const rows of results) {
     for (const row of rows) {
@@ -132,30 +98,94 @@ export async function usageSeries(
   return series;
 }
 
+/**
+ * The licenses of a scope in groups that share their coverage (see usageSeries), each with
+ * the plan of where every piece of every bucket is read from.
+ */
+async function planGroups(
+  pool: pg.Pool,
+  scope: SeriesScope,
+  buckets: Span[],
+  zone: string,
+  allowDaily: boolean,
+): Promise<{ licenseIds: string[]; plan: SourcePlan }[]> {
+  const range = { start: buckets[0]!.start, end: buckets.at(-1)!.end };
+  const ids = scope.licenses.map((l) => l.id);
+  const dailyCandidates = allowDaily ? scope.licenses.filter((l) => l.timezone === zone).map((l) => l.id) : [];
+
+  const { windows, dirty, foreign } = await coverageFacts(pool, scope.tenantId, ids, dailyCandidates, range, zone);
+
+  const dirtyBy = new Map<string, Set<number>>();
+  for (const r of dirty) {
+    const set = dirtyBy.get(r.license_id) ?? new Set<number>();
+    set.add(r.hour.getTime());
+    dirtyBy.set(r.license_id, set);
+  }
+  const movedZone = new Set(foreign);
+  const dailyOk = new Set(dailyCandidates.filter((id) => !movedZone.has(id)));
+
+  const groups: { licenseIds: string[]; coverage: Coverage }[] = [];
+  const plainDaily: string[] = [];
+  const plainHourly: string[] = [];
+  for (const id of ids) {
+    const marks = dirtyBy.get(id);
+    if (marks) {
+      groups.push({ licenseIds: [id], coverage: { ...windows, dirtyHours: marks, dailyZone: dailyOk.has(id) ? zone : null } });
+    } else (dailyOk.has(id) ? plainDaily : plainHourly).push(id);
+  }
+  if (plainDaily.length) groups.push({ licenseIds: plainDaily, coverage: { ...windows, dirtyHours: new Set(), dailyZone: zone } });
+  if (plainHourly.length) groups.push({ licenseIds: plainHourly, coverage: { ...windows, dirtyHours: new Set(), dailyZone: null } });
+
+  return groups.map((group) => ({ licenseIds: group.licenseIds, plan: planSources(buckets, group.coverage) }));
+}
+
 function isoDay(ms: number): string {
   return new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 }
 
-/** Done hourly and daily windows around the range, as islands (gaps-and-islands in SQL, so a year is a row or two). */
-async function windowIslands(pool: pg.Pool, range: Span): Promise<Pick<Coverage, 'hourlyDone' | 'dailyDone'>> {
-  const { rows } = await pool.query<{ kind: string; first: Date; last: Date }>(
-    `SELECT kind, min(start) AS first, max(start) AS last FROM (
-       SELECT kind, start,
-              start - (row_number() OVER (PARTITION BY kind ORDER BY start)) *
-                      CASE kind WHEN 'hourly' THEN interval '1 hour' ELSE interval '1 day' END AS island
-         FROM rollup_windows
-        WHERE (kind = 'hourly' AND start >= $1 AND start < $2) OR (kind = 'daily' AND start >= $3 AND start < $4)
-     ) w GROUP BY kind, island`,
-    [
+/**
+ * What the plan needs to know, in one prepared statement: done hourly and daily windows
+ * around the range as islands (gaps-and-islands, so a year is a row or two), the hours late
+ * events marked, and the licenses whose daily rows in the range were cut in another zone
+ * (the license moved: its days are read from hourly rows).
+ */
+async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dailyCandidates: string[], range: Span, zone: string) {
+  const { rows } = await pool.query<{ what: 'hourly' | 'daily' | 'dirty' | 'moved'; license_id: string | null; first: Date | null; last: Date | null }>({
+    name: 'analytics.coverage',
+    text: `WITH w AS (
+             SELECT kind, start,
+                    start - (row_number() OVER (PARTITION BY kind ORDER BY start)) *
+                            CASE kind WHEN 'hourly' THEN interval '1 hour' ELSE interval '1 day' END AS island
+               FROM rollup_windows
+              WHERE (kind = 'hourly' AND start >= $3 AND start < $4) OR (kind = 'daily' AND start >= $5 AND start < $6)
+           )
+           SELECT kind AS what, NULL::uuid AS license_id, min(start) AS first, max(start) AS last FROM w GROUP BY kind, island
+           UNION ALL
+           SELECT 'dirty', license_id, hour, hour FROM rollup_dirty_hours
+            WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND hour >= $3 AND hour < $4
+           UNION ALL
+           SELECT DISTINCT 'moved', license_id, NULL::timestamptz, NULL::timestamptz FROM usage_rollups_daily
+            WHERE tenant_id = $1 AND license_id = ANY($7::uuid[]) AND date >= $8::date AND date <= $9::date AND timezone <> $10`,
+    values: [
+      tenantId,
+      ids,
       new Date(Math.floor(range.start / HOUR_MS) * HOUR_MS),
       new Date(range.end),
       new Date(Math.floor(range.start / DAY_MS) * DAY_MS - ZONE_SLACK_MS),
       new Date(range.end + ZONE_SLACK_MS),
+      dailyCandidates,
+      isoDay(range.start - ZONE_SLACK_MS),
+      isoDay(range.end + ZONE_SLACK_MS),
+      zone,
     ],
-  );
-  const hourlyDone = rows.filter((r) => r.kind === 'hourly').map((r) => ({ start: r.first.getTime(), end: r.last.getTime() + HOUR_MS }));
-  const dailyDone = rows.filter((r) => r.kind === 'daily').map((r) => ({ start: r.first.getTime(), end: r.last.getTime() + DAY_MS }));
-  return { hourlyDone, dailyDone };
+  });
+  const islands = (kind: 'hourly' | 'daily', width: number): Span[] =>
+    rows.filter((r) => r.what === kind).map((r) => ({ start: r.first!.getTime(), end: r.last!.getTime() + width }));
+  return {
+    windows: { hourlyDone: islands('hourly', HOUR_MS), dailyDone: islands('daily', DAY_MS) },
+    dirty: rows.filter((r) => r.what === 'dirty').map((r) => ({ license_id: r.license_id!, hour: r.first! })),
+    foreign: rows.filter((r) => r.what === 'moved').map((r) => r.license_id!),
+  };
 }
 
 interface PlanRow {
@@ -171,13 +201,9 @@ interface PlanRow {
 /**
  * One statement per group: each source is one index range scan whose rows are put in their
  * bucket by width_bucket over the planned spans (rows outside every span get no bucket).
+ * Null when the plan reads nothing.
  */
-async function readPlan(
-  pool: pg.Pool,
-  scope: { tenantId: string; licenseIds: string[]; usageType?: string },
-  plan: SourcePlan,
-  groupBy: 'usageType' | 'license',
-): Promise<PlanRow[]> {
+function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: string }, plan: SourcePlan): { sql: string; params: unknown[] } | null {
   const parts: string[] = [];
   const params: unknown[] = [scope.tenantId, scope.licenseIds, scope.usageType ?? null];
   const param = (value: unknown) => {
@@ -214,25 +240,87 @@ async function readPlan(
                  WHERE ${scoped('e')} AND e.occurred_at >= ${param(new Date(wb.points[0]!))} AND e.occurred_at < ${param(new Date(wb.points.at(-1)!))}
                    AND b.bucket IS NOT NULL`);
   }
-  if (parts.length === 0) return [];
-  const key = groupBy === 'license' ? 'license_id' : 'usage_type';
-  const { rows } = await pool.query<PlanRow>(
-    `SELECT bucket, ${key}, sum(quantity)::text AS quantity, sum(event_count)::text AS events,
-            sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
-       FROM (${parts.join('\n UNION ALL \n')}) x GROUP BY bucket, ${key}`,
-    params,
+  return parts.length === 0 ? null : { sql: parts.join('\n UNION ALL \n'), params };
+}
+
+/** Sums of a cell as PostgreSQL gives them: exact decimal text and integer counts. */
+export interface TotalsCell {
+  quantity: string;
+  events: bigint;
+  errors: bigint;
+  durationMsSum: bigint;
+}
+
+export interface UsageTotals {
+  /** bucket index → sums over every usage type. */
+  byBucket: Map<number, TotalsCell>;
+  byUsageType: Map<string, TotalsCell>;
+  total: TotalsCell;
+}
+
+export const ZERO_TOTALS: TotalsCell = { quantity: '0', events: 0n, errors: 0n, durationMsSum: 0n };
+
+function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
+  if (!a || a === ZERO_TOTALS) return b;
+  return {
+    quantity: new Prisma.Decimal(a.quantity).plus(b.quantity).toFixed(),
+    events: a.events + b.events,
+    errors: a.errors + b.errors,
+    durationMsSum: a.durationMsSum + b.durationMsSum,
+  };
+}
+
+/**
+ * What analytics.usage needs, summed by PostgreSQL in one statement per group (GROUPING
+ * SETS): per bucket over all types and per type over all buckets, the total folded from the
+ * latter. Exact, and a few hundred rows back for a year of days, whatever the number of
+ * licenses (usageSeries returns a row per bucket and type, and sums them in JS).
+ */
+export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string): Promise<UsageTotals> {
+  const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS };
+  if (buckets.length === 0 || scope.licenses.length === 0) return totals;
+  const groups = await planGroups(pool, scope, buckets, zone, true);
+  const results = await Promise.all(
+    groups.map(async (g) => {
+      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
+      if (!union) return [];
+      const { rows } = await pool.query<{ grouping: number; bucket: number; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>(
+        // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows)
+        `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
+                sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
+           FROM (${union.sql}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`,
+        union.params,
+      );
+      return rows;
+    }),
   );
-  return rows;
+  for (const rows of results) {
+    for (const row of rows) {
+      const cell: TotalsCell = {
+        quantity: row.quantity,
+        events: BigInt(row.events),
+        errors: BigInt(row.errors),
+        durationMsSum: BigInt(row.duration_ms_sum),
+      };
+      if (row.grouping === 1) totals.byBucket.set(row.bucket, mergeCells(totals.byBucket.get(row.bucket), cell));
+      else {
+        totals.byUsageType.set(row.usage_type, mergeCells(totals.byUsageType.get(row.usage_type), cell));
+        totals.total = mergeCells(totals.total, cell);
+      }
+    }
+  }
+  return totals;
 }
 
 /** Distinct non-null user ids among the raw events of the range (raw events are kept USAGE_EVENT_RETENTION_DAYS). */
 export async function distinctUsers(pool: pg.Pool, scope: SeriesScope, range: Span): Promise<number> {
   if (scope.licenses.length === 0) return 0;
-  const { rows } = await pool.query<{ n: string }>(
-    `SELECT count(DISTINCT user_id)::text AS n FROM usage_events
-      WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
-        AND occurred_at >= $4 AND occurred_at < $5`,
-    [scope.tenantId, scope.licenses.map((l) => l.id), scope.usageType ?? null, new Date(range.start), new Date(range.end)],
-  );
+  const { rows } = await pool.query<{ n: string }>({
+    name: 'analytics.distinct-users',
+    text: `SELECT count(DISTINCT user_id)::text AS n FROM usage_events
+            WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
+              AND occurred_at >= $4 AND occurred_at < $5`,
+    values: [scope.tenantId, scope.licenses.map((l) => l.id), scope.usageType ?? null, new Date(range.start), new Date(range.end)],
+  });
   return Number(rows[0]!.n);
 }
