@@ -26,7 +26,7 @@ class ZoneMemo<T> {
 
   constructor(
     private readonly compute: (at: number, timezone: string) => T,
-    private readonly limit = 200_000,
+    private readonly limit = 20_000,
   ) {}
 
   get(at: number, timezone: string): T {
