@@ -24,6 +24,36 @@ describe('usage.trackEvent', () => {
     expect(row.usageType).toBe('api_call');
   });
 
+  it('stores every text exactly as sent, whatever characters it holds', async () => {
+    const texts = ['', 'NULL', 'null', 'a "quoted" {b,c}', 'back\\slash\\', ' spaced ', 'x,y}', '\u00e9\u{1F600}\n\ttab'];
+    const events = texts.map((text, i) => ({
+      licenseId,
+      usageType: i % 2 ? 'null' : 'NULL'.toLowerCase(),
+      idempotencyKey: `${text}#${i}`,
+      userId: text,
+      route: text,
+      platform: text.slice(0, 60),
+      sdkVersion: text,
+      properties: { [text]: text },
+    }));
+    const res = await app.call('usage.trackEvents', { events }, ownerKey);
+    expect(res.status).toBe(200);
+    expect(res.data.accepted).toBe(texts.length);
+    for (const [i, r] of (res.data.results as { eventId: string }[]).entries()) {
+      const row = await app.prisma.usageEvent.findFirstOrThrow({ where: { id: r.eventId } });
+      const text = texts[i]!;
+      expect([row.usageType, row.idempotencyKey, row.userId, row.route, row.platform, row.sdkVersion, row.properties]).toEqual([
+        'null',
+        `${text}#${i}`,
+        text,
+        text,
+        text.slice(0, 60),
+        text,
+        { [text]: text },
+      ]);
+    }
+  });
+
   it('answers a repeat of the same key and payload with the original id, counted once', async () => {
     const idempotencyKey = randomUUID();
     const event = { licenseId, usageType: 'dedupe', quantity: 1.5, idempotencyKey, occurredAt: new Date().toISOString() };

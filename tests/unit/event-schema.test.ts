@@ -1,6 +1,7 @@
 import { Decimal } from 'decimal.js';
 import fc from 'fast-check';
-import { payloadHashOf, quantitySchema, usageEventInputSchema } from '../../src/domain/usage/event-schema';
+import { createHash } from 'node:crypto';
+import { canonicalJson, payloadHashOf, quantitySchema, usageEventInputSchema } from '../../src/domain/usage/event-schema';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 
 const licenseId = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
@@ -52,6 +53,42 @@ describe('payload hash', () => {
     expect(payloadHashOf(parse({ quantity: 2 }))).not.toBe(payloadHashOf(base));
     expect(payloadHashOf(parse({ quantity: 1, userId: 'u' }))).not.toBe(payloadHashOf(base));
     expect(payloadHashOf(parse({ quantity: 1, idempotencyKey: 'k' }))).toBe(payloadHashOf(base));
+  });
+
+  it('is the hash of the canonical JSON of the event without its key, as stored hashes were made', () => {
+    // The plain definition; payloadHashOf writes the same text faster, and must never drift from it.
+    const reference = (event: Record<string, unknown>) => {
+      const { idempotencyKey: _key, ...payload } = event;
+      const normalized = { ...payload, occurredAt: event.occurredAt ? new Date(event.occurredAt as string).toISOString() : undefined };
+      return createHash('sha256').update(canonicalJson(normalized)).digest('hex');
+    };
+    const optional = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            licenseId: fc.uuid(),
+            usageType: fc.constantFrom('api_call', 'tokens', 'a.b:c-d_e'),
+            quantity: optional(fc.oneof(fc.integer({ min: 0, max: 10 ** 9 }), fc.constantFrom('1.5', '0.000001', '12.340'))),
+            occurredAt: optional(fc.constantFrom('2026-11-23T10:00:00Z', '2026-11-23T11:00:00.123+01:00')),
+            idempotencyKey: optional(fc.string({ minLength: 1, maxLength: 20 })),
+            platform: optional(fc.string({ maxLength: 10 })),
+            userId: optional(fc.string({ maxLength: 10 })),
+            statusCode: optional(fc.integer({ min: 100, max: 599 })),
+            durationMs: optional(fc.nat()),
+            properties: optional(fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 })),
+          },
+          { requiredKeys: ['licenseId', 'usageType'] },
+        ),
+        (input) => {
+          const parsed = usageEventInputSchema.safeParse(Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)));
+          if (!parsed.success) return true; // e.g. a property value that is not storable text
+          expect(payloadHashOf(parsed.data)).toBe(reference(parsed.data));
+          return true;
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 

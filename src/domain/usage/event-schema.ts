@@ -15,34 +15,34 @@ const storableText = (max: number) =>
     .max(max)
     .refine((s) => !s.includes('\u0000') && s.isWellFormed(), 'must not contain NUL or unpaired surrogate characters');
 
-function quantityProblem(value: string): string | null {
+/** The decimal a quantity stands for, or what is wrong with it. */
+function parseQuantity(value: string): { ok: true; decimal: Decimal } | { ok: false; problem: string } {
   let d: Decimal;
   try {
     d = new Decimal(value);
   } catch {
-    return 'must be a decimal number';
+    return { ok: false, problem: 'must be a decimal number' };
   }
-  if (!d.isFinite()) return 'must be finite';
-  if (d.isNegative() && !d.isZero()) return 'must be at least 0';
-  if (d.decimalPlaces() > MAX_QUANTITY_DECIMALS) return `must have at most ${MAX_QUANTITY_DECIMALS} decimal places`;
+  if (!d.isFinite()) return { ok: false, problem: 'must be finite' };
+  if (d.isNegative() && !d.isZero()) return { ok: false, problem: 'must be at least 0' };
+  if (d.decimalPlaces() > MAX_QUANTITY_DECIMALS) return { ok: false, problem: `must have at most ${MAX_QUANTITY_DECIMALS} decimal places` };
   if (!d.isZero() && d.precision(true) > MAX_QUANTITY_SIGNIFICANT_DIGITS) {
-    return `must have at most ${MAX_QUANTITY_SIGNIFICANT_DIGITS} significant digits`;
+    return { ok: false, problem: `must have at most ${MAX_QUANTITY_SIGNIFICANT_DIGITS} significant digits` };
   }
-  return null;
+  return { ok: true, decimal: d };
 }
 
 /** A JSON number or a decimal string; always handed on as a normalised decimal string. */
 export const quantitySchema = z
   .union([z.number(), z.string().regex(/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/, 'must be a decimal number')])
-  .superRefine((value, ctx) => {
-    if (typeof value === 'number' && !Number.isFinite(value)) {
-      ctx.addIssue({ code: 'custom', message: 'must be finite' });
-      return;
+  .transform((value, ctx) => {
+    const parsed = typeof value === 'number' && !Number.isFinite(value) ? ({ ok: false, problem: 'must be finite' } as const) : parseQuantity(String(value));
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.problem });
+      return z.NEVER;
     }
-    const problem = quantityProblem(String(value));
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-  })
-  .transform((value) => new Decimal(String(value)).toFixed());
+    return parsed.decimal.toFixed();
+  });
 
 const propertiesSchema = z
   .record(z.string().max(128), z.json())
@@ -107,7 +107,7 @@ export interface NormalizedEvent {
   properties: Record<string, unknown>;
 }
 
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
@@ -118,13 +118,27 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** The hashed fields in canonical (sorted) order, each with its JSON-encoded key. */
+const HASHED_FIELDS = Object.keys(usageEventInputSchema.shape)
+  .filter((key) => key !== 'idempotencyKey')
+  .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  .map((key) => [key as keyof ParsedUsageEvent, JSON.stringify(key)] as const);
+
 /**
  * The hash of what the client sent, normalised (decimal quantity, instant of occurredAt, key
  * order), so a retry of the same event matches and a different event under the same key does
- * not. Defaults the server fills in (receive time) are not part of it.
+ * not. Defaults the server fills in (receive time) are not part of it. The text hashed is the
+ * canonical JSON of the event without its key (sorted keys at every level, undefined left
+ * out); the top level is written from the schema's known fields in that order, which is the
+ * same text without sorting each event's keys (stored hashes depend on it: a unit test holds
+ * it to the plain definition).
  */
 export function payloadHashOf(event: ParsedUsageEvent): string {
-  const { idempotencyKey: _key, ...payload } = event;
-  const normalized = { ...payload, occurredAt: event.occurredAt ? new Date(event.occurredAt).toISOString() : undefined };
-  return createHash('sha256').update(canonicalJson(normalized)).digest('hex');
+  let json = '{';
+  for (const [key, encodedKey] of HASHED_FIELDS) {
+    const value = key === 'occurredAt' ? (event.occurredAt ? new Date(event.occurredAt).toISOString() : undefined) : event[key];
+    if (value === undefined) continue;
+    json += `${json.length > 1 ? ',' : ''}${encodedKey}:${canonicalJson(value)}`;
+  }
+  return createHash('sha256').update(`${json}}`).digest('hex');
 }

@@ -123,27 +123,47 @@ SELECT id FROM stored`;
  */
 export const LATE_MARK_LEAD_SECONDS = 120;
 
+/**
+ * A PostgreSQL array literal, written here rather than by pg's generic serializer (two
+ * regular expressions per element): `plain` values (uuids, numbers, ISO instants, hex
+ * digests) go in as they are, text is quoted and escaped only when it needs it.
+ */
+export function pgArray(values: readonly (string | number | null)[], plain: boolean): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else if (plain) out += v;
+    else {
+      const text = String(v);
+      out += `"${text.includes('\\') || text.includes('"') ? text.replace(/[\\"]/g, '\\$&') : text}"`;
+    }
+  }
+  return `${out}}`;
+}
+
 function insertParams(events: NormalizedEvent[]): unknown[] {
-  const col = <K extends keyof NormalizedEvent>(k: K) => events.map((e) => e[k]);
+  const col = <K extends keyof NormalizedEvent>(k: K, plain: boolean) => pgArray(events.map((e) => e[k] as string | number | null), plain);
   return [
-    col('id'),
-    col('tenantId'),
-    col('licenseId'),
-    col('usageType'),
-    col('quantity'),
-    events.map((e) => e.occurredAt.toISOString()),
-    col('idempotencyKey'),
-    col('payloadHash'),
-    col('platform'),
-    col('deviceType'),
-    col('userId'),
-    col('route'),
-    col('method'),
-    col('statusCode'),
-    col('durationMs'),
-    col('sdkVersion'),
-    col('ipAddress'),
-    events.map((e) => JSON.stringify(e.properties)),
+    col('id', true),
+    col('tenantId', true),
+    col('licenseId', true),
+    col('usageType', false), // quoted: a usage type may be spelled "null"
+    col('quantity', true),
+    pgArray(events.map((e) => e.occurredAt.toISOString()), true),
+    col('idempotencyKey', false),
+    col('payloadHash', true),
+    col('platform', false),
+    col('deviceType', false),
+    col('userId', false),
+    col('route', false),
+    col('method', false),
+    col('statusCode', true),
+    col('durationMs', true),
+    col('sdkVersion', false),
+    col('ipAddress', false),
+    pgArray(events.map((e) => JSON.stringify(e.properties)), false),
     LATE_MARK_LEAD_SECONDS,
   ];
 }
