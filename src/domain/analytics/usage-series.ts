@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
 import type { Span } from './buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
@@ -213,16 +214,16 @@ function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: 
   const scoped = (alias: string) => `${alias}.tenant_id = $1 AND ${alias}.license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR ${alias}.usage_type = $3)`;
 
   if (plan.daily.length) {
-    const dates = param(plan.daily.map((d) => d.date));
-    const buckets = param(plan.daily.map((d) => d.bucket));
+    const dates = param(pgArray(plan.daily.map((d) => d.date), true));
+    const buckets = param(pgArray(plan.daily.map((d) => d.bucket), true));
     parts.push(`SELECT d.bucket, r.license_id, r.usage_type, r.quantity, r.event_count, r.error_count, r.duration_ms_sum
                   FROM usage_rollups_daily r JOIN unnest(${dates}::date[], ${buckets}::int[]) AS d(date, bucket) ON r.date = d.date
                  WHERE ${scoped('r')} AND r.date >= ${param(plan.daily[0]!.date)}::date AND r.date <= ${param(plan.daily.at(-1)!.date)}::date`);
   }
   if (plan.hourly.length) {
     const wb = asWidthBuckets(plan.hourly);
-    const points = param(wb.points.map((p) => new Date(p)));
-    const map = param(wb.map);
+    const points = param(pgArray(wb.points.map((p) => new Date(p).toISOString()), true));
+    const map = param(pgArray(wb.map, true));
     parts.push(`SELECT b.bucket, r.license_id, r.usage_type, r.quantity, r.event_count, r.error_count, r.duration_ms_sum
                   FROM usage_rollups_hourly r
                  CROSS JOIN LATERAL (SELECT (${map}::int[])[width_bucket(r.hour, ${points}::timestamptz[])] AS bucket) b
@@ -231,8 +232,8 @@ function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: 
   }
   if (plan.raw.length) {
     const wb = asWidthBuckets(plan.raw);
-    const points = param(wb.points.map((p) => new Date(p)));
-    const map = param(wb.map);
+    const points = param(pgArray(wb.points.map((p) => new Date(p).toISOString()), true));
+    const map = param(pgArray(wb.map, true));
     parts.push(`SELECT b.bucket, e.license_id, e.usage_type, e.quantity, 1 AS event_count,
                        CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END AS error_count, coalesce(e.duration_ms, 0) AS duration_ms_sum
                   FROM usage_events e

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Metrics } from '../../lib/metrics';
 import { isUnavailableError } from '../../lib/errors';
+import { pgArray } from '../../lib/pg-array';
 import { ensureUsageEventPartitions } from './partitions';
 import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './event-schema';
 
@@ -122,26 +123,6 @@ SELECT id FROM stored`;
  * written just before the hour closes may commit after the hourly run has read it.
  */
 export const LATE_MARK_LEAD_SECONDS = 120;
-
-/**
- * A PostgreSQL array literal, written here rather than by pg's generic serializer (two
- * regular expressions per element): `plain` values (uuids, numbers, ISO instants, hex
- * digests) go in as they are, text is quoted and escaped only when it needs it.
- */
-export function pgArray(values: readonly (string | number | null)[], plain: boolean): string {
-  let out = '{';
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (i > 0) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
-    else if (plain) out += v;
-    else {
-      const text = String(v);
-      out += `"${text.includes('\\') || text.includes('"') ? text.replace(/[\\"]/g, '\\$&') : text}"`;
-    }
-  }
-  return `${out}}`;
-}
 
 function insertParams(events: NormalizedEvent[]): unknown[] {
   const col = <K extends keyof NormalizedEvent>(k: K, plain: boolean) => pgArray(events.map((e) => e[k] as string | number | null), plain);

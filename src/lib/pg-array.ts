@@ -1,0 +1,19 @@
+/**
+ * A PostgreSQL array literal, written here rather than by pg's generic serializer (two
+ * regular expressions per element): `plain` values (uuids, numbers, ISO instants, hex
+ * digests) go in as they are, text is quoted and escaped only when it needs it.
+ */
+export function pgArray(values: readonly (string | number | null)[], plain: boolean): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else if (plain) out += v;
+    else {
+      const text = String(v);
+      out += `"${text.includes('\\') || text.includes('"') ? text.replace(/[\\"]/g, '\\$&') : text}"`;
+    }
+  }
+  return `${out}}`;
+}
