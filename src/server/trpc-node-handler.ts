@@ -74,13 +74,13 @@ function readBody(req: IncomingMessage, maxBodySize: number | null): Promise<str
 }
 
 /**
- * tRPC over node:http with a direct path for the common call: a POST of plain JSON to one
- * mutation (every usage event arrives this way). tRPC's standalone adapter turns each request
+ * tRPC over node:http with a direct path for the common calls: a POST of plain JSON to one
+ * mutation (every usage event arrives this way) and a GET of one query (analytics). tRPC's standalone adapter turns each request
  * into a fetch Request/Response pair, with its headers, body streams and four abort signals;
  * on a 2-core box that was a fifth of the API's CPU at high request rates. The direct path
  * calls the same procedure with the same context, reads the body lazily with the same size
  * limit, and answers with tRPC's own error shape, status mapping and response serializer,
- * so clients see the same answers. Everything else (queries, batches, other content types,
+ * so clients see the same answers. Everything else (batches, other content types,
  * streaming, unknown paths, wrong methods) goes to tRPC's adapter unchanged.
  */
 export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: HandlerOptions<TRouter>) {
@@ -89,38 +89,56 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
   const base = `/${opts.basePath.replace(/^\/+|\/+$/g, '')}/`;
   const maxBodySize = opts.maxBodySize ?? null;
 
-  /** The mutation this request calls directly, or undefined when tRPC's adapter should answer. */
-  function directMutation(req: IncomingMessage) {
-    if (req.method !== 'POST') return undefined;
+  type Procedure = (call: {
+    path: string;
+    getRawInput: () => Promise<unknown>;
+    ctx: unknown;
+    type: 'query' | 'mutation';
+    signal: AbortSignal | undefined;
+    batchIndex: number;
+  }) => Promise<unknown>;
+
+  /**
+   * The call this request makes directly, or undefined when tRPC's adapter should answer: a
+   * POST of JSON to a mutation, or a GET of a query whose only parameter is `input`.
+   */
+  function directCall(req: IncomingMessage): { path: string; procedure: Procedure; type: 'query' | 'mutation'; query: string | null } | undefined {
     const url = req.url;
-    if (!url || !url.startsWith(base) || url.includes('?')) return undefined;
-    const path = url.slice(base.length);
+    if (!url || !url.startsWith(base)) return undefined;
+    const mark = url.indexOf('?');
+    const path = url.slice(base.length, mark === -1 ? undefined : mark);
+    let type: 'query' | 'mutation';
+    let query: string | null = null;
+    if (req.method === 'POST') {
+      if (mark !== -1 || !isJsonContentType(req.headers['content-type'])) return undefined;
+      type = 'mutation';
+    } else if (req.method === 'GET') {
+      const contentType = req.headers['content-type'];
+      if (contentType !== undefined && !isJsonContentType(contentType)) return undefined;
+      if (mark !== -1) {
+        const params = new URLSearchParams(url.slice(mark + 1));
+        for (const name of params.keys()) if (name !== 'input') return undefined; // batch, connectionParams: the adapter
+        if (params.getAll('input').length > 1) return undefined;
+        query = params.get('input');
+      }
+      type = 'query';
+    } else return undefined;
     if (!PLAIN_PATH.test(path)) return undefined;
-    if (!isJsonContentType(req.headers['content-type'])) return undefined;
     // Streaming answers (jsonl) are tRPC's business.
     if (req.headers['trpc-accept'] !== undefined || req.headers.accept?.includes('application/jsonl')) return undefined;
     const procedures = opts.router._def.procedures as Record<string, unknown>;
     if (!Object.hasOwn(procedures, path)) return undefined; // lazy routers and unknown paths: the adapter
-    const procedure = procedures[path] as
-      | ((call: {
-          path: string;
-          getRawInput: () => Promise<unknown>;
-          ctx: unknown;
-          type: 'mutation';
-          signal: AbortSignal | undefined;
-          batchIndex: number;
-        }) => Promise<unknown>)
-      | undefined;
-    if (!procedure || (procedure as unknown as { _def: { type: string } })._def.type !== 'mutation') return undefined;
-    return { path, procedure };
+    const procedure = procedures[path] as Procedure | undefined;
+    if (!procedure || (procedure as unknown as { _def: { type: string } })._def.type !== type) return undefined;
+    return { path, procedure, type, query };
   }
 
   async function answer(
     req: IncomingMessage,
     res: ServerResponse,
-    path: string,
-    procedure: NonNullable<ReturnType<typeof directMutation>>['procedure'],
+    call: NonNullable<ReturnType<typeof directCall>>,
   ): Promise<void> {
+    const { path, procedure, type } = call;
     // The signal aborts when the client leaves before its answer, as the adapter's does.
     const aborter = new AbortController();
     const onClose = () => {
@@ -133,7 +151,7 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
     // Read once, when the input parser asks (after authentication, as with the adapter); an
     // unreadable body is a BAD_REQUEST carrying the parser's message, as tRPC makes it.
     const getRawInput = () =>
-      (reading ??= readBody(req, maxBodySize).then(
+      (reading ??= (type === 'query' ? Promise.resolve(call.query ?? '') : readBody(req, maxBodySize)).then(
         (text) => {
           const parsed: unknown = text ? JSON.parse(text) : undefined;
           const value = parsed === undefined ? undefined : config.transformer.input.deserialize(parsed);
@@ -147,7 +165,7 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
 
     const info: TRPCRequestInfo = {
       accept: null,
-      type: 'mutation',
+      type,
       isBatchCall: false,
       calls: [{ path, getRawInput, result: () => input?.value, procedure: procedure as never, batchIndex: 0 }],
       connectionParams: null,
@@ -164,7 +182,7 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
     }
     if (!error) {
       try {
-        const data = await procedure({ path, getRawInput, ctx, type: 'mutation', signal: aborter.signal, batchIndex: 0 });
+        const data = await procedure({ path, getRawInput, ctx, type, signal: aborter.signal, batchIndex: 0 });
         if (isDataStream(data)) {
           throw new TRPCError({
             code: 'UNSUPPORTED_MEDIA_TYPE',
@@ -177,8 +195,8 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
       }
     }
     if (error) {
-      opts.onError?.({ error, path, input: input?.value, ctx, type: 'mutation', req });
-      body = { error: getErrorShape({ config, ctx, error, input: input?.value, path, type: 'mutation' }) };
+      opts.onError?.({ error, path, input: input?.value, ctx, type, req });
+      body = { error: getErrorShape({ config, ctx, error, input: input?.value, path, type }) };
     }
     const status = error ? getHTTPStatusCode([body as never], [error]) : 200;
     const text = JSON.stringify(transformTRPCResponse(config, body as never));
@@ -191,12 +209,12 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
   }
 
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const direct = directMutation(req);
+    const direct = directCall(req);
     if (!direct) {
       viaAdapter(req, res);
       return;
     }
-    answer(req, res, direct.path, direct.procedure).catch((cause: unknown) => {
+    answer(req, res, direct).catch((cause: unknown) => {
       // Only a bug in the lines above lands here: answer as tRPC's adapter does.
       const error = getTRPCErrorFromUnknown(cause);
       opts.onError?.({ error, path: direct.path, input: undefined, ctx: undefined, type: 'unknown', req });

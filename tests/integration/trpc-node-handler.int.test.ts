@@ -107,6 +107,17 @@ it.each<[string, (tag: string) => Sent, number]>([
   ['a body over the limit without a key', () => ({ path: 'usage.trackEvents', body: 'x'.repeat(1_100_000), headers: json(null) }), 401],
   ['a mutation that is audited', () => ({ path: 'licenses.create', body: JSON.stringify({ name: 'Equal', plan: 'starter' }), headers: json(ownerKey) }), 200],
   ['a tRPC batch call', (t) => ({ path: 'usage.trackEvent?batch=1', body: JSON.stringify({ 0: JSON.parse(event({ idempotencyKey: `tb-${t}` })) }), headers: json(ownerKey) }), 200],
+  ['a query', () => ({ path: `licenses.get?input=${encodeURIComponent(JSON.stringify({ id: licenseId }))}`, method: 'GET', headers: { authorization: `Bearer ${readKey}` } }), 200],
+  ['an analytics query', () => ({ path: `analytics.usage?input=${encodeURIComponent(JSON.stringify({ licenseId, startDate: '2026-01-01', endDate: '2026-01-31', granularity: 'weekly', timezone: 'Asia/Kolkata' }))}`, method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 200],
+  ['a query with invalid input', () => ({ path: `analytics.usage?input=${encodeURIComponent(JSON.stringify({ licenseId, startDate: '2026-02-30', endDate: '2026-01-31', granularity: 'daily' }))}`, method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 400],
+  ['a query whose input is not JSON', () => ({ path: 'licenses.get?input=%7Bnot', method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 400],
+  ['a query without its input', () => ({ path: 'licenses.get', method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 400],
+  ['a query with an empty input', () => ({ path: 'licenses.get?input=', method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 400],
+  ['a query with no key', () => ({ path: `licenses.get?input=${encodeURIComponent(JSON.stringify({ id: licenseId }))}`, method: 'GET' }), 401],
+  ['a query of another tenant\'s license', () => ({ path: `licenses.get?input=${encodeURIComponent(JSON.stringify({ id: randomUUID() }))}`, method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 404],
+  ['a query with another parameter', () => ({ path: `licenses.get?input=${encodeURIComponent(JSON.stringify({ id: licenseId }))}&x=1`, method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 200],
+  ['a batched query', () => ({ path: `licenses.get,licenses.list?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { id: licenseId }, 1: {} }))}`, method: 'GET', headers: { authorization: `Bearer ${ownerKey}` } }), 200],
+  ['a query with a JSON content type', () => ({ path: `licenses.get?input=${encodeURIComponent(JSON.stringify({ id: licenseId }))}`, method: 'GET', headers: json(ownerKey) }), 200],
 ])('%s: the same answer as through tRPC\'s adapter', async (_name, make, status) => {
   expect((await expectSameAnswer(make)).status).toBe(status);
 });
