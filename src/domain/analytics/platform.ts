@@ -1,6 +1,79 @@
 import type pg from 'pg';
 
+const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
+
+/** GROUP BY GROUPING SETS ((date), (tenant_id, license_id)): one row per local date, one per license. */
+interface FoldedRow {
+  by_date: boolean;
+  date: string | null;
+  tenant_id: string | null;
+  license_id: string | null;
+  events: string;
+  errors: string;
+  /** For a license: it has a day on or after the first active date ($3). */
+  active: boolean;
+}
+
+const FOLDED = `GROUPING(date) = 0 AS by_date, to_char(date, 'YYYY-MM-DD') AS date, tenant_id, license_id,
+       sum(event_count)::text AS events, sum(error_count)::text AS errors, bool_or(date >= $3::date) AS active`;
+
+/** The final days, from daily rollups. $1 first date, $2 last final date, $3 first active date. */
+const FINAL_DAYS_SQL = `
+SELECT ${FOLDED}
+  FROM usage_rollups_daily
+ WHERE date >= $1::date AND date <= $2::date
+ GROUP BY GROUPING SETS ((date), (tenant_id, license_id))`;
+
+/**
+ * The rolled-up tail hours [$3, $4) in each zone licenses use, with the local date an hour
+ * falls on there, or NULL when it holds a local midnight (+05:30 zones) and is read raw.
+ * Only hours that reach a date after $2 (the last final date, if any) and not before $1.
+ */
+const ZONE_HOURS_SQL = `
+SELECT z.timezone, s.hour,
+       CASE WHEN (s.hour AT TIME ZONE z.timezone)::date = e.last_date THEN to_char(e.last_date, 'YYYY-MM-DD') END AS date
+  FROM (SELECT DISTINCT timezone FROM licenses) AS z,
+       generate_series($3::timestamptz, $4::timestamptz - interval '1 hour', interval '1 hour') AS s(hour),
+       LATERAL (SELECT ((s.hour + interval '1 hour' - interval '1 millisecond') AT TIME ZONE z.timezone)::date AS last_date) AS e
+ WHERE ($2::date IS NULL OR e.last_date > $2::date) AND e.last_date >= $1::date`;
+
+/**
+ * The tail, set-based: the zone hours come in as arrays ($4..$6), so the planner sees how
+ * few they are. Rolled-up hours on one local date: one range scan of the hourly rollups
+ * [$7, $8), hash-joined to (license, hour, date); hourly rows start on whole UTC hours.
+ * Straddling hours, and everything from $9 on (not rolled up yet), are read raw per license
+ * by its (tenant_id, license_id, occurred_at) index; OFFSET 0 keeps each read a parameterized
+ * index range and the hourly scan a single one, whatever the statistics say.
+ * $1 first date, $2 last final date or NULL, $3 first active date.
+ */
+const TAIL_SQL = `
+WITH zone_hours AS (
+  SELECT * FROM unnest($4::text[], $5::timestamptz[], $6::date[]) AS z(timezone, hour, date)
+),
+tail AS (
+  SELECT h.tenant_id, h.license_id, lh.date, h.event_count, h.error_count
+    FROM (SELECT tenant_id, license_id, hour, event_count, error_count FROM usage_rollups_hourly
+           WHERE hour >= $7 AND hour < $8 OFFSET 0) AS h
+    JOIN (SELECT l.tenant_id, l.id, z.hour, z.date FROM licenses l JOIN zone_hours z ON z.timezone = l.timezone AND z.date IS NOT NULL
+          OFFSET 0) AS lh ON lh.tenant_id = h.tenant_id AND lh.id = h.license_id AND lh.hour = h.hour
+  UNION ALL
+  SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
+    FROM licenses l
+    JOIN zone_hours z ON z.timezone = l.timezone AND z.date IS NULL,
+         LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id
+                     AND e.occurred_at >= z.hour AND e.occurred_at < z.hour + interval '1 hour' OFFSET 0) AS e
+  UNION ALL
+  SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
+    FROM licenses l,
+         LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $9 OFFSET 0) AS e
+)
+SELECT ${FOLDED}
+  FROM tail
+ WHERE ($2::date IS NULL OR date > $2::date) AND date >= $1::date
+ GROUP BY GROUPING SETS ((date), (tenant_id, license_id))`;
 
 /**
  * The operator's view across tenants over the last `days` days. Days are license-local
@@ -11,55 +84,60 @@ const DAY_MS = 86_400_000;
 export async function platformOverview(pool: pg.Pool, args: { days: number; top: number }, now = new Date()) {
   const todayUtc = Math.floor(now.getTime() / DAY_MS) * DAY_MS;
   const firstDate = new Date(todayUtc - (args.days - 1) * DAY_MS).toISOString().slice(0, 10);
+  const activeSince = new Date(todayUtc - 29 * DAY_MS).toISOString().slice(0, 10);
   // Local date L is final in every zone once the daily windows of UTC dates L and L + 1 ran.
-  const { rows: windowRows } = await pool.query<{ last: Date | null }>(
-    `SELECT max(start) AS last FROM rollup_windows WHERE kind = 'daily' AND start > $1::date - 3`,
+  const { rows: windowRows } = await pool.query<{ last_daily: Date | null; last_hourly: Date | null }>(
+    `SELECT (SELECT max(start) FROM rollup_windows WHERE kind = 'daily' AND start > $1::date - 3) AS last_daily,
+            (SELECT max(start) FROM rollup_windows WHERE kind = 'hourly') AS last_hourly`,
     [firstDate],
   );
-  const lastWindow = windowRows[0]?.last?.getTime();
+  const lastWindow = windowRows[0]?.last_daily?.getTime();
   const finalThrough = lastWindow === undefined ? null : new Date(lastWindow - DAY_MS).toISOString().slice(0, 10);
   const tailStart = new Date(finalThrough === null ? Date.parse(`${firstDate}T00:00:00Z`) - DAY_MS : Date.parse(`${finalThrough}T00:00:00Z`) - 2 * DAY_MS);
+  // Hours before this one are rolled up; from it on, events are read raw.
+  const lastHourly = windowRows[0]?.last_hourly;
+  const rolledUntil = lastHourly ? new Date(lastHourly.getTime() + HOUR_MS) : tailStart;
+  const rawFrom = rolledUntil > tailStart ? rolledUntil : tailStart;
 
-  // The tail is read per license (index range scans), hour by hour: an hour that straddles
-  // two local dates (+05:30 zones) or is not rolled up yet is read raw.
-  const perDay = `
-    WITH last_hour AS (SELECT coalesce(max(start) + interval '1 hour', $3) AS t FROM rollup_windows WHERE kind = 'hourly'),
-    days AS (
-      SELECT r.tenant_id, r.license_id, r.date, r.event_count, r.error_count
-        FROM usage_rollups_daily r
-       WHERE r.date >= $1::date AND ($2::date IS NOT NULL AND r.date <= $2::date)
-      UNION ALL
-      SELECT l.tenant_id, l.id, x.date, x.event_count, x.error_count
-        FROM licenses l, last_hour,
-             LATERAL (
-               SELECT (h.hour AT TIME ZONE l.timezone)::date AS date, h.event_count, h.error_count
-                 FROM usage_rollups_hourly h
-                WHERE h.tenant_id = l.tenant_id AND h.license_id = l.id AND h.hour >= $3 AND h.hour < last_hour.t
-                  AND (h.hour AT TIME ZONE l.timezone)::date = ((h.hour + interval '1 hour' - interval '1 millisecond') AT TIME ZONE l.timezone)::date
-               UNION ALL
-               SELECT (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
-                 FROM generate_series($3::timestamptz, last_hour.t - interval '1 hour', interval '1 hour') AS s(hour)
-                 JOIN usage_events e ON e.tenant_id = l.tenant_id AND e.license_id = l.id
-                                    AND e.occurred_at >= s.hour AND e.occurred_at < s.hour + interval '1 hour'
-                WHERE (s.hour AT TIME ZONE l.timezone)::date <> ((s.hour + interval '1 hour' - interval '1 millisecond') AT TIME ZONE l.timezone)::date
-               UNION ALL
-               SELECT (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
-                 FROM usage_events e
-                WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= greatest(last_hour.t, $3)
-             ) x
-       WHERE ($2::date IS NULL OR x.date > $2::date) AND x.date >= $1::date
-    )`;
-  const params = [firstDate, finalThrough, tailStart];
-  // One pass over the days (the tail is the costly part); the views are folded from it here.
-  const [tenants, licenses, perLicenseDay, orgs, sdks] = await Promise.all([
+  const tail = async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN READ ONLY');
+      // The tail's estimated cost grows with licenses x index reads and passes jit_above_cost
+      // long before the query is slow; compiling it would take longer than running it.
+      await client.query('SET LOCAL jit = off');
+      const { rows: zoneHours } = await client.query<{ timezone: string; hour: Date; date: string | null }>(ZONE_HOURS_SQL, [
+        firstDate,
+        finalThrough,
+        tailStart,
+        rolledUntil,
+      ]);
+      const hourlyFrom = zoneHours.reduce((min, z) => (z.date !== null && z.hour < min ? z.hour : min), rolledUntil);
+      const result = await client.query<FoldedRow>(TAIL_SQL, [
+        firstDate,
+        finalThrough,
+        activeSince,
+        zoneHours.map((z) => z.timezone),
+        zoneHours.map((z) => z.hour),
+        zoneHours.map((z) => z.date),
+        hourlyFrom,
+        rolledUntil,
+        rawFrom,
+      ]);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+  const [tenants, licenses, finalDays, tailDays, orgs, sdks] = await Promise.all([
     pool.query<{ n: string }>('SELECT count(*)::text AS n FROM tenants'),
     pool.query<{ status: string; n: string }>(`SELECT status::text, count(*)::text AS n FROM licenses WHERE deleted_at IS NULL GROUP BY 1`),
-    pool.query<{ tenant_id: string; license_id: string; date: string; events: string; errors: string }>(
-      `${perDay} SELECT tenant_id, license_id, to_char(date, 'YYYY-MM-DD') AS date,
-                        sum(event_count)::text AS events, sum(error_count)::text AS errors
-                   FROM days GROUP BY tenant_id, license_id, date`,
-      params,
-    ),
+    finalThrough === null ? { rows: [] as FoldedRow[] } : pool.query<FoldedRow>(FINAL_DAYS_SQL, [firstDate, finalThrough, activeSince]),
+    tail(),
     // Organizations and SDK versions are what API keys identify themselves with (the seeds' fields).
     pool.query<{ organization: string; keys: string; requests: string }>(
       `SELECT organization, count(*)::text AS keys, sum(request_count)::text AS requests FROM api_keys
@@ -73,19 +151,23 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
     ),
   ]);
 
+  // Final days and the tail hold different dates; per license, a license is active when it
+  // has a day since activeSince in either.
   const perDate = new Map<string, bigint>();
   const perTenant = new Map<string, bigint>();
   const activeLicenses = new Set<string>();
-  const activeSince = new Date(todayUtc - 29 * DAY_MS).toISOString().slice(0, 10);
   let events = 0n;
   let errors = 0n;
-  for (const r of perLicenseDay.rows) {
+  for (const r of [...finalDays.rows, ...tailDays.rows]) {
     const n = BigInt(r.events);
+    if (r.by_date) {
+      perDate.set(r.date!, (perDate.get(r.date!) ?? 0n) + n);
+      continue;
+    }
     events += n;
     errors += BigInt(r.errors);
-    perDate.set(r.date, (perDate.get(r.date) ?? 0n) + n);
-    perTenant.set(r.tenant_id, (perTenant.get(r.tenant_id) ?? 0n) + n);
-    if (r.date >= activeSince) activeLicenses.add(r.license_id);
+    perTenant.set(r.tenant_id!, (perTenant.get(r.tenant_id!) ?? 0n) + n);
+    if (r.active) activeLicenses.add(r.license_id!);
   }
   const top = [...perTenant]
     .sort(([ta, a], [tb, b]) => (a === b ? (ta < tb ? -1 : 1) : a > b ? -1 : 1))
