@@ -357,6 +357,52 @@ describe('breakdowns, top licenses and the platform view', () => {
     expect((await get(link.data.url, owner)).status).toBe(200);
   });
 
+  it('writes every field of an export exactly: CSV quoting, nulls, numbers and properties as JSON', async () => {
+    const t = await app.createTenant();
+    const { id: licenseId } = await app.createLicense(t.ownerKey, { timezone: 'UTC' });
+    const tricky = { licenseId, usageType: 'api_call', quantity: '1.5', userId: 'a,"b"\nc\r', route: '/x', statusCode: 500, durationMs: 12, properties: { k: 'v,"w"', n: [1, null] } };
+    const plain = { licenseId, usageType: 'tokens', quantity: 2 };
+    const res = await app.call('usage.trackEvents', { events: [tricky, plain] }, t.ownerKey);
+    expect(res.data.accepted).toBe(2);
+    const q = `licenseId=${licenseId}&startDate=${threeDaysAgo}&endDate=${today}&timezone=UTC`;
+    const headers = { authorization: `Bearer ${t.ownerKey}` };
+    const csv = await (await fetch(`${app.baseUrl}/api/export/events?format=csv&${q}`, { headers })).text();
+    // RFC 4180, parsed here: quoted fields may hold commas, doubled quotes and line breaks.
+    const records: string[][] = [];
+    let field = '';
+    let record: string[] = [];
+    let quoted = false;
+    for (let i = 0; i < csv.length; i++) {
+      const c = csv[i]!;
+      if (quoted) {
+        if (c === '"' && csv[i + 1] === '"') {
+          field += '"';
+          i += 1;
+        } else if (c === '"') quoted = false;
+        else field += c;
+      } else if (c === '"') quoted = true;
+      else if (c === ',' || c === '\n') {
+        record.push(field);
+        field = '';
+        if (c === '\n') {
+          records.push(record);
+          record = [];
+        }
+      } else field += c;
+    }
+    const [header, ...rows] = records;
+    const byType = new Map(rows.map((r) => [r[header!.indexOf('usage_type')], Object.fromEntries(header!.map((h, i) => [h, r[i]]))]));
+    expect(byType.get('api_call')).toMatchObject({ quantity: '1.5', user_id: tricky.userId, route: '/x', status_code: '500', duration_ms: '12', platform: '' });
+    expect(JSON.parse(byType.get('api_call')!.properties!)).toEqual(tricky.properties);
+    expect(byType.get('tokens')).toMatchObject({ quantity: '2', user_id: '', status_code: '', properties: '{}' });
+
+    const json = (await (await fetch(`${app.baseUrl}/api/export/events?format=json&${q}`, { headers })).json()) as Record<string, unknown>[];
+    const api = json.find((r) => r.usage_type === 'api_call')!;
+    expect(api).toMatchObject({ quantity: '1.5', user_id: tricky.userId, status_code: 500, duration_ms: 12, platform: null, properties: tricky.properties });
+    expect(Object.keys(api)).toEqual(header);
+    expect(json.find((r) => r.usage_type === 'tokens')).toMatchObject({ quantity: '2', status_code: null, properties: {} });
+  });
+
   it('streams a multi-batch export from one snapshot and gives its connection back when the client leaves or stalls', async () => {
     const t = await app.createTenant();
     const { id: licenseId } = await app.createLicense(t.ownerKey, { timezone: 'UTC' });
