@@ -11,19 +11,20 @@ interface FoldedRow {
   license_id: string | null;
   events: string;
   errors: string;
-  /** For a license: it has a day on or after the first active date ($3). */
+  /** For a license: it has a day on or after the first active date ($1). */
   active: boolean;
 }
 
-const FOLDED = `GROUPING(date) = 0 AS by_date, to_char(date, 'YYYY-MM-DD') AS date, tenant_id, license_id,
-       sum(event_count)::text AS events, sum(error_count)::text AS errors, bool_or(date >= $3::date) AS active`;
+const FOLDED = `SELECT GROUPING(date) = 0 AS by_date, to_char(date, 'YYYY-MM-DD') AS date, tenant_id, license_id,
+       sum(event_count)::text AS events, sum(error_count)::text AS errors, bool_or(date >= $1::date) AS active`;
+const BY_DATE_AND_LICENSE = 'GROUP BY GROUPING SETS ((date), (tenant_id, license_id))';
 
-/** The final days, from daily rollups. $1 first date, $2 last final date, $3 first active date. */
+/** The final days, from daily rollups. $1 first active date, $2 first date, $3 last final date. */
 const FINAL_DAYS_SQL = `
-SELECT ${FOLDED}
+${FOLDED}
   FROM usage_rollups_daily
- WHERE date >= $1::date AND date <= $2::date
- GROUP BY GROUPING SETS ((date), (tenant_id, license_id))`;
+ WHERE date >= $2::date AND date <= $3::date
+ ${BY_DATE_AND_LICENSE}`;
 
 /**
  * The rolled-up tail hours [$3, $4) in each zone licenses use, with the local date an hour
@@ -39,28 +40,38 @@ SELECT z.timezone, s.hour,
  WHERE ($2::date IS NULL OR e.last_date > $2::date) AND e.last_date >= $1::date`;
 
 /**
- * The tail, set-based: the zone hours come in as arrays ($4..$6), so the planner sees how
- * few they are. Rolled-up hours on one local date: one range scan of the hourly rollups
- * [$7, $8), hash-joined to (license, hour, date); hourly rows start on whole UTC hours.
- * Straddling hours, and everything from $9 on (not rolled up yet), are read raw per license
- * by its (tenant_id, license_id, occurred_at) index; OFFSET 0 keeps each read a parameterized
- * index range and the hourly scan a single one, whatever the statistics say.
- * $1 first date, $2 last final date or NULL, $3 first active date.
+ * Rolled-up tail hours that fall on one local date: one range scan [$5, $6) of the hourly
+ * rollups, hash-joined to (license, hour, date) for the zone hours $2..$4. Those come in as
+ * arrays, so the planner sees how few they are; OFFSET 0 keeps the scan a single one and
+ * the join a hash join whatever the statistics say. Hourly rows start on whole UTC hours.
  */
-const TAIL_SQL = `
+const HOURLY_SQL = `
 WITH zone_hours AS (
-  SELECT * FROM unnest($4::text[], $5::timestamptz[], $6::date[]) AS z(timezone, hour, date)
+  SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::date[]) AS z(timezone, hour, date)
 ),
 tail AS (
   SELECT h.tenant_id, h.license_id, lh.date, h.event_count, h.error_count
     FROM (SELECT tenant_id, license_id, hour, event_count, error_count FROM usage_rollups_hourly
-           WHERE hour >= $7 AND hour < $8 OFFSET 0) AS h
-    JOIN (SELECT l.tenant_id, l.id, z.hour, z.date FROM licenses l JOIN zone_hours z ON z.timezone = l.timezone AND z.date IS NOT NULL
-          OFFSET 0) AS lh ON lh.tenant_id = h.tenant_id AND lh.id = h.license_id AND lh.hour = h.hour
-  UNION ALL
-  SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
+           WHERE hour >= $5 AND hour < $6 OFFSET 0) AS h
+    JOIN (SELECT l.tenant_id, l.id, z.hour, z.date FROM licenses l JOIN zone_hours z ON z.timezone = l.timezone OFFSET 0) AS lh
+      ON lh.tenant_id = h.tenant_id AND lh.id = h.license_id AND lh.hour = h.hour
+)
+${FOLDED}
+  FROM tail
+ ${BY_DATE_AND_LICENSE}`;
+
+/**
+ * Raw events of the tail: the straddling hours $4..$5 of the licenses in their zone, and
+ * everything from $6 on (not rolled up yet), each read per license by its (tenant_id,
+ * license_id, occurred_at) index; OFFSET 0 keeps every read a parameterized index range.
+ * $2 first date, $3 last final date or NULL.
+ */
+const RAW_SQL = `
+WITH raw AS (
+  SELECT l.tenant_id, l.id AS license_id, (e.occurred_at AT TIME ZONE l.timezone)::date AS date,
+         1 AS event_count, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END AS error_count
     FROM licenses l
-    JOIN zone_hours z ON z.timezone = l.timezone AND z.date IS NULL,
+    JOIN unnest($4::text[], $5::timestamptz[]) AS z(timezone, hour) ON z.timezone = l.timezone,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
                    WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id
                      AND e.occurred_at >= z.hour AND e.occurred_at < z.hour + interval '1 hour' OFFSET 0) AS e
@@ -68,12 +79,33 @@ tail AS (
   SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
     FROM licenses l,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
-                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $9 OFFSET 0) AS e
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 OFFSET 0) AS e
 )
-SELECT ${FOLDED}
-  FROM tail
- WHERE ($2::date IS NULL OR date > $2::date) AND date >= $1::date
- GROUP BY GROUPING SETS ((date), (tenant_id, license_id))`;
+${FOLDED}
+  FROM raw
+ WHERE ($3::date IS NULL OR date > $3::date) AND date >= $2::date
+ ${BY_DATE_AND_LICENSE}`;
+
+/**
+ * Runs one of the reads above with JIT off: their estimated cost grows with licenses and
+ * hours and passes jit_above_cost long before they are slow, and compiling them takes
+ * longer than running them (1.5 s of JIT for this view once).
+ */
+async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[]): Promise<FoldedRow[]> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query('SET LOCAL jit = off');
+    const { rows } = await client.query<FoldedRow>(sql, params);
+    await client.query('COMMIT');
+    return rows;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
 
 /**
  * The operator's view across tenants over the last `days` days. Days are license-local
@@ -99,44 +131,38 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
   const rolledUntil = lastHourly ? new Date(lastHourly.getTime() + HOUR_MS) : tailStart;
   const rawFrom = rolledUntil > tailStart ? rolledUntil : tailStart;
 
+  // The hourly rollups of the tail are most of the work: read in two halves side by side,
+  // with the final days and the raw events, so that it is spread over two cores.
   const tail = async () => {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN READ ONLY');
-      // The tail's estimated cost grows with licenses x index reads and passes jit_above_cost
-      // long before the query is slow; compiling it would take longer than running it.
-      await client.query('SET LOCAL jit = off');
-      const { rows: zoneHours } = await client.query<{ timezone: string; hour: Date; date: string | null }>(ZONE_HOURS_SQL, [
-        firstDate,
-        finalThrough,
-        tailStart,
-        rolledUntil,
-      ]);
-      const hourlyFrom = zoneHours.reduce((min, z) => (z.date !== null && z.hour < min ? z.hour : min), rolledUntil);
-      const result = await client.query<FoldedRow>(TAIL_SQL, [
-        firstDate,
-        finalThrough,
-        activeSince,
-        zoneHours.map((z) => z.timezone),
-        zoneHours.map((z) => z.hour),
-        zoneHours.map((z) => z.date),
-        hourlyFrom,
-        rolledUntil,
-        rawFrom,
-      ]);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
+    const { rows: zoneHours } = await pool.query<{ timezone: string; hour: Date; date: string | null }>(ZONE_HOURS_SQL, [
+      firstDate,
+      finalThrough,
+      tailStart,
+      rolledUntil,
+    ]);
+    const straddling = zoneHours.filter((z) => z.date === null);
+    const rolled = zoneHours.filter((z) => z.date !== null).sort((a, b) => a.hour.getTime() - b.hour.getTime());
+    const reads = [
+      readWithoutJit(pool, RAW_SQL, [activeSince, firstDate, finalThrough, straddling.map((z) => z.timezone), straddling.map((z) => z.hour), rawFrom]),
+    ];
+    // Split at the middle hour: every hour holds about as many hourly rows.
+    const hours = [...new Set(rolled.map((z) => z.hour.getTime()))];
+    if (hours.length) {
+      const from = new Date(hours[0]!);
+      const middle = new Date(hours[Math.floor(hours.length / 2)]!);
+      for (const [start, end] of [[from, middle], [middle, rolledUntil]] as const) {
+        const part = rolled.filter((z) => z.hour >= start && z.hour < end);
+        if (part.length === 0) continue;
+        const params = [activeSince, part.map((z) => z.timezone), part.map((z) => z.hour), part.map((z) => z.date), start, end];
+        reads.push(readWithoutJit(pool, HOURLY_SQL, params));
+      }
     }
+    return (await Promise.all(reads)).flat();
   };
   const [tenants, licenses, finalDays, tailDays, orgs, sdks] = await Promise.all([
     pool.query<{ n: string }>('SELECT count(*)::text AS n FROM tenants'),
     pool.query<{ status: string; n: string }>(`SELECT status::text, count(*)::text AS n FROM licenses WHERE deleted_at IS NULL GROUP BY 1`),
-    finalThrough === null ? { rows: [] as FoldedRow[] } : pool.query<FoldedRow>(FINAL_DAYS_SQL, [firstDate, finalThrough, activeSince]),
+    finalThrough === null ? [] : readWithoutJit(pool, FINAL_DAYS_SQL, [activeSince, firstDate, finalThrough]),
     tail(),
     // Organizations and SDK versions are what API keys identify themselves with (the seeds' fields).
     pool.query<{ organization: string; keys: string; requests: string }>(
@@ -151,14 +177,13 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
     ),
   ]);
 
-  // Final days and the tail hold different dates; per license, a license is active when it
-  // has a day since activeSince in either.
+  // Every rollup row and event is in exactly one of the reads: their dates and licenses add up.
   const perDate = new Map<string, bigint>();
   const perTenant = new Map<string, bigint>();
   const activeLicenses = new Set<string>();
   let events = 0n;
   let errors = 0n;
-  for (const r of [...finalDays.rows, ...tailDays.rows]) {
+  for (const r of [...finalDays, ...tailDays]) {
     const n = BigInt(r.events);
     if (r.by_date) {
       perDate.set(r.date!, (perDate.get(r.date!) ?? 0n) + n);
