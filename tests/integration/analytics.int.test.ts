@@ -476,6 +476,17 @@ describe('breakdowns, top licenses and the platform view', () => {
     expect(res.data.events).toBe(Number(rows[0]!.n));
     expect(res.data.tenants).toBe(Number(rows[0]!.tenants));
     expect(res.data.eventsPerDay).toHaveLength(7);
+    // Per license-local date, the +05:30 license's days cut inside UTC hours.
+    const perDay = await pool().query<{ date: string; n: string }>(
+      `SELECT to_char((e.occurred_at AT TIME ZONE l.timezone)::date, 'YYYY-MM-DD') AS date, count(*)::text AS n
+         FROM usage_events e JOIN licenses l ON l.id = e.license_id
+        WHERE (e.occurred_at AT TIME ZONE l.timezone)::date >= $1::date GROUP BY 1`,
+      [first],
+    );
+    const expected = new Map(perDay.rows.map((r) => [r.date, Number(r.n)]));
+    expect(res.data.eventsPerDay).toEqual(
+      res.data.eventsPerDay.map((d: { date: string }) => ({ date: d.date, events: expected.get(d.date) ?? 0 })),
+    );
     expect(res.data.licenses.activeLast30Days).toBeGreaterThanOrEqual(2);
     const perTenant = await pool().query<{ tenant_id: string; n: string }>(
       `SELECT e.tenant_id, count(*)::text AS n FROM usage_events e JOIN licenses l ON l.id = e.license_id
