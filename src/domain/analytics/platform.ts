@@ -125,6 +125,7 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
   );
   const lastWindow = windowRows[0]?.last_daily?.getTime();
   const finalThrough = lastWindow === undefined ? null : new Date(lastWindow - DAY_MS).toISOString().slice(0, 10);
+  // A generous start: the zone hours keep only the hours that reach a date not final yet.
   const tailStart = new Date(finalThrough === null ? Date.parse(`${firstDate}T00:00:00Z`) - DAY_MS : Date.parse(`${finalThrough}T00:00:00Z`) - 2 * DAY_MS);
   // Hours before this one are rolled up; from it on, events are read raw.
   const lastHourly = windowRows[0]?.last_hourly;
