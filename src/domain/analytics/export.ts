@@ -7,7 +7,7 @@ import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 export const EXPORT_KINDS = ['events', 'rollups'] as const;
 export type ExportKind = (typeof EXPORT_KINDS)[number];
 /** Rows read per round trip: memory stays bounded by one batch whatever the export's size. */
-export const EXPORT_BATCH_ROWS = 5_000;
+export const EXPORT_BATCH_ROWS = 1_000;
 
 export const exportQuerySchema = z.strictObject({
   format: z.enum(['csv', 'json']).default('csv'),
