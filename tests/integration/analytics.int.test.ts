@@ -406,7 +406,8 @@ describe('breakdowns, top licenses and the platform view', () => {
   it('streams a multi-batch export from one snapshot and gives its connection back when the client leaves or stalls', async () => {
     const t = await app.createTenant();
     const { id: licenseId } = await app.createLicense(t.ownerKey, { timezone: 'UTC' });
-    const n = EXPORT_BATCH_ROWS * 6 + 7;
+    // several batches, and megabytes more than socket buffers hold (so a paused client really stalls the export)
+    const n = Math.max(EXPORT_BATCH_ROWS * 6, 30_000) + 7;
     await pool().query(
       `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
        SELECT gen_random_uuid(), $1, $2, 'api_call', i % 10, now() - interval '1 day' + (i % 3600) * interval '1 second', 'x'
