@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from '../../lib/transaction';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -92,19 +93,7 @@ ${FOLDED}
  * longer than running them (1.5 s of JIT for this view once).
  */
 async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[]): Promise<FoldedRow[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN READ ONLY');
-    await client.query('SET LOCAL jit = off');
-    const { rows } = await client.query<FoldedRow>(sql, params);
-    await client.query('COMMIT');
-    return rows;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  return inTransaction(pool, { begin: 'BEGIN READ ONLY', settings: ['jit = off'] }, async (client) => (await client.query<FoldedRow>(sql, params)).rows);
 }
 
 /**

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from '../../lib/transaction';
 
 /**
  * Rollups are recomputed per window from the raw events and upserted, never incremented:
@@ -136,21 +137,9 @@ removed AS (
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
 
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    // Sorting a window's events for count(DISTINCT user_id) in memory instead of on disk.
-    await client.query(`SET LOCAL work_mem = '${RECOMPUTE_WORK_MEM}'`);
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+/** Sorting a window's events for count(DISTINCT user_id) in memory instead of on disk. */
+function recomputeTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(pool, { settings: [`work_mem = '${RECOMPUTE_WORK_MEM}'`] }, work);
 }
 
 async function lockHours(client: pg.PoolClient, start: Date, end: Date): Promise<void> {
@@ -176,7 +165,7 @@ export async function recomputeHourlyRollups(
   const start = hourFloor(range.start);
   const end = hourFloor(range.end);
   if (end <= start) return { rowsTouched: 0 };
-  return inTransaction(pool, async (client) => {
+  return recomputeTransaction(pool, async (client) => {
     await lockHours(client, start, end);
     // Marks are cleared before reading: an event committed after this point keeps (or
     // re-adds) its mark, so nothing falls between this recompute and the next one.
@@ -248,7 +237,7 @@ async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise
  */
 export async function recomputeDailyRollups(pool: pg.Pool, days: LicenseDay[]): Promise<RecomputeResult> {
   if (days.length === 0) return { rowsTouched: 0 };
-  return inTransaction(pool, async (client) => ({ rowsTouched: await recomputeDays(client, days) }));
+  return recomputeTransaction(pool, async (client) => ({ rowsTouched: await recomputeDays(client, days) }));
 }
 
 /**
