@@ -56,20 +56,16 @@ export async function usageSeries(
 ): Promise<Series> {
   const series: Series = new Map();
   if (buckets.length === 0 || scope.licenses.length === 0) return series;
-  const groups = await planGroups(pool, scope, buckets, zone, allowDaily);
-  const results = await Promise.all(
-    groups.map(async (g) => {
-      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
-      if (!union) return [];
-      const key = groupBy === 'license' ? 'license_id' : 'usage_type';
-      const { rows } = await pool.query<PlanRow>(
-        `SELECT bucket, ${key}, sum(quantity)::text AS quantity, sum(event_count)::text AS events,
-                sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
-           FROM (${union.sql}) x GROUP BY bucket, ${key}`,
-        union.params,
-      );
-      return rows;
-    }),
+  const key = groupBy === 'license' ? 'license_id' : 'usage_type';
+  const results = await readGroups<PlanRow>(
+    pool,
+    scope,
+    buckets,
+    zone,
+    allowDaily,
+    (union) => `SELECT bucket, ${key}, sum(quantity)::text AS quantity, sum(event_count)::text AS events,
+                       sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
+                  FROM (${union}) x GROUP BY bucket, ${key}`,
   );
   for (const rows of results) {
     for (const row of rows) {
@@ -138,6 +134,24 @@ async function planGroups(
   if (plainHourly.length) groups.push({ licenseIds: plainHourly, coverage: { ...windows, dirtyHours: new Set(), dailyZone: null } });
 
   return groups.map((group) => ({ licenseIds: group.licenseIds, plan: planSources(buckets, group.coverage) }));
+}
+
+/** Plans the scope's groups and runs `aggregate` over each group's planned sources: one statement per group, rows per group. */
+async function readGroups<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  scope: SeriesScope,
+  buckets: Span[],
+  zone: string,
+  allowDaily: boolean,
+  aggregate: (union: string) => string,
+): Promise<R[][]> {
+  const groups = await planGroups(pool, scope, buckets, zone, allowDaily);
+  return Promise.all(
+    groups.map(async (g) => {
+      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
+      return union ? (await pool.query<R>(aggregate(union.sql), union.params)).rows : [];
+    }),
+  );
 }
 
 function isoDay(ms: number): string {
@@ -280,20 +294,16 @@ function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
 export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string): Promise<UsageTotals> {
   const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS };
   if (buckets.length === 0 || scope.licenses.length === 0) return totals;
-  const groups = await planGroups(pool, scope, buckets, zone, true);
-  const results = await Promise.all(
-    groups.map(async (g) => {
-      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
-      if (!union) return [];
-      const { rows } = await pool.query<{ grouping: number; bucket: number; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>(
-        // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows)
-        `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
-                sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
-           FROM (${union.sql}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`,
-        union.params,
-      );
-      return rows;
-    }),
+  const results = await readGroups<{ grouping: number; bucket: number; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>(
+    pool,
+    scope,
+    buckets,
+    zone,
+    true,
+    // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows)
+    (union) => `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
+                       sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
+                  FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`,
   );
   for (const rows of results) {
     for (const row of rows) {
