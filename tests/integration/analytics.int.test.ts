@@ -541,4 +541,18 @@ describe('analytics cache', () => {
     await jobHandlers['usage.recalculate'](deps(), { tenantId: t.tenantId, licenseId: id, startDate: date, endDate: date }, ctx);
     expect(await read()).toBe('5');
   });
+
+  it('drops a tenant\'s answers when a license moves to another zone or is deleted', async () => {
+    const t = await cached.createTenant();
+    const { id } = await cached.createLicense(t.ownerKey, { timezone: 'UTC' });
+    const date = new Date(Date.now() - 3 * DAY).toISOString().slice(0, 10);
+    const input = { licenseId: id, startDate: date, endDate: date, granularity: 'daily' };
+    const read = () => cached.call('analytics.usage', input, t.ownerKey, { method: 'GET' });
+    expect((await read()).data.period.timezone).toBe('UTC');
+    expect((await read()).data.period.timezone).toBe('UTC'); // now from the cache
+    expect((await cached.call('licenses.update', { id, timezone: 'Asia/Kolkata' }, t.ownerKey)).status).toBe(200);
+    expect((await read()).data.period.timezone).toBe('Asia/Kolkata');
+    expect((await cached.call('licenses.delete', { id }, t.ownerKey)).status).toBe(200);
+    expect((await read()).status).toBe(404);
+  });
 });

@@ -6,4 +6,9 @@ import { licenseSchema } from './schemas';
 export const deleteLicenseProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'license' })
   .input(idInput)
   .output(licenseSchema)
-  .mutation(({ ctx, input }) => deleteLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id));
+  .mutation(async ({ ctx, input }) => {
+    const tenantId = requireTenant(ctx.tenantId);
+    const license = await deleteLicense(ctx.services.db.prisma, tenantId, input.id);
+    await ctx.services.analyticsCache.invalidate([tenantId]); // its answers now say "not found"
+    return license;
+  });

@@ -6,7 +6,9 @@ export const updateLicenseProcedure = procedure({ roles: ['owner', 'member'], sc
   .input(updateLicenseInput)
   .output(licenseSchema)
   .mutation(async ({ ctx, input: { id, plan, ...input } }) => {
-    const license = await updateLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, { ...input, planCode: plan });
+    const tenantId = requireTenant(ctx.tenantId);
+    const license = await updateLicense(ctx.services.db.prisma, tenantId, id, { ...input, planCode: plan });
     ctx.services.quota.invalidate(id); // plan, time zone and anchor decide the limits and periods
+    if (input.timezone !== undefined) await ctx.services.analyticsCache.invalidate([tenantId]); // the zone periods are cut in by default
     return license;
   });
