@@ -3,10 +3,12 @@ import type { Redis } from '../../lib/redis';
 import type { Metrics } from '../../lib/metrics';
 
 /**
- * Analytics answers cached in Redis for `ttlSeconds`. A key names the tenant's generation
- * (and a global one): invalidating a tenant bumps its generation, so every answer computed
- * before is never read again, including one being computed while the bump happens (it is
- * written under the old generation). Rollup changes (recalculation, late events) invalidate.
+ * Analytics answers cached in Redis for `ttlSeconds`. Every answer is stored with the tenant's
+ * generation (and a global one) it was computed under, and read back in the same round trip
+ * as the current generations: invalidating a tenant bumps its generation, so every answer
+ * computed before is never served again, including one being computed while the bump happens
+ * (it is stored under the old generation). Rollup changes (recalculation, late events) and
+ * license changes invalidate.
  */
 export class AnalyticsCache {
   constructor(
@@ -22,22 +24,22 @@ export class AnalyticsCache {
 
   async read<T>(tenantId: string, view: string, input: unknown, compute: () => Promise<T>): Promise<T> {
     if (this.ttlSeconds === 0) return compute();
-    let key: string | null;
+    const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
+    const key = `${this.prefix}analytics:${tenantId}:${digest}`;
+    let stamp: string | null;
     try {
-      const [global, tenant] = await this.redis.mget(this.generationKey(null), this.generationKey(tenantId));
-      const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
-      key = `${this.prefix}analytics:${tenantId}:${global ?? 0}:${tenant ?? 0}:${digest}`;
-      const cached = await this.redis.get(key);
-      if (cached !== null) {
+      const [global, tenant, cached] = await this.redis.mget(this.generationKey(null), this.generationKey(tenantId), key);
+      stamp = `${global ?? 0}:${tenant ?? 0}\n`;
+      if (cached?.startsWith(stamp)) {
         this.metrics?.analyticsCache.inc({ view, result: 'hit' });
-        return JSON.parse(cached) as T;
+        return JSON.parse(cached.slice(stamp.length)) as T;
       }
     } catch {
-      key = null; // Redis down: answer from PostgreSQL
+      stamp = null; // Redis down: answer from PostgreSQL
     }
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
     const value = await compute();
-    if (key) await this.redis.set(key, JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
+    if (stamp !== null) await this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
     return value;
   }
 
