@@ -39,7 +39,8 @@ export class AnalyticsCache {
     }
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
     const value = await compute();
-    if (stamp !== null) await this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
+    // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
+    if (stamp !== null) void this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
     return value;
   }
 

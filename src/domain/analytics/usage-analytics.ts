@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
-import { ZERO_TOTALS, distinctUsers, usageTotals, type ScopedLicense } from './usage-series';
+import { ZERO_TOTALS, usageTotals, type ScopedLicense } from './usage-series';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -59,11 +59,8 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
   const scope = { tenantId, licenses, usageType: args.usageType };
-  const [totals, uniqueUsers] = await Promise.all([
-    usageTotals(deps.pool, scope, buckets, timezone),
-    distinctUsers(deps.pool, scope, range),
-  ]);
-  const { total } = totals;
+  const totals = await usageTotals(deps.pool, scope, buckets, timezone, range);
+  const { total, uniqueUsers } = totals;
   return {
     period: { ...describeRange(args, timezone, range), granularity: args.granularity },
     overview: {

@@ -136,20 +136,26 @@ async function planGroups(
   return groups.map((group) => ({ licenseIds: group.licenseIds, plan: planSources(buckets, group.coverage) }));
 }
 
-/** Plans the scope's groups and runs `aggregate` over each group's planned sources: one statement per group, rows per group. */
+/**
+ * Plans the scope's groups and runs `aggregate` over each group's planned sources: one
+ * statement per group, rows per group. `aggregate` gets the union of the group's sources,
+ * a function that adds a parameter and returns its placeholder, and the group's position.
+ */
 async function readGroups<R extends pg.QueryResultRow>(
   pool: pg.Pool,
   scope: SeriesScope,
   buckets: Span[],
   zone: string,
   allowDaily: boolean,
-  aggregate: (union: string) => string,
+  aggregate: (union: string, param: (value: unknown) => string, index: number) => string,
 ): Promise<R[][]> {
   const groups = await planGroups(pool, scope, buckets, zone, allowDaily);
   return Promise.all(
-    groups.map(async (g) => {
+    groups.map(async (g, index) => {
       const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
-      return union ? (await pool.query<R>(aggregate(union.sql), union.params)).rows : [];
+      if (!union) return [];
+      const param = (value: unknown) => `$${union.params.push(value)}`;
+      return (await pool.query<R>(aggregate(union.sql, param, index), union.params)).rows;
     }),
   );
 }
@@ -271,6 +277,8 @@ export interface UsageTotals {
   byBucket: Map<number, TotalsCell>;
   byUsageType: Map<string, TotalsCell>;
   total: TotalsCell;
+  /** Distinct non-null user ids among the raw events of the range (see distinctUsers). */
+  uniqueUsers: number;
 }
 
 export const ZERO_TOTALS: TotalsCell = { quantity: '0', events: 0n, errors: 0n, durationMsSum: 0n };
@@ -289,24 +297,40 @@ function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
  * What analytics.usage needs, summed by PostgreSQL in one statement per group (GROUPING
  * SETS): per bucket over all types and per type over all buckets, the total folded from the
  * latter. Exact, and a few hundred rows back for a year of days, whatever the number of
- * licenses (usageSeries returns a row per bucket and type, and sums them in JS).
+ * licenses (usageSeries returns a row per bucket and type, and sums them in JS). The first
+ * group's statement also counts the distinct users of the whole scope over `range`.
  */
-export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string): Promise<UsageTotals> {
-  const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS };
+export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span): Promise<UsageTotals> {
+  const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS, uniqueUsers: 0 };
   if (buckets.length === 0 || scope.licenses.length === 0) return totals;
+  let usersCounted = false;
   const results = await readGroups<{ grouping: number; bucket: number; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>(
     pool,
     scope,
     buckets,
     zone,
     true,
-    // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows)
-    (union) => `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
-                       sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
-                  FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`,
+    // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows), 3: distinct users (in `events`)
+    (union, param, index) => {
+      const sums = `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
+                           sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
+                      FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`;
+      if (index > 0) return sums;
+      usersCounted = true;
+      return `${sums}
+              UNION ALL
+              SELECT 3, NULL, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
+               WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
+                 AND ($3::text IS NULL OR usage_type = $3)
+                 AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}`;
+    },
   );
   for (const rows of results) {
     for (const row of rows) {
+      if (row.grouping === 3) {
+        totals.uniqueUsers = Number(row.events);
+        continue;
+      }
       const cell: TotalsCell = {
         quantity: row.quantity,
         events: BigInt(row.events),
@@ -320,6 +344,8 @@ export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Sp
       }
     }
   }
+  // No group read anything (every license's plan was empty): count the users on their own.
+  if (!usersCounted) totals.uniqueUsers = await distinctUsers(pool, scope, range);
   return totals;
 }
 
