@@ -242,6 +242,20 @@ describe('analytics.usage periods', () => {
     expect((await app.call('analytics.usage', { ...base, startDate: '2026-01-01', endDate: '2026-01-01', timezone: '+05:30' }, ownerKey, { method: 'GET' })).status).toBe(400);
     const other = await app.createTenant();
     expect((await app.call('analytics.usage', { ...base, startDate: '2026-01-01', endDate: '2026-01-01' }, other.ownerKey, { method: 'GET' })).status).toBe(404);
+    // The first and last dates a range may name answer (empty) in every zone; a day past either is a 400.
+    for (const timezone of ['UTC', 'Pacific/Kiritimati', 'Pacific/Pago_Pago']) {
+      const ask = (startDate: string, endDate: string) =>
+        app.call('analytics.usage', { licenseId: ids[0], granularity: 'daily', startDate, endDate, timezone }, ownerKey, { method: 'GET' });
+      for (const [startDate, endDate] of [['1970-01-01', '1970-01-02'], ['2999-12-30', '2999-12-31']]) {
+        const res = await ask(startDate!, endDate!);
+        expect([timezone, startDate, res.status, res.data.overview.totalQuantity]).toEqual([timezone, startDate, 200, '0']);
+      }
+      for (const [startDate, endDate] of [['1969-12-31', '1970-01-02'], ['2999-12-30', '3000-01-01'], ['0001-01-01', '0001-01-02']]) {
+        const res = await ask(startDate!, endDate!);
+        expect([timezone, startDate, res.status]).toEqual([timezone, startDate, 400]);
+        expect(res.body.error?.message).toMatch(/1970-01-01 to 2999-12-31/);
+      }
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import { tzOffset } from '@date-fns/tz';
+import { z } from 'zod';
 import { AppError } from '../../lib/errors';
 
 export type Granularity = 'hourly' | 'daily' | 'weekly' | 'monthly';
@@ -11,6 +12,13 @@ export interface Span {
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
+
+/** Earliest and latest date an analytics range or export may name (usage is never outside them). */
+export const FIRST_DATE = '1970-01-01';
+export const LAST_DATE = '2999-12-31';
+
+/** A calendar date (`YYYY-MM-DD`) from FIRST_DATE to LAST_DATE, as analytics ranges and exports take them. */
+export const calendarDate = z.iso.date().refine((d) => d >= FIRST_DATE && d <= LAST_DATE, `must be a date from ${FIRST_DATE} to ${LAST_DATE}`);
 
 /** Longest range per request, in local calendar days: enough for a quarter of hours or three years of days. */
 export const MAX_RANGE_DAYS: Record<Granularity, number> = { hourly: 92, daily: 1096, weekly: 1096, monthly: 1096 };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { usageTypeSchema } from '../usage/event-schema';
 import { isIanaTimeZone } from '../timezones';
-import { rangeOf } from './buckets';
+import { calendarDate, rangeOf } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 
 export const EXPORT_KINDS = ['events', 'rollups'] as const;
@@ -13,8 +13,8 @@ export const exportQuerySchema = z.strictObject({
   format: z.enum(['csv', 'json']).default('csv'),
   licenseId: z.uuid().optional(),
   usageType: usageTypeSchema.optional(),
-  startDate: z.iso.date(),
-  endDate: z.iso.date(),
+  startDate: calendarDate,
+  endDate: calendarDate,
   timezone: z.string().max(64).refine(isIanaTimeZone, 'must be an IANA time zone name').optional(),
 });
 export type ExportQuery = z.output<typeof exportQuerySchema>;

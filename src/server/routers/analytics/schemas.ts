@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { calendarDate } from '../../../domain/analytics/buckets';
 import { usageTypeSchema } from '../../../domain/usage/event-schema';
 import { timezoneSchema } from '../schemas';
 
@@ -8,8 +9,8 @@ export const granularitySchema = z.enum(['hourly', 'daily', 'weekly', 'monthly']
 export const rangeInput = {
   licenseId: z.uuid().optional(),
   usageType: usageTypeSchema.optional(),
-  startDate: z.iso.date(),
-  endDate: z.iso.date(),
+  startDate: calendarDate,
+  endDate: calendarDate,
   timezone: timezoneSchema.optional(),
 };
 
