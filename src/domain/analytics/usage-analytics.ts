@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
-import { ZERO_TOTALS, usageTotals, type ScopedLicense } from './usage-series';
+import { ZERO_TOTALS, licenseWithCoverage, usageTotals, type ScopedLicense, type SeriesScope } from './usage-series';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -55,10 +55,21 @@ function ratio(part: bigint, whole: bigint, digits: number): number | null {
  * periods sum to the overview's total.
  */
 export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args: UsageAnalyticsInput) {
-  const { licenses, timezone } = await resolveScope(deps, tenantId, args);
+  let scope: SeriesScope;
+  let timezone: string;
+  if (args.licenseId) {
+    // One license: found together with what its rollups cover, in one statement.
+    const found = await licenseWithCoverage(deps.pool, tenantId, args.licenseId, args, args.timezone);
+    if (!found) throw new AppError('NOT_FOUND', 'license not found');
+    timezone = args.timezone ?? found.license.timezone;
+    scope = { tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage };
+  } else {
+    const resolved = await resolveScope(deps, tenantId, args);
+    timezone = resolved.timezone;
+    scope = { tenantId, licenses: resolved.licenses, usageType: args.usageType };
+  }
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
-  const scope = { tenantId, licenses, usageType: args.usageType };
   const totals = await usageTotals(deps.pool, scope, buckets, timezone, range);
   const { total, uniqueUsers } = totals;
   return {

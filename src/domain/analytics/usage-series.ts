@@ -35,6 +35,8 @@ export interface SeriesScope {
   tenantId: string;
   licenses: ScopedLicense[];
   usageType?: string;
+  /** Coverage facts already read with the scope's license (licenseWithCoverage), around the range. */
+  coverage?: CoverageFacts;
 }
 
 /**
@@ -110,7 +112,7 @@ async function planGroups(
   const ids = scope.licenses.map((l) => l.id);
   const dailyCandidates = allowDaily ? scope.licenses.filter((l) => l.timezone === zone).map((l) => l.id) : [];
 
-  const { windows, dirty, foreign } = await coverageFacts(pool, scope.tenantId, ids, dailyCandidates, range, zone);
+  const { windows, dirty, foreign } = scope.coverage ?? (await coverageFacts(pool, scope.tenantId, ids, dailyCandidates, range, zone));
 
   const dirtyBy = new Map<string, Set<number>>();
   for (const r of dirty) {
@@ -164,23 +166,50 @@ function isoDay(ms: number): string {
   return new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 }
 
+/** Done windows as islands, late-event marks, and licenses whose daily rows were cut in another zone. */
+export interface CoverageFacts {
+  windows: { hourlyDone: Span[]; dailyDone: Span[] };
+  dirty: { license_id: string; hour: Date }[];
+  foreign: string[];
+}
+
+interface CoverageRow {
+  what: 'hourly' | 'daily' | 'dirty' | 'moved' | 'license';
+  license_id: string | null;
+  first: Date | null;
+  last: Date | null;
+}
+
+/** Done hourly and daily windows between the bounds as islands (gaps-and-islands, so a year is a row or two). */
+const WINDOW_ISLANDS = `
+  SELECT kind AS what, NULL::uuid AS license_id, min(start) AS first, max(start) AS last
+    FROM (SELECT kind, start,
+                 start - (row_number() OVER (PARTITION BY kind ORDER BY start)) *
+                         CASE kind WHEN 'hourly' THEN interval '1 hour' ELSE interval '1 day' END AS island
+            FROM rollup_windows
+           WHERE (kind = 'hourly' AND start >= $3 AND start < $4) OR (kind = 'daily' AND start >= $5 AND start < $6)) w
+   GROUP BY kind, island`;
+
+function factsOf(rows: CoverageRow[]): CoverageFacts {
+  const islands = (kind: 'hourly' | 'daily', width: number): Span[] =>
+    rows.filter((r) => r.what === kind).map((r) => ({ start: r.first!.getTime(), end: r.last!.getTime() + width }));
+  return {
+    windows: { hourlyDone: islands('hourly', HOUR_MS), dailyDone: islands('daily', DAY_MS) },
+    dirty: rows.filter((r) => r.what === 'dirty').map((r) => ({ license_id: r.license_id!, hour: r.first! })),
+    foreign: rows.filter((r) => r.what === 'moved').map((r) => r.license_id!),
+  };
+}
+
 /**
  * What the plan needs to know, in one prepared statement: done hourly and daily windows
- * around the range as islands (gaps-and-islands, so a year is a row or two), the hours late
- * events marked, and the licenses whose daily rows in the range were cut in another zone
- * (the license moved: its days are read from hourly rows).
+ * around the range as islands, the hours late events marked, and the licenses whose daily
+ * rows in the range were cut in another zone (the license moved: its days are read from
+ * hourly rows).
  */
-async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dailyCandidates: string[], range: Span, zone: string) {
-  const { rows } = await pool.query<{ what: 'hourly' | 'daily' | 'dirty' | 'moved'; license_id: string | null; first: Date | null; last: Date | null }>({
+async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dailyCandidates: string[], range: Span, zone: string): Promise<CoverageFacts> {
+  const { rows } = await pool.query<CoverageRow>({
     name: 'analytics.coverage',
-    text: `WITH w AS (
-             SELECT kind, start,
-                    start - (row_number() OVER (PARTITION BY kind ORDER BY start)) *
-                            CASE kind WHEN 'hourly' THEN interval '1 hour' ELSE interval '1 day' END AS island
-               FROM rollup_windows
-              WHERE (kind = 'hourly' AND start >= $3 AND start < $4) OR (kind = 'daily' AND start >= $5 AND start < $6)
-           )
-           SELECT kind AS what, NULL::uuid AS license_id, min(start) AS first, max(start) AS last FROM w GROUP BY kind, island
+    text: `${WINDOW_ISLANDS}
            UNION ALL
            SELECT 'dirty', license_id, hour, hour FROM rollup_dirty_hours
             WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND hour >= $3 AND hour < $4
@@ -200,13 +229,53 @@ async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dai
       zone,
     ],
   });
-  const islands = (kind: 'hourly' | 'daily', width: number): Span[] =>
-    rows.filter((r) => r.what === kind).map((r) => ({ start: r.first!.getTime(), end: r.last!.getTime() + width }));
-  return {
-    windows: { hourlyDone: islands('hourly', HOUR_MS), dailyDone: islands('daily', DAY_MS) },
-    dirty: rows.filter((r) => r.what === 'dirty').map((r) => ({ license_id: r.license_id!, hour: r.first! })),
-    foreign: rows.filter((r) => r.what === 'moved').map((r) => r.license_id!),
-  };
+  return factsOf(rows);
+}
+
+/**
+ * A license of the tenant (null when there is none, or it was deleted) and the coverage
+ * facts around local dates `startDate`..`endDate` in any zone, in one statement: what
+ * coverageFacts reads, over bounds wide enough for every zone (a local date starts between
+ * 14 hours before and 12 hours after its UTC midnight). Wider bounds only add facts about
+ * instants the range does not hold. Daily rows count as cut in another zone unless cut in
+ * `timezone`, or the license's own zone when that is not given.
+ */
+export async function licenseWithCoverage(
+  pool: pg.Pool,
+  tenantId: string,
+  licenseId: string,
+  dates: { startDate: string; endDate: string },
+  timezone: string | undefined,
+): Promise<{ license: ScopedLicense; coverage: CoverageFacts } | null> {
+  const first = Date.parse(dates.startDate);
+  const afterLast = Date.parse(dates.endDate) + DAY_MS;
+  const { rows } = await pool.query<CoverageRow & { timezone: string | null }>({
+    name: 'analytics.license-coverage',
+    text: `WITH l AS (SELECT id, timezone FROM licenses WHERE id = $2 AND tenant_id = $1 AND deleted_at IS NULL)
+           SELECT 'license' AS what, id AS license_id, NULL::timestamptz AS first, NULL::timestamptz AS last, timezone FROM l
+           UNION ALL
+           SELECT *, NULL FROM (${WINDOW_ISLANDS}) w
+           UNION ALL
+           SELECT 'dirty', d.license_id, d.hour, d.hour, NULL FROM rollup_dirty_hours d JOIN l ON d.license_id = l.id
+            WHERE d.tenant_id = $1 AND d.hour >= $3 AND d.hour < $4
+           UNION ALL
+           SELECT DISTINCT 'moved', r.license_id, NULL::timestamptz, NULL::timestamptz, NULL FROM usage_rollups_daily r JOIN l ON r.license_id = l.id
+            WHERE r.tenant_id = $1 AND r.date >= $7::date AND r.date <= $8::date AND r.timezone <> coalesce($9, l.timezone)`,
+    values: [
+      tenantId,
+      licenseId,
+      new Date(first - DAY_MS),
+      new Date(afterLast + DAY_MS),
+      new Date(first - DAY_MS - ZONE_SLACK_MS),
+      new Date(afterLast + DAY_MS + ZONE_SLACK_MS),
+      isoDay(first - DAY_MS - ZONE_SLACK_MS),
+      isoDay(afterLast + DAY_MS + ZONE_SLACK_MS),
+      timezone ?? null,
+    ],
+  });
+  const license = rows.find((r) => r.what === 'license');
+  if (!license) return null;
+  return { license: { id: license.license_id!, timezone: license.timezone! }, coverage: factsOf(rows) };
 }
 
 interface PlanRow {
