@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
@@ -157,9 +158,26 @@ async function readGroups<R extends pg.QueryResultRow>(
       const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
       if (!union) return [];
       const param = (value: unknown) => `$${union.params.push(value)}`;
-      return (await pool.query<R>(aggregate(union.sql, param, index), union.params)).rows;
+      const text = aggregate(union.sql, param, index);
+      return (await pool.query<R>({ name: statementName(text), text, values: union.params })).rows;
     }),
   );
+}
+
+/**
+ * A name per statement text, so each pooled connection parses and plans a statement once and
+ * PostgreSQL can keep a generic plan: the texts differ only by which sources a plan reads and
+ * how many of them, so there are few of them (and never more than `limit` remembered).
+ */
+const statementNames = new Map<string, string>();
+function statementName(text: string, limit = 1_000): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= limit) statementNames.clear();
+    name = `analytics.read.${createHash('sha1').update(text).digest('hex')}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 function isoDay(ms: number): string {
@@ -303,11 +321,15 @@ function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: 
   const scoped = (alias: string) => `${alias}.tenant_id = $1 AND ${alias}.license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR ${alias}.usage_type = $3)`;
 
   if (plan.daily.length) {
-    const dates = param(pgArray(plan.daily.map((d) => d.date), true));
-    const buckets = param(pgArray(plan.daily.map((d) => d.bucket), true));
-    parts.push(`SELECT d.bucket, r.license_id, r.usage_type, r.quantity, r.event_count, r.error_count, r.duration_ms_sum
-                  FROM usage_rollups_daily r JOIN unnest(${dates}::date[], ${buckets}::int[]) AS d(date, bucket) ON r.date = d.date
-                 WHERE ${scoped('r')} AND r.date >= ${param(plan.daily[0]!.date)}::date AND r.date <= ${param(plan.daily.at(-1)!.date)}::date`);
+    // Dates as whole UTC days, so width_bucket over the dates finds each row's bucket as for the other sources.
+    const wb = asWidthBuckets(plan.daily.map((d) => ({ start: Date.parse(d.date), end: Date.parse(d.date) + DAY_MS, bucket: d.bucket })));
+    const points = param(pgArray(wb.points.map(isoDay), true));
+    const map = param(pgArray(wb.map, true));
+    parts.push(`SELECT b.bucket, r.license_id, r.usage_type, r.quantity, r.event_count, r.error_count, r.duration_ms_sum
+                  FROM usage_rollups_daily r
+                 CROSS JOIN LATERAL (SELECT (${map}::int[])[width_bucket(r.date, ${points}::date[])] AS bucket) b
+                 WHERE ${scoped('r')} AND r.date >= ${param(plan.daily[0]!.date)}::date AND r.date <= ${param(plan.daily.at(-1)!.date)}::date
+                   AND b.bucket IS NOT NULL`);
   }
   if (plan.hourly.length) {
     const wb = asWidthBuckets(plan.hourly);
