@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
-import { ZERO_TOTALS, licenseWithCoverage, usageTotals, type ScopedLicense, type SeriesScope } from './usage-series';
+import { licenseWithCoverage, usageTotals, type ScopedLicense, type SeriesScope } from './usage-series';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -83,8 +83,8 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
       avgDurationMs: ratio(total.durationMsSum, total.events, 3),
     },
     timeSeries: buckets.map((bucket, i) => {
-      const cell = totals.byBucket.get(i) ?? ZERO_TOTALS;
-      return { period: isoInZone(bucket.start, timezone), quantity: cell.quantity, events: Number(cell.events) };
+      const cell = totals.byBucket.get(i);
+      return { period: isoInZone(bucket.start, timezone), quantity: cell?.quantity ?? '0', events: cell?.events ?? 0 };
     }),
     byUsageType: [...totals.byUsageType]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

@@ -321,13 +321,13 @@ function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: 
   const scoped = (alias: string) => `${alias}.tenant_id = $1 AND ${alias}.license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR ${alias}.usage_type = $3)`;
 
   if (plan.daily.length) {
-    // Dates as whole UTC days, so width_bucket over the dates finds each row's bucket as for the other sources.
-    const wb = asWidthBuckets(plan.daily.map((d) => ({ start: Date.parse(d.date), end: Date.parse(d.date) + DAY_MS, bucket: d.bucket })));
-    const points = param(pgArray(wb.points.map(isoDay), true));
+    // Dates as day numbers (days since 1970-01-01), so width_bucket over them finds each row's bucket as for the other sources.
+    const wb = asWidthBuckets(plan.daily.map((d) => ({ start: Date.parse(d.date) / DAY_MS, end: Date.parse(d.date) / DAY_MS + 1, bucket: d.bucket })));
+    const points = param(pgArray(wb.points, true));
     const map = param(pgArray(wb.map, true));
     parts.push(`SELECT b.bucket, r.license_id, r.usage_type, r.quantity, r.event_count, r.error_count, r.duration_ms_sum
                   FROM usage_rollups_daily r
-                 CROSS JOIN LATERAL (SELECT (${map}::int[])[width_bucket(r.date, ${points}::date[])] AS bucket) b
+                 CROSS JOIN LATERAL (SELECT (${map}::int[])[width_bucket(r.date - DATE '1970-01-01', ${points}::int[])] AS bucket) b
                  WHERE ${scoped('r')} AND r.date >= ${param(plan.daily[0]!.date)}::date AND r.date <= ${param(plan.daily.at(-1)!.date)}::date
                    AND b.bucket IS NOT NULL`);
   }
@@ -363,9 +363,15 @@ export interface TotalsCell {
   durationMsSum: bigint;
 }
 
+/** Sums of one bucket over every usage type. */
+export interface BucketTotals {
+  quantity: string;
+  events: number;
+}
+
 export interface UsageTotals {
   /** bucket index → sums over every usage type. */
-  byBucket: Map<number, TotalsCell>;
+  byBucket: Map<number, BucketTotals>;
   byUsageType: Map<string, TotalsCell>;
   total: TotalsCell;
   /** Distinct non-null user ids among the raw events of the range (see distinctUsers). */
@@ -374,10 +380,12 @@ export interface UsageTotals {
 
 export const ZERO_TOTALS: TotalsCell = { quantity: '0', events: 0n, errors: 0n, durationMsSum: 0n };
 
+const addDecimals = (a: string, b: string) => new Prisma.Decimal(a).plus(b).toFixed();
+
 function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
   if (!a || a === ZERO_TOTALS) return b;
   return {
-    quantity: new Prisma.Decimal(a.quantity).plus(b.quantity).toFixed(),
+    quantity: addDecimals(a.quantity, b.quantity),
     events: a.events + b.events,
     errors: a.errors + b.errors,
     durationMsSum: a.durationMsSum + b.durationMsSum,
@@ -387,30 +395,37 @@ function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
 /**
  * What analytics.usage needs, summed by PostgreSQL in one statement per group (GROUPING
  * SETS): per bucket over all types and per type over all buckets, the total folded from the
- * latter. Exact, and a few hundred rows back for a year of days, whatever the number of
- * licenses (usageSeries returns a row per bucket and type, and sums them in JS). The first
- * group's statement also counts the distinct users of the whole scope over `range`.
+ * latter. Exact, and a handful of rows back whatever the number of buckets and licenses: the
+ * per-bucket sums come as one text of "bucket quantity events" items (a row per bucket cost
+ * the API more in protocol parsing than everything else it does for a year of days). The
+ * first group's statement also counts the distinct users of the whole scope over `range`.
  */
 export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span): Promise<UsageTotals> {
   const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS, uniqueUsers: 0 };
   if (buckets.length === 0 || scope.licenses.length === 0) return totals;
   let usersCounted = false;
-  const results = await readGroups<{ grouping: number; bucket: number; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>(
+  const results = await readGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
     pool,
     scope,
     buckets,
     zone,
     true,
-    // grouping 1: per bucket, 2: per usage type (the total is the sum of the few type rows), 3: distinct users (in `events`)
+    // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows), 3: distinct users (in `events`)
     (union, param, index) => {
-      const sums = `SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity))::text AS quantity,
-                           sum(event_count)::text AS events, sum(error_count)::text AS errors, sum(duration_ms_sum)::text AS duration_ms_sum
-                      FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type))`;
+      const sums = `WITH s AS (
+                      SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity)) AS quantity,
+                             sum(event_count) AS events, sum(error_count) AS errors, sum(duration_ms_sum) AS duration_ms_sum
+                        FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type)))
+                    SELECT 1 AS what, NULL AS usage_type, string_agg(bucket || ' ' || quantity || ' ' || events, ',') AS quantity,
+                           NULL AS events, NULL AS errors, NULL AS duration_ms_sum
+                      FROM s WHERE grouping = 1
+                    UNION ALL
+                    SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`;
       if (index > 0) return sums;
       usersCounted = true;
       return `${sums}
               UNION ALL
-              SELECT 3, NULL, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
+              SELECT 3, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
                WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
                  AND ($3::text IS NULL OR usage_type = $3)
                  AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}`;
@@ -418,19 +433,26 @@ export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Sp
   );
   for (const rows of results) {
     for (const row of rows) {
-      if (row.grouping === 3) {
-        totals.uniqueUsers = Number(row.events);
-        continue;
-      }
-      const cell: TotalsCell = {
-        quantity: row.quantity,
-        events: BigInt(row.events),
-        errors: BigInt(row.errors),
-        durationMsSum: BigInt(row.duration_ms_sum),
-      };
-      if (row.grouping === 1) totals.byBucket.set(row.bucket, mergeCells(totals.byBucket.get(row.bucket), cell));
-      else {
-        totals.byUsageType.set(row.usage_type, mergeCells(totals.byUsageType.get(row.usage_type), cell));
+      if (row.what === 3) totals.uniqueUsers = Number(row.events);
+      else if (row.what === 1) {
+        if (!row.quantity) continue; // no rows at all
+        for (const item of row.quantity.split(',')) {
+          const [bucket, quantity, events] = item.split(' ') as [string, string, string];
+          const index = Number(bucket);
+          const known = totals.byBucket.get(index);
+          totals.byBucket.set(
+            index,
+            known ? { quantity: addDecimals(known.quantity, quantity), events: known.events + Number(events) } : { quantity, events: Number(events) },
+          );
+        }
+      } else {
+        const cell: TotalsCell = {
+          quantity: row.quantity!,
+          events: BigInt(row.events),
+          errors: BigInt(row.errors),
+          durationMsSum: BigInt(row.duration_ms_sum),
+        };
+        totals.byUsageType.set(row.usage_type!, mergeCells(totals.byUsageType.get(row.usage_type!), cell));
         totals.total = mergeCells(totals.total, cell);
       }
     }
