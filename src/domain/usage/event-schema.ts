@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { Decimal } from 'decimal.js';
 import { z } from 'zod';
 
@@ -140,5 +140,5 @@ export function payloadHashOf(event: ParsedUsageEvent): string {
     if (value === undefined) continue;
     json += `${json.length > 1 ? ',' : ''}${encodedKey}:${canonicalJson(value)}`;
   }
-  return createHash('sha256').update(`${json}}`).digest('hex');
+  return hash('sha256', `${json}}`, 'hex'); // one-shot: no Hash object per event
 }
