@@ -10,6 +10,7 @@ import { localDateOf } from '../../src/domain/analytics/buckets';
 import { periodContaining } from '../../src/domain/periods';
 import { loadLicenseLimits } from '../../src/domain/quotas/limits';
 import { evaluateClosedPeriods, forecastLicense } from '../../src/domain/forecasts/daily-forecasts';
+import { sendForecastBreachAlerts } from '../../src/domain/forecasts/breach-alerts';
 import { verifySignature } from '../../src/domain/webhooks/signing';
 import { SCHEDULE } from '../../jobs/scheduler';
 
@@ -222,6 +223,33 @@ describe('usage.forecast.daily and usage.forecast.alerts', () => {
     expect((await app.call('thresholds.update', { id: created.data.id, limitQuantity: 10_000 }, owner)).status).toBe(200);
     expect(await triggerAndWait('usage.forecast.alerts')).toMatchObject({ candidates: 1, sent: 0 });
     expect(await app.prisma.usageForecastAlert.count({ where: { licenseId: other } })).toBe(0);
+  });
+
+  it('sends, on the next run and once, an alert whose publication failed', async () => {
+    // Whatever else is due goes now, so this license's alert is the failing run's only one.
+    await triggerAndWait('usage.forecast.daily');
+    await triggerAndWait('usage.forecast.alerts');
+    const license = (await app.createLicense(owner, { timezone: KOLKATA })).id;
+    const created = await app.call('thresholds.create', { licenseId: license, usageType: 'api_call', periodType: 'monthly', limitQuantity: 50, allowOverage: true }, owner);
+    expect(created.status).toBe(200);
+    const today = periodContaining('daily', new Date(), KOLKATA).start.getTime();
+    await writeEvents(tenantId, steadyHistory(license, 'api_call', 1, today));
+    await triggerAndWait('usage.forecast.daily');
+
+    // The delivery row is written, then queueing its job fails (Redis gone): the run fails.
+    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+    await expect(
+      sendForecastBreachAlerts({ pool: app.services.db.pool, prisma: app.prisma, webhooks: webhooks as never }, new Date()),
+    ).rejects.toThrow('Redis went away');
+    expect(await app.prisma.usageForecastAlert.count({ where: { licenseId: license } })).toBe(0); // not claimed
+
+    expect(await triggerAndWait('usage.forecast.alerts')).toMatchObject({ sent: 1 });
+    expect(await triggerAndWait('usage.forecast.alerts')).toMatchObject({ sent: 0 });
+    const alert = await app.prisma.usageForecastAlert.findFirstOrThrow({ where: { licenseId: license } });
+    const deliveries = await app.prisma.webhookDelivery.findMany({ where: { tenantId, eventId: alert.id } });
+    expect(deliveries).toHaveLength(1);
+    await workers.finished(`webhooks.deliver@${deliveries[0]!.id}`);
+    expect(receiver.received.filter((r) => JSON.parse(r.body).id === alert.id)).toHaveLength(1);
   });
 });
 

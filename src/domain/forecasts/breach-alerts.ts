@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { type LicenseLimits, limitsFor, loadLicenseLimits } from '../quotas/limits';
 import { type WebhookDispatchDeps, publishWebhookEvent } from '../webhooks/dispatch';
+import { deterministicEventId } from '../webhooks/events';
 
 export interface BreachAlertDeps {
   pool: pg.Pool;
@@ -37,7 +38,8 @@ interface BreachRow {
  * usage.forecast.breach for every current period whose latest forecast reaches its limit
  * before the period ends while usage has not reached it yet (once it has, the threshold's own
  * usage.threshold.exceeded alert speaks). One UsageForecastAlert per license, usage type,
- * period type and period: the unique index decides, so two runs, or two workers, send it once.
+ * period type and period: the unique index decides, so two runs, or two workers, send it once,
+ * and a run that fails between publishing and claiming sends it on the next run (same event id).
  * A limit changed or removed since the forecast was made is skipped; the next forecast decides.
  */
 export async function sendForecastBreachAlerts(deps: BreachAlertDeps, asOf: Date): Promise<{ rowsTouched: number; candidates: number; sent: number }> {
@@ -64,23 +66,17 @@ export async function sendForecastBreachAlerts(deps: BreachAlertDeps, asOf: Date
     const limit = limits ? limitsFor(limits, f.usage_type).find((l) => l.periodType === f.period_type) : undefined;
     if (!limit || !limit.limit.eq(f.limit_quantity) || limit.thresholdId !== f.threshold_id) continue;
 
-    const inserted = await deps.pool.query<{ id: string; created_at: Date }>(
-      `INSERT INTO usage_forecast_alerts (id, tenant_id, license_id, threshold_id, usage_type, period_type, period_start, period_end,
-                                          limit_quantity, used_so_far, predicted_total, breach_at)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, $5::period_type, $6, $7, $8, $9, $10, $11::date)
-       ON CONFLICT (tenant_id, license_id, usage_type, period_type, period_start) DO NOTHING
-       RETURNING id, created_at`,
-      [f.tenant_id, f.license_id, f.threshold_id, f.usage_type, f.period_type, f.period_start, f.period_end, f.limit_quantity, f.used_so_far, f.predicted_total, f.breach_at],
-    );
-    const alert = inserted.rows[0];
-    if (!alert) continue;
-    sent += 1;
+    // Publish first, then claim. The event's id is derived from what the alert is about, so
+    // a run that published and then failed to claim (or crashed) publishes the same event
+    // again next time, and deliveries are unique per endpoint and event: sent exactly once.
+    // (Claiming first lost the alert whenever publishing failed after the claim.)
+    const id = deterministicEventId('usage.forecast.breach', f.tenant_id, f.license_id, f.usage_type, f.period_type, f.period_start.toISOString());
     await publishWebhookEvent(deps.webhooks, f.tenant_id, {
-      id: alert.id,
+      id,
       type: 'usage.forecast.breach',
-      createdAt: alert.created_at.toISOString(),
+      createdAt: new Date().toISOString(),
       data: {
-        forecastAlertId: alert.id,
+        forecastAlertId: id,
         licenseId: f.license_id,
         thresholdId: f.threshold_id,
         source: limit.source,
@@ -98,6 +94,14 @@ export async function sendForecastBreachAlerts(deps: BreachAlertDeps, asOf: Date
         generatedAt: f.generated_at.toISOString(),
       },
     });
+    const claimed = await deps.pool.query(
+      `INSERT INTO usage_forecast_alerts (id, tenant_id, license_id, threshold_id, usage_type, period_type, period_start, period_end,
+                                          limit_quantity, used_so_far, predicted_total, breach_at)
+       VALUES ($1, $2, $3, $4, $5, $6::period_type, $7, $8, $9, $10, $11, $12::date)
+       ON CONFLICT (tenant_id, license_id, usage_type, period_type, period_start) DO NOTHING`,
+      [id, f.tenant_id, f.license_id, f.threshold_id, f.usage_type, f.period_type, f.period_start, f.period_end, f.limit_quantity, f.used_so_far, f.predicted_total, f.breach_at],
+    );
+    sent += claimed.rowCount ?? 0;
   }
   return { rowsTouched: sent, candidates: rows.length, sent };
 }
