@@ -6,6 +6,8 @@ import { startReceiver } from '../helpers/receiver';
 import { startTestWorkers } from '../helpers/workers';
 import { hourWindow } from '../../jobs/catalog';
 import { signPayload } from '../../src/domain/webhooks/signing';
+import { loadLicenseLimits } from '../../src/domain/quotas/limits';
+import { checkLicenseThresholds } from '../../src/domain/quotas/threshold-check';
 
 /** The receiver snippet exactly as the README shows it. */
 function readmeVerifier(): (rawBody: string, header: string, secret: string, toleranceSeconds?: number) => boolean {
@@ -153,4 +155,34 @@ it('finds crossings ingestion did not see in the hourly usage.thresholds.check, 
   const entry = SCHEDULE.find((e) => e.job === 'usage.thresholds.check')!;
   expect(entry.cron).toBe('30 * * * *');
   expect(entry.windowAt(new Date('2026-11-23T10:30:00Z'))).toBe('2026-11-23T10Z');
+});
+
+it('sends, on the next check and once, level alerts whose publication failed', async () => {
+  const receiver = await startReceiver();
+  try {
+    const { ownerKey, tenantId } = await app.createTenant();
+    expect((await app.call('webhooks.create', { url: receiver.url }, ownerKey)).status).toBe(200);
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'flaky', 10);
+    await app.services.db.pool.query(
+      `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
+       VALUES (gen_random_uuid(), $1, $2, 'flaky', 8, now(), 'x')`,
+      [tenantId, licenseId],
+    );
+    // Delivery rows are written, then queueing their jobs fails (Redis gone): the check fails.
+    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+    const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
+    await expect(
+      checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
+    ).rejects.toThrow('Redis went away');
+
+    const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `f${Date.now()}` });
+    await workers.finished(job.id!);
+    const alerts = await app.prisma.usageAlert.findMany({ where: { licenseId }, orderBy: { level: 'asc' } });
+    expect(alerts.map((a) => a.level)).toEqual([50, 80]);
+    const deliveries = await deliveriesFinished(ownerKey, 2);
+    expect(deliveries.every((d) => d.status === 'SUCCEEDED')).toBe(true);
+    expect(receiver.received.map((r) => JSON.parse(r.body).id).sort()).toEqual(alerts.map((a) => a.id).sort());
+  } finally {
+    await receiver.close();
+  }
 });
