@@ -186,3 +186,37 @@ it('sends, on the next check and once, level alerts whose publication failed', a
     await receiver.close();
   }
 });
+
+it('sends, on the next check and once, an overage whose publication failed', async () => {
+  const receiver = await startReceiver();
+  try {
+    const { ownerKey, tenantId } = await app.createTenant();
+    expect((await app.call('webhooks.create', { url: receiver.url, events: ['usage.overage.detected'] }, ownerKey)).status).toBe(200);
+    const { licenseId, thresholdId } = await licenseWithLimit(app, ownerKey, 'over', 10, { allowOverage: true, overageRateCents: 7 });
+    await app.services.db.pool.query(
+      `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
+       VALUES (gen_random_uuid(), $1, $2, 'over', 12.5, now(), 'x')`,
+      [tenantId, licenseId],
+    );
+    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+    const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
+    await expect(
+      checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
+    ).rejects.toThrow('Redis went away');
+    expect(await app.prisma.usageOverage.count({ where: { thresholdId } })).toBe(0); // not written before its webhook is out
+
+    for (const tag of ['a', 'b']) {
+      const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `o${tag}${Date.now()}` });
+      await workers.finished(job.id!);
+    }
+    const overage = await app.prisma.usageOverage.findFirstOrThrow({ where: { thresholdId } });
+    expect([overage.quantity.toFixed(), overage.feeCents.toString()]).toEqual(['2.5', '18']);
+    const deliveries = await deliveriesFinished(ownerKey, 1);
+    expect(deliveries[0].status).toBe('SUCCEEDED');
+    expect(receiver.received.map((r) => JSON.parse(r.body))).toEqual([
+      expect.objectContaining({ id: overage.id, type: 'usage.overage.detected', data: expect.objectContaining({ overageId: overage.id, quantity: '2.5' }) }),
+    ]);
+  } finally {
+    await receiver.close();
+  }
+});
