@@ -45,6 +45,30 @@ function floorTo(date: Date, unit: number): number {
 }
 
 /**
+ * The last minute at or before `now` (UTC) that a five-field cron expression fires at. Only
+ * numbers and `*` are understood, which is all SCHEDULE uses (a unit test holds it to that).
+ */
+export function lastFiring(expression: string, now: Date): Date {
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length !== 5 || fields.some((f) => f !== '*' && !/^\d+$/.test(f))) throw new Error(`unsupported cron expression: ${expression}`);
+  const [minute, hour, dayOfMonth, month, dayOfWeek] = fields as [string, string, string, string, string];
+  const matches = (field: string, value: number) => field === '*' || Number(field) === value;
+  for (let t = floorTo(now, 60_000), steps = 0; steps <= 8 * 24 * 60; t -= 60_000, steps++) {
+    const at = new Date(t);
+    if (
+      matches(minute, at.getUTCMinutes()) &&
+      matches(hour, at.getUTCHours()) &&
+      matches(dayOfMonth, at.getUTCDate()) &&
+      matches(month, at.getUTCMonth() + 1) &&
+      matches(dayOfWeek, at.getUTCDay())
+    ) {
+      return at;
+    }
+  }
+  throw new Error(`cron expression ${expression} does not fire within 8 days`);
+}
+
+/**
  * node-cron fires; BullMQ dedupes. The job id names the window, so any number of scheduler
  * processes firing at once, or one restarting, enqueue each window once.
  */
@@ -108,6 +132,26 @@ export class Scheduler {
       enqueued.push((await this.queues.enqueue('usage.aggregate.daily', { window: dateWindow(new Date(day)) }, { retryFailed: true })).id!);
     }
     if (enqueued.length) this.logger.info({ count: enqueued.length }, 'enqueued windows missed while no scheduler ran');
+    return enqueued;
+  }
+
+  /**
+   * The latest window of every other scheduled job (forecasts, breach alerts, threshold
+   * checks, partition maintenance, cleanup) that fired while no scheduler ran and has no
+   * completed run: a forecast missed at 03:00 runs at start instead of a day late. Only the
+   * latest window, since these jobs act on the state of now; each is idempotent, and the
+   * window in the job id keeps two schedulers from running it twice.
+   */
+  async catchUpLatest(now = new Date()): Promise<string[]> {
+    const enqueued: string[] = [];
+    for (const entry of SCHEDULE) {
+      if (entry.job === 'usage.aggregate.hourly' || entry.job === 'usage.aggregate.daily') continue; // catchUp does every missed window of these
+      const window = entry.windowAt(lastFiring(entry.cron, now));
+      const done = await this.pool.query(`SELECT 1 FROM job_runs WHERE name = $1 AND "window" = $2 AND status = 'completed' LIMIT 1`, [entry.job, window]);
+      if (done.rowCount) continue;
+      enqueued.push((await this.queues.enqueue(entry.job, { window }, { retryFailed: true })).id!);
+    }
+    if (enqueued.length) this.logger.info({ jobs: enqueued }, 'enqueued the latest windows of scheduled jobs that have not run');
     return enqueued;
   }
 

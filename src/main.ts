@@ -99,6 +99,7 @@ async function main(): Promise<void> {
   if (scheduler) {
     scheduler.start();
     await scheduler.catchUp();
+    await scheduler.catchUpLatest();
     logger.info({ role: env.ROLE }, 'scheduler started');
   }
 

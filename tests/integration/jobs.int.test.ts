@@ -6,7 +6,7 @@ import pg from 'pg';
 import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { rollupDifferences } from '../helpers/rollup-check';
-import { Scheduler } from '../../jobs/scheduler';
+import { SCHEDULE, Scheduler, lastFiring } from '../../jobs/scheduler';
 import { JobQueues, bullPrefix } from '../../jobs/queues';
 import { closeWorkers, startWorkers } from '../../jobs/worker';
 import { hourWindow } from '../../jobs/catalog';
@@ -103,6 +103,22 @@ describe('scheduling', () => {
     expect(runs.map((r) => r.status)).toEqual(['completed', 'completed', 'completed']);
     // a restart right after enqueues nothing: every window is done
     expect(await scheduler.catchUp(now)).toEqual([]);
+  });
+
+  it('runs at start the latest window of every other scheduled job that has not run, and only once', async () => {
+    const now = new Date();
+    const scheduler = new Scheduler(app.services.queues, pool(), app.services.logger, 35);
+    const enqueued = await scheduler.catchUpLatest(now);
+    const expected = SCHEDULE.filter((e) => !e.job.startsWith('usage.aggregate.')).map((e) => `${e.job}@${e.windowAt(lastFiring(e.cron, now))}`);
+    expect(enqueued).toEqual(expected);
+    expect(enqueued).toContain(`usage.forecast.daily@${new Date(now.getTime() - (now.getUTCHours() < 3 ? DAY : 0)).toISOString().slice(0, 10)}`);
+    const workers = inProcessWorkers();
+    try {
+      for (const id of enqueued) await waitFor(id);
+    } finally {
+      await closeWorkers(workers);
+    }
+    expect(await scheduler.catchUpLatest(now)).toEqual([]);
   });
 });
 
