@@ -1,7 +1,14 @@
 import { Decimal } from 'decimal.js';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { canonicalJson, payloadHashOf, quantitySchema, usageEventInputSchema } from '../../src/domain/usage/event-schema';
+import {
+  canonicalJson,
+  decimalQuantityText,
+  fastQuantityText,
+  payloadHashOf,
+  quantitySchema,
+  usageEventInputSchema,
+} from '../../src/domain/usage/event-schema';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 
 const licenseId = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
@@ -25,6 +32,26 @@ describe('quantity', () => {
       expect(quantitySchema.safeParse(input).success).toBe(false);
     },
   );
+
+  it('gives the same answer on the fast path as decimal.js, or leaves the value to it', () => {
+    const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max });
+    const text = fc.oneof(
+      fc.tuple(digits(1, 18), fc.option(digits(0, 9))).map(([w, f]) => (f === null ? w : `${w}.${f}`)),
+      fc.constantFrom('0', '0.0', '00', '01', '1.', '.5', '-0', '-1', '1e3', '0.000001', '0.0000001', '999999999999999', '1000000000000000', '12.340'),
+    );
+    const number = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -0, 1e15 - 1, 1e15, 2 ** 53, 2 ** 53 + 2, 1e21, 0.1));
+    fc.assert(
+      fc.property(fc.oneof(text, number), (value) => {
+        const fast = fastQuantityText(value);
+        if (fast === null) return true;
+        const slow = decimalQuantityText(value);
+        return slow.ok && slow.text === fast;
+      }),
+      { numRuns: 20_000 },
+    );
+    // and it does take the common cases
+    for (const v of [1, 4000, '12', '3.142', '0.5', '0.000001', '999999999999999']) expect(fastQuantityText(v)).toBe(String(v));
+  });
 
   it('keeps every number of up to 15 digits and 6 decimals exact, and refuses 16 digits', () => {
     fc.assert(

@@ -32,16 +32,43 @@ function parseQuantity(value: string): { ok: true; decimal: Decimal } | { ok: fa
   return { ok: true, decimal: d };
 }
 
+/** The normalised decimal text of a quantity, or what is wrong with it (decimal.js decides). */
+export function decimalQuantityText(value: number | string): { ok: true; text: string } | { ok: false; problem: string } {
+  if (typeof value === 'number' && !Number.isFinite(value)) return { ok: false, problem: 'must be finite' };
+  const parsed = parseQuantity(String(value));
+  return parsed.ok ? { ok: true, text: parsed.decimal.toFixed() } : parsed;
+}
+
+/** Decimal text already in normal form: no sign, no leading or trailing zeros, at most 6 decimals. */
+const NORMAL_DECIMAL = /^(0|[1-9]\d*)(\.\d{0,5}[1-9])?$/;
+
+/**
+ * The common quantities (whole numbers, decimal text already in normal form) without
+ * decimal.js, or null to leave the value to decimalQuantityText. Same answers (a property
+ * test holds them together); a third of the validation time of a typical event otherwise.
+ */
+export function fastQuantityText(value: number | string): string | null {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 && value < 1e15 ? String(value) : null;
+  if (!NORMAL_DECIMAL.test(value)) return null;
+  const dot = value.indexOf('.');
+  const whole = dot === -1 ? value : value.slice(0, dot);
+  const fraction = dot === -1 ? '' : value.slice(dot + 1);
+  const significant = whole === '0' ? fraction.replace(/^0+/, '').length : whole.length + fraction.length;
+  return significant <= MAX_QUANTITY_SIGNIFICANT_DIGITS ? value : null;
+}
+
 /** A JSON number or a decimal string; always handed on as a normalised decimal string. */
 export const quantitySchema = z
   .union([z.number(), z.string().regex(/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/, 'must be a decimal number')])
   .transform((value, ctx) => {
-    const parsed = typeof value === 'number' && !Number.isFinite(value) ? ({ ok: false, problem: 'must be finite' } as const) : parseQuantity(String(value));
+    const fast = fastQuantityText(value);
+    if (fast !== null) return fast;
+    const parsed = decimalQuantityText(value);
     if (!parsed.ok) {
       ctx.addIssue({ code: 'custom', message: parsed.problem });
       return z.NEVER;
     }
-    return parsed.decimal.toFixed();
+    return parsed.text;
   });
 
 const propertiesSchema = z
