@@ -111,6 +111,9 @@ describe('payload hash', () => {
           const parsed = usageEventInputSchema.safeParse(Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)));
           if (!parsed.success) return true; // e.g. a property value that is not storable text
           expect(payloadHashOf(parsed.data)).toBe(reference(parsed.data));
+          // and as ingestion computes it, with the instant it already has
+          const normalized = normalizeEvent('7c9e6679-7425-40de-944b-e07fc1f90ae7', parsed.data, { maxAgeMs: Infinity, maxFutureMs: Infinity }, new Date());
+          expect('payloadHash' in normalized && normalized.payloadHash).toBe(reference(parsed.data));
           return true;
         },
       ),

@@ -120,6 +120,8 @@ export interface NormalizedEvent {
   usageType: string;
   quantity: string;
   occurredAt: Date;
+  /** occurredAt as `toISOString()` writes it, computed once (it is hashed and stored). */
+  occurredAtIso: string;
   idempotencyKey: string | null;
   payloadHash: string;
   platform: string | null;
@@ -158,12 +160,13 @@ const HASHED_FIELDS = Object.keys(usageEventInputSchema.shape)
  * canonical JSON of the event without its key (sorted keys at every level, undefined left
  * out); the top level is written from the schema's known fields in that order, which is the
  * same text without sorting each event's keys (stored hashes depend on it: a unit test holds
- * it to the plain definition).
+ * it to the plain definition). `occurredAtIso`, when the caller has it, is that instant's
+ * `toISOString()`.
  */
-export function payloadHashOf(event: ParsedUsageEvent): string {
+export function payloadHashOf(event: ParsedUsageEvent, occurredAtIso?: string): string {
   let json = '{';
   for (const [key, encodedKey] of HASHED_FIELDS) {
-    const value = key === 'occurredAt' ? (event.occurredAt ? new Date(event.occurredAt).toISOString() : undefined) : event[key];
+    const value = key === 'occurredAt' ? (event.occurredAt ? (occurredAtIso ?? new Date(event.occurredAt).toISOString()) : undefined) : event[key];
     if (value === undefined) continue;
     json += `${json.length > 1 ? ',' : ''}${encodedKey}:${canonicalJson(value)}`;
   }

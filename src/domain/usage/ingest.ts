@@ -47,6 +47,7 @@ export function normalizeEvent(
       message: `occurredAt: must be at most ${limits.maxAgeMs / 86_400_000} days old (older data goes through the admin backfill)`,
     };
   }
+  const occurredAtIso = occurredAt.toISOString();
   return {
     id: randomUUID(),
     tenantId,
@@ -54,8 +55,9 @@ export function normalizeEvent(
     usageType: event.usageType,
     quantity: event.quantity,
     occurredAt,
+    occurredAtIso,
     idempotencyKey: event.idempotencyKey ?? null,
-    payloadHash: payloadHashOf(event),
+    payloadHash: payloadHashOf(event, event.occurredAt ? occurredAtIso : undefined),
     platform: event.platform ?? null,
     deviceType: event.deviceType ?? null,
     userId: event.userId ?? null,
@@ -132,7 +134,7 @@ function insertParams(events: NormalizedEvent[]): unknown[] {
     col('licenseId', true),
     col('usageType', false), // quoted: a usage type may be spelled "null"
     col('quantity', true),
-    pgArray(events.map((e) => e.occurredAt.toISOString()), true),
+    col('occurredAtIso', true),
     col('idempotencyKey', false),
     col('payloadHash', true),
     col('platform', false),
