@@ -13,6 +13,7 @@ import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
+import { FinalDayCache } from './domain/analytics/final-days';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -51,7 +52,8 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     },
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, quotaRedis, quota };
+  const finalDays = new FinalDayCache();
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

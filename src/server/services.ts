@@ -9,6 +9,7 @@ import type { GroupCommitter } from '../domain/usage/group-commit';
 import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 import type { AnalyticsCache } from '../domain/analytics/cache';
+import type { FinalDayCache } from '../domain/analytics/final-days';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -27,4 +28,5 @@ export interface Services {
   groupCommitter: GroupCommitter;
   quota: QuotaEnforcer;
   analyticsCache: AnalyticsCache;
+  finalDays: FinalDayCache;
 }

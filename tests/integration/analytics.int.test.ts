@@ -556,6 +556,61 @@ describe('analytics cache', () => {
     expect(await read()).toBe('5');
   });
 
+  it('answers from the final days kept in the process, exactly, until the generation changes', async () => {
+    const t = await cached.createTenant();
+    const zone = 'Asia/Kolkata';
+    const { id } = await cached.createLicense(t.ownerKey, { timezone: zone });
+    const start = Math.floor(Date.now() / DAY) * DAY - 12 * DAY;
+    const specs: Spec[] = Array.from({ length: 300 }, (_, i) => ({
+      license: 0,
+      usageType: i % 3 ? 'api_call' : 'tokens',
+      quantity: `${i % 17}.${String((i * 7919) % 1_000_000).padStart(6, '0')}`,
+      at: start + ((i * 2_654_435) % (10 * DAY)),
+      userId: `u${i % 5}`,
+      statusCode: i % 7 ? 200 : 500,
+    }));
+    await writeHistoric(t.tenantId, [id], specs);
+    const now = new Date();
+    for (let h = start; h < start + 11 * DAY; h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), now);
+    for (let d = start - DAY; d < start + 11 * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), now);
+
+    const date = (at: number) => new Date(at).toISOString().slice(0, 10);
+    const ask = async (from: number, to: number, granularity: string) =>
+      (await cached.call('analytics.usage', { licenseId: id, startDate: date(start + from * DAY), endDate: date(start + to * DAY), granularity }, t.ownerKey, { method: 'GET' })).data;
+    const check = async (from: number, to: number, granularity: string) => {
+      const got = await ask(from, to, granularity);
+      const truth = await rawTruth({ tenantId: t.tenantId, licenseId: id, startDate: date(start + from * DAY), endDate: date(start + to * DAY), granularity, zone });
+      expect([granularity, from, to, eq(got.overview.totalQuantity, truth.overview.quantity), got.overview.eventCount, got.overview.uniqueUsers, got.overview.errorCount]).toEqual([
+        granularity, from, to, true, Number(truth.overview.events), Number(truth.overview.users), Number(truth.overview.errors),
+      ]);
+      for (const p of got.timeSeries) {
+        const b = truth.buckets.get(Date.parse(p.period));
+        expect([p.period, eq(p.quantity, b?.quantity), p.events]).toEqual([p.period, true, Number(b?.events ?? 0)]);
+      }
+    };
+    const ranges: [number, number, string][] = [[1, 9, 'daily'], [0, 11, 'daily'], [2, 5, 'weekly'], [1, 10, 'monthly'], [3, 4, 'hourly'], [2, 8, 'daily']];
+    for (const r of ranges) await check(...r);
+
+    // A final day's rollup changed behind the cache's back: a new range still shows what the process holds...
+    const day = date(start + 5 * DAY);
+    const before = (await ask(5, 5, 'weekly')).overview.totalQuantity;
+    await pool().query(`UPDATE usage_rollups_daily SET quantity = quantity + 1000 WHERE license_id = $1 AND date = $2 AND usage_type = 'api_call'`, [id, day]);
+    expect((await ask(4, 6, 'weekly')).timeSeries.length).toBeGreaterThan(0);
+    expect((await ask(5, 5, 'monthly')).overview.totalQuantity).toBe(before);
+    // ...until the generation changes: then it reads the day again.
+    await cached.services.analyticsCache.invalidate([t.tenantId]);
+    expect(new Prisma.Decimal((await ask(5, 5, 'daily')).overview.totalQuantity).minus(before).toFixed()).toBe('1000');
+    // A recalculation recomputes the day from the raw events and drops the tenant's generation: exact again.
+    await jobHandlers['usage.recalculate'](deps(), { tenantId: t.tenantId, licenseId: id, startDate: date(start), endDate: date(start + 11 * DAY) }, ctx);
+    for (const r of ranges) await check(...r);
+
+    // A late event in a final day counts once the hourly job folds it in (it drops the tenant's generation).
+    const late = start + 4 * DAY + 5 * HOUR + 17 * 60_000;
+    await writeHistoric(t.tenantId, [id], [{ license: 0, usageType: 'api_call', quantity: '1000.5', at: late, userId: 'u9' }]);
+    await jobHandlers['usage.aggregate.hourly'](deps(), { window: hourWindow(new Date(Math.floor(Date.now() / HOUR) * HOUR - HOUR)) }, ctx);
+    for (const r of ranges) await check(...r);
+  });
+
   it('drops a tenant\'s answers when a license moves to another zone or is deleted', async () => {
     const t = await cached.createTenant();
     const { id } = await cached.createLicense(t.ownerKey, { timezone: 'UTC' });

@@ -22,8 +22,13 @@ export class AnalyticsCache {
     return `${this.prefix}analytics:gen:${tenantId ?? '*'}`;
   }
 
-  async read<T>(tenantId: string, view: string, input: unknown, compute: () => Promise<T>): Promise<T> {
-    if (this.ttlSeconds === 0) return compute();
+  /**
+   * The cached answer, or `compute`'s, which is cached. `compute` gets the generation stamp
+   * it runs under (null when caching is off or Redis is down), for caches of its own that
+   * must end with it (FinalDayCache).
+   */
+  async read<T>(tenantId: string, view: string, input: unknown, compute: (generation: string | null) => Promise<T>): Promise<T> {
+    if (this.ttlSeconds === 0) return compute(null);
     const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
     const key = `${this.prefix}analytics:${tenantId}:${digest}`;
     let stamp: string | null;
@@ -38,7 +43,7 @@ export class AnalyticsCache {
       stamp = null; // Redis down: answer from PostgreSQL
     }
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
-    const value = await compute();
+    const value = await compute(stamp);
     // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
     if (stamp !== null) void this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
     return value;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
+import type { FinalDayCache } from './final-days';
 import { licenseWithCoverage, usageTotals, type ScopedLicense, type SeriesScope } from './usage-series';
 
 export interface UsageAnalyticsInput {
@@ -17,6 +18,8 @@ export interface UsageAnalyticsInput {
 export interface AnalyticsDeps {
   pool: pg.Pool;
   prisma: PrismaClient;
+  /** Final days kept in the process; used when the request runs under a cache generation. */
+  finalDays?: FinalDayCache;
 }
 
 /** The licenses a request covers and the zone its periods are cut in (the license's, else the tenant's). */
@@ -54,7 +57,7 @@ function ratio(part: bigint, whole: bigint, digits: number): number | null {
  * range is present (empty ones as zeros), a DST day has 23 or 25 hourly points, and the
  * periods sum to the overview's total.
  */
-export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args: UsageAnalyticsInput) {
+export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args: UsageAnalyticsInput, generation: string | null = null) {
   let scope: SeriesScope;
   let timezone: string;
   if (args.licenseId) {
@@ -70,7 +73,8 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
   }
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
-  const totals = await usageTotals(deps.pool, scope, buckets, timezone, range);
+  const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
+  const totals = await usageTotals(deps.pool, scope, buckets, timezone, range, finalDays);
   const { total, uniqueUsers } = totals;
   return {
     period: { ...describeRange(args, timezone, range), granularity: args.granularity },

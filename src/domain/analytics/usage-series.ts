@@ -4,6 +4,7 @@ import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
 import type { Span } from './buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
+import { CellSum, ExactSum, type FinalDayCache, type MicroCell, compact, fromMicro, toMicro } from './final-days';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -139,6 +140,8 @@ async function planGroups(
   return groups.map((group) => ({ licenseIds: group.licenseIds, plan: planSources(buckets, group.coverage) }));
 }
 
+type PlannedGroup = Awaited<ReturnType<typeof planGroups>>[number];
+
 /**
  * Plans the scope's groups and runs `aggregate` over each group's planned sources: one
  * statement per group, rows per group. `aggregate` gets the union of the group's sources,
@@ -152,7 +155,15 @@ async function readGroups<R extends pg.QueryResultRow>(
   allowDaily: boolean,
   aggregate: (union: string, param: (value: unknown) => string, index: number) => string,
 ): Promise<R[][]> {
-  const groups = await planGroups(pool, scope, buckets, zone, allowDaily);
+  return runGroups(pool, scope, await planGroups(pool, scope, buckets, zone, allowDaily), aggregate);
+}
+
+function runGroups<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  scope: SeriesScope,
+  groups: PlannedGroup[],
+  aggregate: (union: string, param: (value: unknown) => string, index: number) => string,
+): Promise<R[][]> {
   return Promise.all(
     groups.map(async (g, index) => {
       const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
@@ -378,18 +389,17 @@ export interface UsageTotals {
   uniqueUsers: number;
 }
 
-export const ZERO_TOTALS: TotalsCell = { quantity: '0', events: 0n, errors: 0n, durationMsSum: 0n };
+const asTotals = (c: CellSum): TotalsCell => ({
+  quantity: fromMicro(c.quantity.value()),
+  events: c.events.value(),
+  errors: c.errors.value(),
+  durationMsSum: c.durationMsSum.value(),
+});
 
-const addDecimals = (a: string, b: string) => new Prisma.Decimal(a).plus(b).toFixed();
-
-function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
-  if (!a || a === ZERO_TOTALS) return b;
-  return {
-    quantity: addDecimals(a.quantity, b.quantity),
-    events: a.events + b.events,
-    errors: a.errors + b.errors,
-    durationMsSum: a.durationMsSum + b.durationMsSum,
-  };
+/** Final days read through the process's FinalDayCache, under the analytics cache generation read for this request. */
+export interface FinalDays {
+  cache: FinalDayCache;
+  generation: string;
 }
 
 /**
@@ -399,67 +409,103 @@ function mergeCells(a: TotalsCell | undefined, b: TotalsCell): TotalsCell {
  * per-bucket sums come as one text of "bucket quantity events" items (a row per bucket cost
  * the API more in protocol parsing than everything else it does for a year of days). The
  * first group's statement also counts the distinct users of the whole scope over `range`.
+ *
+ * With `finalDays`, a single license's final days come from the process's FinalDayCache
+ * instead (PostgreSQL reads only days it has not seen under this generation), and the
+ * statement covers the rest: hours not final yet, and the distinct users. Sums are added in
+ * millionths, exactly.
  */
-export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span): Promise<UsageTotals> {
-  const totals: UsageTotals = { byBucket: new Map(), byUsageType: new Map(), total: ZERO_TOTALS, uniqueUsers: 0 };
-  if (buckets.length === 0 || scope.licenses.length === 0) return totals;
-  let usersCounted = false;
-  const results = await readGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
-    pool,
-    scope,
-    buckets,
-    zone,
-    true,
-    // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows), 3: distinct users (in `events`)
-    (union, param, index) => {
-      const sums = `WITH s AS (
-                      SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity)) AS quantity,
-                             sum(event_count) AS events, sum(error_count) AS errors, sum(duration_ms_sum) AS duration_ms_sum
-                        FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type)))
-                    SELECT 1 AS what, NULL AS usage_type, string_agg(bucket || ' ' || quantity || ' ' || events, ',') AS quantity,
-                           NULL AS events, NULL AS errors, NULL AS duration_ms_sum
-                      FROM s WHERE grouping = 1
-                    UNION ALL
-                    SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`;
-      if (index > 0) return sums;
-      usersCounted = true;
-      return `${sums}
-              UNION ALL
-              SELECT 3, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
-               WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
-                 AND ($3::text IS NULL OR usage_type = $3)
-                 AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}`;
-    },
-  );
-  for (const rows of results) {
-    for (const row of rows) {
-      if (row.what === 3) totals.uniqueUsers = Number(row.events);
-      else if (row.what === 1) {
-        if (!row.quantity) continue; // no rows at all
-        for (const item of row.quantity.split(',')) {
-          const [bucket, quantity, events] = item.split(' ') as [string, string, string];
-          const index = Number(bucket);
-          const known = totals.byBucket.get(index);
-          totals.byBucket.set(
-            index,
-            known ? { quantity: addDecimals(known.quantity, quantity), events: known.events + Number(events) } : { quantity, events: Number(events) },
-          );
+export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
+  const byBucket = new Map<number, { quantity: ExactSum; events: ExactSum }>();
+  const byUsageType = new Map<string, CellSum>();
+  const total = new CellSum();
+  let uniqueUsers = 0;
+  const addBucket = (bucket: number, quantity: number | bigint, events: number | bigint) => {
+    let sums = byBucket.get(bucket);
+    if (!sums) byBucket.set(bucket, (sums = { quantity: new ExactSum(), events: new ExactSum() }));
+    sums.quantity.add(quantity);
+    sums.events.add(events);
+  };
+  const addType = (usageType: string, cell: MicroCell) => {
+    let sums = byUsageType.get(usageType);
+    if (!sums) byUsageType.set(usageType, (sums = new CellSum()));
+    sums.add(cell);
+    total.add(cell);
+  };
+
+  if (buckets.length > 0 && scope.licenses.length > 0) {
+    const groups = await planGroups(pool, scope, buckets, zone, true);
+    const single = groups.length === 1 && groups[0]!.licenseIds.length === 1 ? groups[0]! : undefined;
+    if (finalDays && single && single.plan.daily.length) {
+      const days = single.plan.daily;
+      single.plan = { ...single.plan, daily: [] };
+      const cells = await finalDays.cache.read(
+        pool,
+        { tenantId: scope.tenantId, licenseId: single.licenseIds[0]!, zone, usageType: scope.usageType },
+        finalDays.generation,
+        days.map((d) => d.date),
+      );
+      for (const { date, bucket } of days) {
+        for (const [usageType, cell] of cells.get(date)!) {
+          addBucket(bucket, cell.quantity, cell.events);
+          addType(usageType, cell);
         }
-      } else {
-        const cell: TotalsCell = {
-          quantity: row.quantity!,
-          events: BigInt(row.events),
-          errors: BigInt(row.errors),
-          durationMsSum: BigInt(row.duration_ms_sum),
-        };
-        totals.byUsageType.set(row.usage_type!, mergeCells(totals.byUsageType.get(row.usage_type!), cell));
-        totals.total = mergeCells(totals.total, cell);
       }
     }
+    let usersCounted = false;
+    const results = await runGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
+      pool,
+      scope,
+      groups,
+      // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows), 3: distinct users (in `events`)
+      (union, param, index) => {
+        const sums = `WITH s AS (
+                        SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity)) AS quantity,
+                               sum(event_count) AS events, sum(error_count) AS errors, sum(duration_ms_sum) AS duration_ms_sum
+                          FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type)))
+                      SELECT 1 AS what, NULL AS usage_type, string_agg(bucket || ' ' || quantity || ' ' || events, ',') AS quantity,
+                             NULL AS events, NULL AS errors, NULL AS duration_ms_sum
+                        FROM s WHERE grouping = 1
+                      UNION ALL
+                      SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`;
+        if (index > 0) return sums;
+        usersCounted = true;
+        return `${sums}
+                UNION ALL
+                SELECT 3, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
+                 WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
+                   AND ($3::text IS NULL OR usage_type = $3)
+                   AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}`;
+      },
+    );
+    for (const rows of results) {
+      for (const row of rows) {
+        if (row.what === 3) uniqueUsers = Number(row.events);
+        else if (row.what === 1) {
+          if (!row.quantity) continue; // no rows at all
+          for (const item of row.quantity.split(',')) {
+            const [bucket, quantity, events] = item.split(' ') as [string, string, string];
+            addBucket(Number(bucket), compact(toMicro(quantity)), compact(BigInt(events)));
+          }
+        } else {
+          addType(row.usage_type!, {
+            quantity: toMicro(row.quantity!),
+            events: BigInt(row.events),
+            errors: BigInt(row.errors),
+            durationMsSum: BigInt(row.duration_ms_sum),
+          });
+        }
+      }
+    }
+    // No group's statement ran (every plan was empty, or all final days): count the users on their own.
+    if (!usersCounted) uniqueUsers = await distinctUsers(pool, scope, range);
   }
-  // No group read anything (every license's plan was empty): count the users on their own.
-  if (!usersCounted) totals.uniqueUsers = await distinctUsers(pool, scope, range);
-  return totals;
+  return {
+    byBucket: new Map([...byBucket].map(([bucket, c]) => [bucket, { quantity: fromMicro(c.quantity.value()), events: Number(c.events.value()) }])),
+    byUsageType: new Map([...byUsageType].map(([usageType, c]) => [usageType, asTotals(c)])),
+    total: asTotals(total),
+    uniqueUsers,
+  };
 }
 
 /** Distinct non-null user ids among the raw events of the range (raw events are kept USAGE_EVENT_RETENTION_DAYS). */

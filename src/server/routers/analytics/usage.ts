@@ -22,7 +22,7 @@ export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], sc
   .output(usageAnalyticsOutput)
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'usage', input, () =>
-      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    return ctx.services.analyticsCache.read(tenantId, 'usage', input, (generation) =>
+      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma, finalDays: ctx.services.finalDays }, tenantId, input, generation),
     );
   });

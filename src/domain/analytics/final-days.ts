@@ -1,0 +1,148 @@
+import type pg from 'pg';
+import { pgArray } from '../../lib/pg-array';
+
+/**
+ * Sums of one usage type on one day, exact: quantities in millionths. A number while it is a
+ * safe integer (nearly always), a bigint beyond.
+ */
+export interface MicroCell {
+  quantity: number | bigint;
+  events: number | bigint;
+  errors: number | bigint;
+  durationMsSum: number | bigint;
+}
+
+/** As a number when that is exact, else as a bigint. */
+export function compact(value: bigint): number | bigint {
+  return value <= MAX_SAFE && value >= -MAX_SAFE ? Number(value) : value;
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * An exact running sum of integers: added as numbers while the total stays a safe integer
+ * (a year of days is thousands of additions: bigint additions allocate, and cost the API more
+ * than PostgreSQL's sum did), as a bigint from the first addition that would not.
+ */
+export class ExactSum {
+  private n = 0;
+  private big: bigint | null = null;
+
+  add(value: number | bigint): void {
+    if (this.big === null && typeof value === 'number') {
+      const next = this.n + value;
+      if (Number.isSafeInteger(next)) {
+        this.n = next;
+        return;
+      }
+    }
+    this.big = (this.big ?? BigInt(this.n)) + BigInt(value);
+  }
+
+  value(): bigint {
+    return this.big ?? BigInt(this.n);
+  }
+}
+
+/** Running sums of cells. */
+export class CellSum {
+  readonly quantity = new ExactSum();
+  readonly events = new ExactSum();
+  readonly errors = new ExactSum();
+  readonly durationMsSum = new ExactSum();
+
+  add(cell: MicroCell): void {
+    this.quantity.add(cell.quantity);
+    this.events.add(cell.events);
+    this.errors.add(cell.errors);
+    this.durationMsSum.add(cell.durationMsSum);
+  }
+}
+
+const MICRO = 1_000_000n;
+
+/** A decimal of at most 6 places (as rollups hold them) in millionths, exactly. */
+export function toMicro(text: string): bigint {
+  const negative = text.startsWith('-');
+  const digits = negative ? text.slice(1) : text;
+  const dot = digits.indexOf('.');
+  const whole = dot === -1 ? digits : digits.slice(0, dot);
+  const fraction = dot === -1 ? '' : digits.slice(dot + 1);
+  if (fraction.length > 6) throw new Error(`more than 6 decimal places: ${text}`);
+  const value = BigInt(whole || '0') * MICRO + BigInt(fraction.padEnd(6, '0') || '0');
+  return negative ? -value : value;
+}
+
+/** Millionths back to decimal text without trailing zeros ("12.5", "3", "0.000001"). */
+export function fromMicro(value: bigint): string {
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  const whole = abs / MICRO;
+  const fraction = (abs % MICRO).toString().padStart(6, '0').replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
+/** usage type → sums of one day. */
+export type DayTotals = Map<string, MicroCell>;
+
+interface Entry {
+  generation: string;
+  days: Map<string, DayTotals>;
+}
+
+/**
+ * The daily rollups of final days, kept in the process per license, zone and usage-type
+ * filter, and valid for one analytics cache generation: the values of a final day change
+ * only through a recalculation or a late event folded in by the hourly job, and both bump
+ * the tenant's generation (see AnalyticsCache), after which an entry starts over. A request
+ * then reads from PostgreSQL only the days it has not seen, and sums the rest here, exactly.
+ * Bounded: past `maxDays` days held, everything starts over.
+ */
+export class FinalDayCache {
+  private readonly entries = new Map<string, Entry>();
+  private held = 0;
+
+  constructor(private readonly maxDays = 200_000) {}
+
+  async read(
+    pool: pg.Pool,
+    scope: { tenantId: string; licenseId: string; zone: string; usageType?: string },
+    generation: string,
+    dates: readonly string[],
+  ): Promise<Map<string, DayTotals>> {
+    const key = `${scope.tenantId}|${scope.licenseId}|${scope.zone}|${scope.usageType ?? ''}`;
+    let entry = this.entries.get(key);
+    if (!entry || entry.generation !== generation) {
+      if (entry) this.held -= entry.days.size;
+      entry = { generation, days: new Map() };
+      this.entries.set(key, entry);
+    }
+    const missing = dates.filter((d) => !entry.days.has(d));
+    if (missing.length) {
+      const { rows } = await pool.query<{ date: string; usage_type: string; quantity: string; events: string; errors: string; duration_ms_sum: string }>({
+        name: 'analytics.final-days',
+        text: `SELECT to_char(date, 'YYYY-MM-DD') AS date, usage_type, quantity::text AS quantity, event_count::text AS events,
+                      error_count::text AS errors, duration_ms_sum::text AS duration_ms_sum
+                 FROM usage_rollups_daily
+                WHERE tenant_id = $1 AND license_id = $2 AND ($3::text IS NULL OR usage_type = $3) AND date = ANY($4::date[])`,
+        values: [scope.tenantId, scope.licenseId, scope.usageType ?? null, pgArray(missing, true)],
+      });
+      if (this.held + missing.length > this.maxDays) {
+        // Start over, keeping only this entry (the caller needs its days).
+        this.entries.clear();
+        this.entries.set(key, entry);
+        this.held = entry.days.size;
+      }
+      for (const date of missing) entry.days.set(date, new Map());
+      for (const r of rows) {
+        entry.days.get(r.date)!.set(r.usage_type, {
+          quantity: compact(toMicro(r.quantity)),
+          events: compact(BigInt(r.events)),
+          errors: compact(BigInt(r.errors)),
+          durationMsSum: compact(BigInt(r.duration_ms_sum)),
+        });
+      }
+      this.held += missing.length;
+    }
+    return entry.days;
+  }
+}

@@ -1,0 +1,36 @@
+import fc from 'fast-check';
+import { ExactSum, compact, fromMicro, toMicro } from '../../src/domain/analytics/final-days';
+
+describe('exact sums of final days', () => {
+  it('adds numbers and bigints exactly, past the safe integers too', () => {
+    const big = BigInt(Number.MAX_SAFE_INTEGER);
+    const value = fc.oneof(
+      fc.integer(),
+      fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 1, -1),
+      fc.bigInt({ min: -(big * 4n), max: big * 4n }),
+    );
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 60 }), (values) => {
+        const sum = new ExactSum();
+        for (const v of values) sum.add(typeof v === 'bigint' ? compact(v) : v);
+        return sum.value() === values.reduce<bigint>((a, v) => a + BigInt(v), 0n);
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('reads and writes decimals of up to 6 places as millionths, exactly', () => {
+    const decimal = fc
+      .tuple(fc.bigInt({ min: 0n, max: 10n ** 24n }), fc.integer({ min: 0, max: 999_999 }), fc.boolean())
+      .map(([whole, fraction, negative]) => ({ micro: (negative ? -1n : 1n) * (whole * 1_000_000n + BigInt(fraction)) }));
+    fc.assert(fc.property(decimal, ({ micro }) => toMicro(fromMicro(micro)) === micro), { numRuns: 5_000 });
+    expect([fromMicro(12_500_000n), fromMicro(3_000_000n), fromMicro(1n), fromMicro(0n), fromMicro(-1_500_000n)]).toEqual(['12.5', '3', '0.000001', '0', '-1.5']);
+    expect([toMicro('12.5'), toMicro('3'), toMicro('0.000001'), toMicro('123456789012345678901234.123456')]).toEqual([
+      12_500_000n,
+      3_000_000n,
+      1n,
+      123456789012345678901234123456n,
+    ]);
+    expect(() => toMicro('0.0000001')).toThrow('more than 6 decimal places');
+  });
+});
