@@ -30,6 +30,30 @@ afterAll(async () => {
   await app.close();
 });
 
+/** Usage stored without going through ingestion's detection (as when a process dies after the write). */
+async function usageBehindIngestion(tenantId: string, licenseId: string, usageType: string, quantity: number) {
+  await app.services.db.pool.query(
+    `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
+     VALUES (gen_random_uuid(), $1, $2, $3, $4, now(), 'x')`,
+    [tenantId, licenseId, usageType, quantity],
+  );
+}
+
+/** A threshold check whose delivery rows are written, then queueing their jobs fails (Redis gone): it fails. */
+async function checkWithQueueDown(tenantId: string, licenseId: string) {
+  const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+  const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
+  await expect(
+    checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
+  ).rejects.toThrow('Redis went away');
+}
+
+/** The hourly usage.thresholds.check for the current hour, run to the end (`tag` makes it a fresh run). */
+async function runThresholdCheck(tag: string) {
+  const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `${tag}${Date.now()}` });
+  await workers.finished(job.id!);
+}
+
 async function deliveriesFinished(tenantOwner: string, expected: number) {
   const list = await app.call('webhooks.deliveries', { limit: 100 }, tenantOwner, { method: 'GET' });
   expect(list.data.items).toHaveLength(expected);
@@ -135,16 +159,8 @@ it('signs with both secrets during a rotation and refuses stale timestamps', asy
 it('finds crossings ingestion did not see in the hourly usage.thresholds.check, once', async () => {
   const { ownerKey, tenantId } = await app.createTenant();
   const { licenseId } = await licenseWithLimit(app, ownerKey, 'missed', 10);
-  // usage recorded without going through ingestion's detection (e.g. a process died after the write)
-  await app.services.db.pool.query(
-    `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
-     VALUES (gen_random_uuid(), $1, $2, 'missed', 8, now(), 'x')`,
-    [tenantId, licenseId],
-  );
-  for (const tag of ['a', 'b']) {
-    const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `${tag}${Date.now()}` });
-    await workers.finished(job.id!);
-  }
+  await usageBehindIngestion(tenantId, licenseId, 'missed', 8);
+  for (const tag of ['a', 'b']) await runThresholdCheck(tag);
   const alerts = await app.prisma.usageAlert.findMany({ where: { licenseId }, orderBy: { level: 'asc' } });
   expect(alerts.map((a) => [a.level, a.detectedBy, a.usedQuantity.toFixed()])).toEqual([
     [50, 'scheduled', '8'],
@@ -163,20 +179,10 @@ it('sends, on the next check and once, level alerts whose publication failed', a
     const { ownerKey, tenantId } = await app.createTenant();
     expect((await app.call('webhooks.create', { url: receiver.url }, ownerKey)).status).toBe(200);
     const { licenseId } = await licenseWithLimit(app, ownerKey, 'flaky', 10);
-    await app.services.db.pool.query(
-      `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
-       VALUES (gen_random_uuid(), $1, $2, 'flaky', 8, now(), 'x')`,
-      [tenantId, licenseId],
-    );
-    // Delivery rows are written, then queueing their jobs fails (Redis gone): the check fails.
-    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
-    const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
-    await expect(
-      checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
-    ).rejects.toThrow('Redis went away');
+    await usageBehindIngestion(tenantId, licenseId, 'flaky', 8);
+    await checkWithQueueDown(tenantId, licenseId);
 
-    const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `f${Date.now()}` });
-    await workers.finished(job.id!);
+    await runThresholdCheck('f');
     const alerts = await app.prisma.usageAlert.findMany({ where: { licenseId }, orderBy: { level: 'asc' } });
     expect(alerts.map((a) => a.level)).toEqual([50, 80]);
     const deliveries = await deliveriesFinished(ownerKey, 2);
@@ -193,22 +199,11 @@ it('sends, on the next check and once, an overage whose publication failed', asy
     const { ownerKey, tenantId } = await app.createTenant();
     expect((await app.call('webhooks.create', { url: receiver.url, events: ['usage.overage.detected'] }, ownerKey)).status).toBe(200);
     const { licenseId, thresholdId } = await licenseWithLimit(app, ownerKey, 'over', 10, { allowOverage: true, overageRateCents: 7 });
-    await app.services.db.pool.query(
-      `INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, payload_hash)
-       VALUES (gen_random_uuid(), $1, $2, 'over', 12.5, now(), 'x')`,
-      [tenantId, licenseId],
-    );
-    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
-    const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
-    await expect(
-      checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
-    ).rejects.toThrow('Redis went away');
+    await usageBehindIngestion(tenantId, licenseId, 'over', 12.5);
+    await checkWithQueueDown(tenantId, licenseId);
     expect(await app.prisma.usageOverage.count({ where: { thresholdId } })).toBe(0); // not written before its webhook is out
 
-    for (const tag of ['a', 'b']) {
-      const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `o${tag}${Date.now()}` });
-      await workers.finished(job.id!);
-    }
+    for (const tag of ['oa', 'ob']) await runThresholdCheck(tag);
     const overage = await app.prisma.usageOverage.findFirstOrThrow({ where: { thresholdId } });
     expect([overage.quantity.toFixed(), overage.feeCents.toString()]).toEqual(['2.5', '18']);
     const deliveries = await deliveriesFinished(ownerKey, 1);
