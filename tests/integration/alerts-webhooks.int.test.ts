@@ -95,8 +95,7 @@ it('creates each level alert exactly once under 200 concurrent calls, delivered 
     expect(bodies[0]).toEqual({ id: expect.any(String), type: expect.any(String), createdAt: expect.any(String), data: expect.objectContaining({ licenseId, usageType: 'api_call', limit: '100' }) });
 
     // the hourly check finds nothing new for this period
-    const job = await app.services.queues.enqueue('usage.thresholds.check', { window: hourWindow(new Date()) }, { rerunTag: `t${Date.now()}` });
-    await workers.finished(job.id!);
+    await runThresholdCheck('t');
     expect((await app.prisma.usageAlert.count({ where: { licenseId } }))).toBe(4);
   } finally {
     await receiver.close();
