@@ -9,6 +9,7 @@ import { normalizeEvent } from '../../src/domain/usage/ingest';
 import { jobHandlers } from '../../jobs/handlers';
 import { hourWindow } from '../../jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
+import { FinalDayCache, fromMicro } from '../../src/domain/analytics/final-days';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -609,6 +610,37 @@ describe('analytics cache', () => {
     await writeHistoric(t.tenantId, [id], [{ license: 0, usageType: 'api_call', quantity: '1000.5', at: late, userId: 'u9' }]);
     await jobHandlers['usage.aggregate.hourly'](deps(), { window: hourWindow(new Date(Math.floor(Date.now() / HOUR) * HOUR - HOUR)) }, ctx);
     for (const r of ranges) await check(...r);
+  });
+
+  it('keeps the final-day cache within its bound, and whole for every read, whatever the interleaving', async () => {
+    const t = await cached.createTenant();
+    const ids = [(await cached.createLicense(t.ownerKey)).id, (await cached.createLicense(t.ownerKey)).id];
+    const dates = ['2026-10-01', '2026-10-02', '2026-10-03', '2026-10-04'];
+    for (const [i, id] of ids.entries()) {
+      await pool().query(
+        `INSERT INTO usage_rollups_daily (tenant_id, license_id, usage_type, date, timezone, quantity, event_count, max_quantity, distinct_users, error_count, duration_ms_sum)
+         SELECT $1, $2, 'api_call', d::date, 'UTC', $3::numeric + extract(day FROM d), 1, 1, 1, 0, 0 FROM unnest($4::date[]) AS d`,
+        [t.tenantId, id, i * 100, dates],
+      );
+    }
+    const cache = new FinalDayCache(5); // fewer days than two licenses' four
+    const read = (i: number, generation: string, some = dates) =>
+      cache.read(pool(), { tenantId: t.tenantId, licenseId: ids[i]!, zone: 'UTC' }, generation, some).then((days) =>
+        some.map((d) => fromMicro(BigInt(days.get(d)!.get('api_call')!.quantity))),
+      );
+    const want = (i: number, some = dates) => some.map((d) => String(i * 100 + Number(d.slice(8))));
+    expect(await read(0, 'g1')).toEqual(want(0));
+    expect(await read(1, 'g1')).toEqual(want(1)); // past the bound: starts over, this read whole
+    expect(await read(0, 'g1', dates.slice(1))).toEqual(want(0, dates.slice(1)));
+    // two generations of one license at once, and two reads of the same missing days at once
+    const [a, b, c] = await Promise.all([read(0, 'g1'), read(0, 'g2'), read(0, 'g2')]);
+    expect([a, b, c]).toEqual([want(0), want(0), want(0)]);
+    // past the bound with days this read already holds and days it must fetch: it keeps them all
+    const small = new FinalDayCache(3);
+    const readSmall = (some: string[]) =>
+      small.read(pool(), { tenantId: t.tenantId, licenseId: ids[0]!, zone: 'UTC' }, 'g1', some).then((days) => some.map((d) => fromMicro(BigInt(days.get(d)!.get('api_call')!.quantity))));
+    expect(await readSmall(dates.slice(0, 2))).toEqual(want(0, dates.slice(0, 2)));
+    expect(await readSmall(dates)).toEqual(want(0));
   });
 
   it('drops a tenant\'s answers when a license moves to another zone or is deleted', async () => {

@@ -127,22 +127,29 @@ export class FinalDayCache {
                 WHERE tenant_id = $1 AND license_id = $2 AND ($3::text IS NULL OR usage_type = $3) AND date = ANY($4::date[])`,
         values: [scope.tenantId, scope.licenseId, scope.usageType ?? null, pgArray(missing, true)],
       });
-      if (this.held + missing.length > this.maxDays) {
-        // Start over, keeping only this entry (the caller needs its days).
-        this.entries.clear();
-        this.entries.set(key, entry);
-        this.held = entry.days.size;
-      }
-      for (const date of missing) entry.days.set(date, new Map());
+      const fetched = new Map<string, DayTotals>(missing.map((date) => [date, new Map()]));
       for (const r of rows) {
-        entry.days.get(r.date)!.set(r.usage_type, {
+        fetched.get(r.date)!.set(r.usage_type, {
           quantity: compact(toMicro(r.quantity)),
           events: compact(BigInt(r.events)),
           errors: compact(BigInt(r.errors)),
           durationMsSum: compact(BigInt(r.duration_ms_sum)),
         });
       }
-      this.held += missing.length;
+      // Another request may have replaced this entry (a newer generation) or filled these days
+      // while this one read: only days new to the current entry count against the bound.
+      const current = this.entries.get(key) === entry;
+      if (current && this.held + missing.length > this.maxDays) {
+        // Start over, keeping only this entry (the caller needs its days).
+        this.entries.clear();
+        this.entries.set(key, entry);
+        this.held = entry.days.size;
+      }
+      for (const [date, totals] of fetched) {
+        if (entry.days.has(date)) continue;
+        entry.days.set(date, totals);
+        if (current) this.held += 1;
+      }
     }
     return entry.days;
   }
