@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import {
   canonicalJson,
   decimalQuantityText,
+  fastParseEvent,
   fastQuantityText,
   payloadHashOf,
   quantitySchema,
@@ -65,6 +66,112 @@ describe('quantity', () => {
         return parsed.success && new Decimal(parsed.data).equals(new Decimal(text));
       }),
     );
+  });
+});
+
+describe('event fast path', () => {
+  // mostly valid values (so that many events take the fast path), with the edges and misfits
+  const string = (max: number) =>
+    fc.oneof(
+      { weight: 6, arbitrary: fc.string({ maxLength: Math.min(max, 40) }) },
+      fc.string({ unit: 'grapheme', maxLength: 4 }),
+      fc.constantFrom('', 'a\u0000b', '\ud800', 'x'.repeat(max), 'x'.repeat(max + 1), '😀'.repeat(Math.ceil(max / 2))),
+    );
+  const int = fc.oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 100, max: 599 }) },
+    fc.integer({ min: -10, max: 700 }),
+    fc.constantFrom(99, 100, 599, 600, 2_147_483_647, 2_147_483_648, 2 ** 53, 1.5, -0, Number.NaN, Infinity),
+  );
+  const anything = fc.oneof(fc.constant(null), fc.constant(undefined), fc.boolean(), fc.double(), fc.array(fc.integer(), { maxLength: 2 }), fc.object({ maxDepth: 1 }));
+  const fields = {
+    licenseId: fc.oneof({ weight: 6, arbitrary: fc.constant(licenseId) }, fc.uuid(), fc.constantFrom(licenseId, licenseId.toUpperCase(), '00000000-0000-0000-0000-000000000000', `${licenseId}x`, 'not-a-uuid'), fc.string()),
+    usageType: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('api_call', 'tokens') }, fc.constantFrom('api_call', 'tokens', 'storage.gb', 'a:b-c', 'x'.repeat(64), 'x'.repeat(65), 'API', ''), fc.string({ maxLength: 5 })),
+    quantity: fc.oneof({ weight: 4, arbitrary: fc.nat().map(String) }, { weight: 2, arbitrary: fc.nat() }, fc.integer(), fc.double(), fc.constantFrom('1', '1.50', '0.000001', '1e3', '-1', '1000000000000000', 'x', 2.5, 0.1, 1e-7, 1e21)),
+    occurredAt: fc.oneof(
+      fc.date({ min: new Date('1999-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString()),
+      fc.constantFrom('2026-11-23T10:00:00Z', '2026-11-23T10:00:00+05:30', '2026-11-23T10:00Z', '2026-02-30T00:00:00Z', '2024-02-29T00:00:00.123456Z', '2026-11-23 10:00:00Z', '2026-11-23'),
+    ),
+    idempotencyKey: string(255),
+    platform: string(64),
+    deviceType: string(64),
+    userId: string(256),
+    route: string(512),
+    method: string(16),
+    sdkVersion: string(100),
+    statusCode: int,
+    durationMs: int,
+    ipAddress: fc.constantFrom('10.0.0.1', '::1', '999.1.1.1'),
+    properties: fc.constantFrom({}, { plan: 'pro' }, { a: { b: [1, 2] } }),
+  };
+  // Each field absent, valid-ish, or of any other type (ipAddress and properties, which the fast
+  // path leaves to zod, mostly absent); mostly with the two required fields, so many are valid.
+  const ABSENT = Symbol('absent');
+  const event = fc
+    .tuple(
+      fc.boolean(),
+      fc.record(
+        Object.fromEntries(
+          Object.entries(fields).map(([k, arb]) => [
+            k,
+            fc.oneof(
+              { weight: 40, arbitrary: arb as fc.Arbitrary<unknown> },
+              { weight: 1, arbitrary: anything },
+              { weight: k === 'ipAddress' || k === 'properties' ? 400 : 20, arbitrary: fc.constant(ABSENT) },
+            ),
+          ]),
+        ),
+      ),
+    )
+    .map(([withRequired, e]) => {
+      const present = Object.fromEntries(Object.entries(e).filter(([, v]) => v !== ABSENT));
+      return withRequired ? { licenseId, usageType: 'tokens', ...present } : present;
+    });
+  const events = fc.oneof(event, fc.tuple(event, fc.constantFrom('extra', '__proto__', 'constructor')).map(([e, k]) => JSON.parse(JSON.stringify({ ...e, [k]: 1 }))), anything);
+
+  it('answers exactly as zod does, or leaves the event to zod', () => {
+    let taken = 0;
+    fc.assert(
+      fc.property(events, (raw) => {
+        const fast = fastParseEvent(raw);
+        if (fast === null) return true;
+        taken += 1;
+        const slow = usageEventInputSchema.safeParse(raw);
+        expect(slow.success).toBe(true);
+        expect(fast).toStrictEqual(slow.data);
+        return true;
+      }),
+      { numRuns: 20_000 },
+    );
+    expect(taken).toBeGreaterThan(500); // the property was tested on the fast path, not only on its refusals
+  });
+
+  it('takes the events clients usually send', () => {
+    const typical = [
+      { licenseId, usageType: 'api_call' },
+      { licenseId, usageType: 'tokens', quantity: '1500', occurredAt: '2026-11-23T10:00:00.000Z', idempotencyKey: 'req-1', userId: 'u1', route: '/v1/items/:id', method: 'GET', statusCode: 200, durationMs: 12 },
+      { licenseId, usageType: 'storage.gb', quantity: 2.5, occurredAt: '2026-11-23T10:00:00+05:30', platform: 'web', deviceType: 'desktop', sdkVersion: '1.2.3' },
+    ];
+    for (const e of typical) expect(fastParseEvent(e)).toStrictEqual(usageEventInputSchema.parse(e));
+  });
+
+  it('leaves to zod what it does not check itself, and every invalid event', () => {
+    for (const e of [
+      { licenseId, usageType: 'x', properties: {} },
+      { licenseId, usageType: 'x', ipAddress: '10.0.0.1' },
+      { licenseId, usageType: 'x', quantity: '1.50' },
+      { licenseId, usageType: 'x', extra: 1 },
+      { licenseId, usageType: 'x', statusCode: 600 },
+      { licenseId, usageType: 'x', durationMs: 2_147_483_648 },
+      { licenseId, usageType: 'x', idempotencyKey: '' },
+      { licenseId, usageType: 'x', method: 'x'.repeat(17) },
+      { licenseId, usageType: 'x', occurredAt: '2026-02-30T00:00:00Z' },
+      { licenseId },
+      { usageType: 'x' },
+      [licenseId],
+      null,
+    ]) {
+      expect(fastParseEvent(e)).toBeNull();
+    }
   });
 });
 

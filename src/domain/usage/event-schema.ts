@@ -48,7 +48,7 @@ const NORMAL_DECIMAL = /^(0|[1-9]\d*)(\.\d{0,5}[1-9])?$/;
  * test holds them together); a third of the validation time of a typical event otherwise.
  */
 export function fastQuantityText(value: number | string): string | null {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 && value < 1e15 ? String(value) : null;
+  if (typeof value === 'number') return Number.isFinite(value) ? fastQuantityText(String(value)) : null; // String(): decimal.js's input too
   if (!NORMAL_DECIMAL.test(value)) return null;
   const dot = value.indexOf('.');
   const whole = dot === -1 ? value : value.slice(0, dot);
@@ -111,6 +111,80 @@ export const usageEventInputSchema = z.strictObject({
 
 export type UsageEventInput = z.input<typeof usageEventInputSchema>;
 export type ParsedUsageEvent = z.output<typeof usageEventInputSchema>;
+
+const UUID = z.regexes.uuid();
+const OFFSET_DATETIME = z.regexes.datetime({ offset: true });
+
+/** `storableText(max)` of the schema: a string of at most `max` UTF-16 units, no NUL, well formed. */
+function storable(value: unknown, max: number): value is string {
+  return typeof value === 'string' && value.length <= max && !value.includes('\u0000') && value.isWellFormed();
+}
+
+function safeIntIn(value: unknown, min: number, max: number): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
+}
+
+/**
+ * The events most clients send (known fields with plain values, quantities in normal form),
+ * checked without zod: the same answer as `usageEventInputSchema.safeParse(raw).data`, or
+ * null to leave the event to zod, which also words what is wrong. zod's object machinery was
+ * ~4 µs of an event's ~25 µs of API time under batch ingest. A property test holds the two
+ * together over valid, invalid and unusual events.
+ */
+export function fastParseEvent(raw: unknown): ParsedUsageEvent | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const out: Partial<Record<keyof ParsedUsageEvent, unknown>> = {};
+  let quantity: string | null = '1';
+  for (const key of Object.keys(raw)) {
+    const value = (raw as Record<string, unknown>)[key];
+    switch (key) {
+      case 'licenseId':
+        if (typeof value !== 'string' || !UUID.test(value)) return null;
+        break;
+      case 'usageType':
+        if (typeof value !== 'string' || !USAGE_TYPE_PATTERN.test(value)) return null;
+        break;
+      case 'quantity':
+        quantity = typeof value === 'number' || typeof value === 'string' ? fastQuantityText(value) : null;
+        if (quantity === null) return null;
+        continue;
+      case 'occurredAt':
+        if (typeof value !== 'string' || !OFFSET_DATETIME.test(value)) return null;
+        break;
+      case 'idempotencyKey':
+        if (!storable(value, 255) || value.length === 0) return null;
+        break;
+      case 'platform':
+      case 'deviceType':
+        if (!storable(value, 64)) return null;
+        break;
+      case 'userId':
+        if (!storable(value, 256)) return null;
+        break;
+      case 'route':
+        if (!storable(value, 512)) return null;
+        break;
+      case 'method':
+        if (!storable(value, 16)) return null;
+        break;
+      case 'sdkVersion':
+        if (!storable(value, 100)) return null;
+        break;
+      case 'statusCode':
+        if (!safeIntIn(value, 100, 599)) return null;
+        break;
+      case 'durationMs':
+        if (!safeIntIn(value, 0, 2_147_483_647)) return null;
+        break;
+      default:
+        return null; // ipAddress, properties, unknown keys: zod's business
+    }
+    out[key] = value;
+  }
+  if (out.licenseId === undefined || out.usageType === undefined) return null;
+  out.quantity = quantity;
+  return out as ParsedUsageEvent;
+}
 
 /** An event ready to store: validated, time-bounded, with defaults filled in and its payload hash. */
 export interface NormalizedEvent {

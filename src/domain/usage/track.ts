@@ -3,7 +3,7 @@ import { AppError } from '../../lib/errors';
 import type { Metrics } from '../../lib/metrics';
 import type { QuotaEnforcer, QuotaState, Reservation, ReserveOutcome } from '../quotas/enforcer';
 import { type ReactionDeps, reactToCrossings } from '../quotas/reactions';
-import { type NormalizedEvent, type UsageEventInput, usageEventInputSchema } from './event-schema';
+import { type NormalizedEvent, type UsageEventInput, fastParseEvent, usageEventInputSchema } from './event-schema';
 import type { EventOutcome, EventWriter, IngestLimits } from './ingest';
 import { normalizeEvent } from './ingest';
 import type { GroupCommitter } from './group-commit';
@@ -153,12 +153,16 @@ export async function trackEvents(
   const outcomes: EventOutcome[] = new Array(events.length);
   const toWrite: { index: number; event: NormalizedEvent }[] = [];
   events.forEach((raw, index) => {
-    const parsed = usageEventInputSchema.safeParse(raw);
-    if (!parsed.success) {
-      outcomes[index] = { status: 'rejected', code: 'INVALID_EVENT', message: describeIssues(parsed.error) };
-      return;
+    let event = fastParseEvent(raw);
+    if (event === null) {
+      const parsed = usageEventInputSchema.safeParse(raw);
+      if (!parsed.success) {
+        outcomes[index] = { status: 'rejected', code: 'INVALID_EVENT', message: describeIssues(parsed.error) };
+        return;
+      }
+      event = parsed.data;
     }
-    const normalized = normalizeEvent(tenantId, parsed.data, deps.limits, now, requestIp);
+    const normalized = normalizeEvent(tenantId, event, deps.limits, now, requestIp);
     if ('status' in normalized) outcomes[index] = normalized;
     else toWrite.push({ index, event: normalized });
   });
