@@ -80,7 +80,8 @@ export function normalizeEvent(
  *
  * The same statement marks the hours of stored events that an hourly rollup may already
  * have covered (any hour before the one starting within the next $19 seconds), so a late
- * event and the mark that gets its window recomputed commit together.
+ * event and the mark that gets its window recomputed commit together. It answers with the
+ * events it did not store: being one statement, it stored all the others or nothing.
  */
 const INSERT_EVENTS_SQL = `
 WITH input AS (
@@ -118,7 +119,8 @@ marked AS (
   -- this insert waits and then writes a fresh mark. Either way the event is counted or marked.
   ON CONFLICT (tenant_id, license_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at
 )
-SELECT id FROM stored`;
+-- The events not stored (their key was claimed before): a few rows to read, not one per event.
+SELECT id FROM input WHERE idempotency_key IS NOT NULL AND id NOT IN (SELECT event_id FROM claimed)`;
 
 /**
  * Seconds before an hour ends from which its events are marked dirty anyway: an event
@@ -126,29 +128,34 @@ SELECT id FROM stored`;
  */
 export const LATE_MARK_LEAD_SECONDS = 120;
 
+type Column = readonly [get: (e: NormalizedEvent) => string | number | null, plain: boolean];
+
+/** The INSERT's columns in parameter order; one accessor per field keeps each property read monomorphic. */
+const COLUMNS: readonly Column[] = [
+  [(e) => e.id, true],
+  [(e) => e.tenantId, true],
+  [(e) => e.licenseId, true],
+  [(e) => e.usageType, false], // quoted: a usage type may be spelled "null"
+  [(e) => e.quantity, true],
+  [(e) => e.occurredAtIso, true],
+  [(e) => e.idempotencyKey, false],
+  [(e) => e.payloadHash, true],
+  [(e) => e.platform, false],
+  [(e) => e.deviceType, false],
+  [(e) => e.userId, false],
+  [(e) => e.route, false],
+  [(e) => e.method, false],
+  [(e) => e.statusCode, true],
+  [(e) => e.durationMs, true],
+  [(e) => e.sdkVersion, false],
+  [(e) => e.ipAddress, false],
+  [(e) => JSON.stringify(e.properties), false],
+];
+
 function insertParams(events: NormalizedEvent[]): unknown[] {
-  const col = <K extends keyof NormalizedEvent>(k: K, plain: boolean) => pgArray(events.map((e) => e[k] as string | number | null), plain);
-  return [
-    col('id', true),
-    col('tenantId', true),
-    col('licenseId', true),
-    col('usageType', false), // quoted: a usage type may be spelled "null"
-    col('quantity', true),
-    col('occurredAtIso', true),
-    col('idempotencyKey', false),
-    col('payloadHash', true),
-    col('platform', false),
-    col('deviceType', false),
-    col('userId', false),
-    col('route', false),
-    col('method', false),
-    col('statusCode', true),
-    col('durationMs', true),
-    col('sdkVersion', false),
-    col('ipAddress', false),
-    pgArray(events.map((e) => JSON.stringify(e.properties)), false),
-    LATE_MARK_LEAD_SECONDS,
-  ];
+  const params: unknown[] = COLUMNS.map(([get, plain]) => pgArray(events, plain, get));
+  params.push(LATE_MARK_LEAD_SECONDS);
+  return params;
 }
 
 interface LicenseState {
@@ -217,7 +224,9 @@ export class EventWriter {
     const outcomes: (EventOutcome | undefined)[] = new Array(events.length);
     const licenses = await loadLicenses(this.pool, [...new Set(events.map((e) => e.licenseId))]);
 
-    const firstByKey = new Map<string, number>();
+    // The first event of each key, per tenant (no key string built per event).
+    const firstByKey = new Map<string, Map<string, number>>();
+    const firstOf = (e: NormalizedEvent) => firstByKey.get(e.tenantId)?.get(e.idempotencyKey!);
     const toInsert: number[] = [];
     events.forEach((e, i) => {
       const refused = licenseRejection(licenses.get(e.licenseId), e.tenantId);
@@ -226,9 +235,10 @@ export class EventWriter {
         return;
       }
       if (e.idempotencyKey !== null) {
-        const first = firstByKey.get(keyOf(e));
-        if (first !== undefined) return; // resolved against the first occurrence below
-        firstByKey.set(keyOf(e), i);
+        let keys = firstByKey.get(e.tenantId);
+        if (!keys) firstByKey.set(e.tenantId, (keys = new Map()));
+        if (keys.has(e.idempotencyKey)) return; // resolved against the first occurrence below
+        keys.set(e.idempotencyKey, i);
       }
       toInsert.push(i);
     });
@@ -236,8 +246,9 @@ export class EventWriter {
     const stored = await this.insertIsolatingBadRows(toInsert.map((i) => events[i]!));
     for (const i of toInsert) {
       const e = events[i]!;
-      if (stored.ok.has(e.id)) outcomes[i] = { status: 'accepted', eventId: e.id };
-      else if (stored.failed.has(e.id)) outcomes[i] = stored.failed.get(e.id);
+      const failed = stored.failed.get(e.id);
+      if (failed) outcomes[i] = failed;
+      else if (!stored.notStored.has(e.id)) outcomes[i] = { status: 'accepted', eventId: e.id };
     }
 
     // Keys we did not claim belong to an earlier event: same payload is a duplicate, a
@@ -246,8 +257,8 @@ export class EventWriter {
     if (unresolved.length) {
       const existing = await this.lookupKeys(unresolved.map(({ e }) => e));
       for (const { e, i } of unresolved) {
-        const first = events[firstByKey.get(keyOf(e))!]!;
-        const firstOutcome = outcomes[firstByKey.get(keyOf(e))!];
+        const first = events[firstOf(e)!]!;
+        const firstOutcome = outcomes[firstOf(e)!];
         const original =
           firstOutcome?.status === 'accepted' && first !== e
             ? { eventId: first.id, payloadHash: first.payloadHash }
@@ -304,6 +315,7 @@ export class EventWriter {
     );
   }
 
+  /** Stores the events in one statement; answers the ids of those not stored (key already claimed). */
   private async insert(events: NormalizedEvent[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
     this.metrics?.ingestFlushSize.observe(events.length);
@@ -334,30 +346,30 @@ export class EventWriter {
    */
   private async insertIsolatingBadRows(
     events: NormalizedEvent[],
-  ): Promise<{ ok: Set<string>; failed: Map<string, EventOutcome> }> {
+  ): Promise<{ notStored: Set<string>; failed: Map<string, EventOutcome> }> {
     const failed = new Map<string, EventOutcome>();
     try {
-      return { ok: await this.insert(events), failed };
+      return { notStored: await this.insert(events), failed };
     } catch (error) {
       if (isUnavailableError(error) || events.length === 1) {
         if (events.length === 1 && isDataError(error)) {
           failed.set(events[0]!.id, { status: 'rejected', code: 'INVALID_EVENT', message: (error as Error).message });
-          return { ok: new Set(), failed };
+          return { notStored: new Set(), failed };
         }
         throw error;
       }
       if (!isDataError(error)) throw error;
     }
-    const ok = new Set<string>();
+    const notStored = new Set<string>();
     for (const event of events) {
       try {
-        for (const id of await this.insert([event])) ok.add(id);
+        for (const id of await this.insert([event])) notStored.add(id);
       } catch (error) {
         if (!isDataError(error)) throw error;
         failed.set(event.id, { status: 'rejected', code: 'INVALID_EVENT', message: (error as Error).message });
       }
     }
-    return { ok, failed };
+    return { notStored, failed };
   }
 }
 
