@@ -89,6 +89,10 @@ const propertiesSchema = z
   });
 
 
+/** Limits of the free-text fields, shared by the schema and the fast path below. */
+const TEXT_LIMITS = { idempotencyKey: 255, platform: 64, deviceType: 64, userId: 256, route: 512, method: 16, sdkVersion: 100 } as const;
+const INT_RANGES = { statusCode: [100, 599], durationMs: [0, 2_147_483_647] } as const;
+
 export const usageTypeSchema = z.string().regex(USAGE_TYPE_PATTERN, 'must be 1-64 characters of a-z, 0-9, _ . : -');
 export const usageEventInputSchema = z.strictObject({
   licenseId: z.uuid(),
@@ -96,15 +100,15 @@ export const usageEventInputSchema = z.strictObject({
   quantity: quantitySchema.default('1'),
   /** ISO 8601 with a zone; defaults to the time the event is received. */
   occurredAt: z.iso.datetime({ offset: true }).optional(),
-  idempotencyKey: storableText(255).min(1).optional(),
-  platform: storableText(64).optional(),
-  deviceType: storableText(64).optional(),
-  userId: storableText(256).optional(),
-  route: storableText(512).optional(),
-  method: storableText(16).optional(),
-  statusCode: z.number().int().min(100).max(599).optional(),
-  durationMs: z.number().int().min(0).max(2_147_483_647).optional(),
-  sdkVersion: storableText(100).optional(),
+  idempotencyKey: storableText(TEXT_LIMITS.idempotencyKey).min(1).optional(),
+  platform: storableText(TEXT_LIMITS.platform).optional(),
+  deviceType: storableText(TEXT_LIMITS.deviceType).optional(),
+  userId: storableText(TEXT_LIMITS.userId).optional(),
+  route: storableText(TEXT_LIMITS.route).optional(),
+  method: storableText(TEXT_LIMITS.method).optional(),
+  statusCode: z.number().int().min(INT_RANGES.statusCode[0]).max(INT_RANGES.statusCode[1]).optional(),
+  durationMs: z.number().int().min(INT_RANGES.durationMs[0]).max(INT_RANGES.durationMs[1]).optional(),
+  sdkVersion: storableText(TEXT_LIMITS.sdkVersion).optional(),
   ipAddress: z.union([z.ipv4(), z.ipv6()]).optional(),
   properties: propertiesSchema.optional(),
 });
@@ -115,12 +119,15 @@ export type ParsedUsageEvent = z.output<typeof usageEventInputSchema>;
 const UUID = z.regexes.uuid();
 const OFFSET_DATETIME = z.regexes.datetime({ offset: true });
 
-/** `storableText(max)` of the schema: a string of at most `max` UTF-16 units, no NUL, well formed. */
+/**
+ * Within `storableText(max)` of the schema: a string of at most `max` UTF-16 units, no NUL, well
+ * formed. (zod may accept a longer one when it counts code points; such strings go to zod.)
+ */
 function storable(value: unknown, max: number): value is string {
   return typeof value === 'string' && value.length <= max && !value.includes('\u0000') && value.isWellFormed();
 }
 
-function safeIntIn(value: unknown, min: number, max: number): value is number {
+function safeIntIn(value: unknown, [min, max]: readonly [number, number]): value is number {
   return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
 }
 
@@ -152,29 +159,19 @@ export function fastParseEvent(raw: unknown): ParsedUsageEvent | null {
         if (typeof value !== 'string' || !OFFSET_DATETIME.test(value)) return null;
         break;
       case 'idempotencyKey':
-        if (!storable(value, 255) || value.length === 0) return null;
+        if (!storable(value, TEXT_LIMITS.idempotencyKey) || value.length === 0) return null;
         break;
       case 'platform':
       case 'deviceType':
-        if (!storable(value, 64)) return null;
-        break;
       case 'userId':
-        if (!storable(value, 256)) return null;
-        break;
       case 'route':
-        if (!storable(value, 512)) return null;
-        break;
       case 'method':
-        if (!storable(value, 16)) return null;
-        break;
       case 'sdkVersion':
-        if (!storable(value, 100)) return null;
+        if (!storable(value, TEXT_LIMITS[key])) return null;
         break;
       case 'statusCode':
-        if (!safeIntIn(value, 100, 599)) return null;
-        break;
       case 'durationMs':
-        if (!safeIntIn(value, 0, 2_147_483_647)) return null;
+        if (!safeIntIn(value, INT_RANGES[key])) return null;
         break;
       default:
         return null; // ipAddress, properties, unknown keys: zod's business
