@@ -187,6 +187,27 @@ describe('usage.trackEvents', () => {
     expect(marks.map((m) => m.hour.toISOString())).toEqual([lateHour.toISOString()]);
   });
 
+  it('never answers "accepted" for an event the database did not write', async () => {
+    // A trigger that silently drops rows (as an operator's might): the insert then stores fewer
+    // events than it was given without refusing any key. The dropped one is refused, the other stored.
+    const usageType = `dropped_${randomUUID().slice(0, 8)}`;
+    await app.prisma.$executeRawUnsafe(
+      `CREATE FUNCTION ${usageType}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.usage_type = '${usageType}' THEN RETURN NULL; END IF; RETURN NEW; END $$`,
+    );
+    await app.prisma.$executeRawUnsafe(`CREATE TRIGGER ${usageType} BEFORE INSERT ON usage_events FOR EACH ROW EXECUTE FUNCTION ${usageType}()`);
+    try {
+      const res = await app.call('usage.trackEvents', { events: [{ licenseId, usageType }, { licenseId, usageType: 'kept' }] }, ownerKey);
+      expect(res.status).toBe(200);
+      expect(res.data).toMatchObject({ accepted: 1, rejected: [{ index: 0, code: 'INVALID_EVENT' }] });
+      const kept = (res.data.results as { eventId: string | null }[])[1]!.eventId!;
+      expect(await app.prisma.usageEvent.count({ where: { id: kept } })).toBe(1);
+      expect(await storedCount({ usageType })).toBe(0);
+    } finally {
+      await app.prisma.$executeRawUnsafe(`DROP TRIGGER ${usageType} ON usage_events`);
+      await app.prisma.$executeRawUnsafe(`DROP FUNCTION ${usageType}()`);
+    }
+  });
+
   it('accepts 1,000 events and refuses 1,001 with a 400 naming the field, writing nothing', async () => {
     const usageType = `big_${randomUUID().slice(0, 8)}`;
     const make = (n: number) => Array.from({ length: n }, (_, i) => ({ licenseId, usageType, idempotencyKey: `${usageType}-${i}` }));
