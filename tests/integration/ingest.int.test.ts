@@ -107,6 +107,30 @@ describe('usage.trackEvent', () => {
     expect(after - before).toBeLessThan(100); // fewer statements than events
   });
 
+  it('writes a lone event at once, and gathers events only while a statement is in flight', async () => {
+    // The longest interval allowed: a lone event must not wait for it.
+    const patient = await TestApp.start({ INGEST_FLUSH_INTERVAL_MS: '1000' });
+    try {
+      const usageType = `alone_${randomUUID().slice(0, 8)}`;
+      const flushes = async () =>
+        (await patient.services.metrics.ingestFlushSize.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+      const before = await flushes();
+      const started = performance.now();
+      const lone = await patient.call('usage.trackEvent', { licenseId, usageType }, ownerKey);
+      expect(lone.status).toBe(200);
+      expect(performance.now() - started).toBeLessThan(900);
+      expect(await flushes()).toBe(before + 1);
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () => patient.call('usage.trackEvent', { licenseId, usageType }, ownerKey)),
+      );
+      expect(results.every((r) => r.status === 200)).toBe(true);
+      expect(await storedCount({ usageType })).toBe(51);
+      expect((await flushes()) - before - 1).toBeLessThan(50); // the others waited for the statement in flight, together
+    } finally {
+      await patient.close();
+    }
+  });
+
   it('refuses events for licenses that are not ACTIVE, have tracking disabled, are deleted or belong to another tenant', async () => {
     const suspended = await app.createLicense(ownerKey);
     await app.call('licenses.setStatus', { id: suspended.id, status: 'SUSPENDED' }, ownerKey);

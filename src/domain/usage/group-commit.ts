@@ -10,7 +10,10 @@ interface Pending {
 }
 
 export interface GroupCommitOptions {
-  /** How long the first event of a group waits for company before the group is written. */
+  /**
+   * How long the first event of a group waits for company before the group is written, while
+   * another group is being written. With none in flight, an event is written at once.
+   */
   flushIntervalMs: number;
   maxGroupSize: number;
   /** Groups written at once; while all are busy, new events gather into the next group. */
@@ -44,7 +47,9 @@ export class GroupCommitter {
   submit(event: NormalizedEvent, gate?: Promise<boolean>): Promise<EventOutcome> {
     return new Promise((resolve, reject) => {
       this.pending.push({ event, gate, resolve, reject });
-      if (this.pending.length >= this.options.maxGroupSize) this.flushSoon(0);
+      // Idle: no reason to wait (a lone caller gets one round trip). Busy: gather company, so
+      // that under load statements carry many events instead of each event its own.
+      if (this.pending.length >= this.options.maxGroupSize || this.inflight === 0) this.flushSoon(0);
       else this.flushSoon(this.options.flushIntervalMs);
     });
   }
