@@ -4,6 +4,7 @@ import { type CreateHTTPHandlerOptions, createHTTPHandler } from '@trpc/server/a
 import type { TRPCRequestInfo } from '@trpc/server/http';
 import {
   TRPCError,
+  defaultTransformer,
   getErrorShape,
   getHTTPStatusCode,
   getTRPCErrorFromUnknown,
@@ -199,7 +200,8 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
       body = { error: getErrorShape({ config, ctx, error, input: input?.value, path, type }) };
     }
     const status = error ? getHTTPStatusCode([body as never], [error]) : 200;
-    const text = JSON.stringify(transformTRPCResponse(config, body as never));
+    // With no transformer (plain JSON) tRPC's response transform only copies the objects.
+    const text = JSON.stringify(config.transformer === defaultTransformer ? body : transformTRPCResponse(config, body as never));
     res.off('close', onClose);
     // A procedure may have set its own status (and headers) on ctx.res; keep them.
     if (res.statusCode === 200) res.statusCode = status;
