@@ -9,11 +9,9 @@ export const MAX_QUANTITY_SIGNIFICANT_DIGITS = 15;
 export const MAX_QUANTITY_DECIMALS = 6;
 
 /** PostgreSQL text cannot hold NUL, and jsonb rejects lone surrogates: refuse them up front. */
+const storableChars = (s: string) => !s.includes('\u0000') && s.isWellFormed();
 const storableText = (max: number) =>
-  z
-    .string()
-    .max(max)
-    .refine((s) => !s.includes('\u0000') && s.isWellFormed(), 'must not contain NUL or unpaired surrogate characters');
+  z.string().max(max).refine(storableChars, 'must not contain NUL or unpaired surrogate characters');
 
 /** The decimal a quantity stands for, or what is wrong with it. */
 function parseQuantity(value: string): { ok: true; decimal: Decimal } | { ok: false; problem: string } {
@@ -124,7 +122,7 @@ const OFFSET_DATETIME = z.regexes.datetime({ offset: true });
  * formed. (zod may accept a longer one when it counts code points; such strings go to zod.)
  */
 function storable(value: unknown, max: number): value is string {
-  return typeof value === 'string' && value.length <= max && !value.includes('\u0000') && value.isWellFormed();
+  return typeof value === 'string' && value.length <= max && storableChars(value);
 }
 
 function safeIntIn(value: unknown, [min, max]: readonly [number, number]): value is number {
