@@ -9,7 +9,8 @@ import { normalizeEvent } from '../../src/domain/usage/ingest';
 import { jobHandlers } from '../../jobs/handlers';
 import { hourWindow } from '../../jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
-import { FinalDayCache, fromMicro } from '../../src/domain/analytics/final-days';
+import { FinalDayCache } from '../../src/domain/analytics/final-days';
+import { formatMicro } from '../../src/domain/quotas/limits';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -626,7 +627,7 @@ describe('analytics cache', () => {
     const cache = new FinalDayCache(5); // fewer days than two licenses' four
     const read = (i: number, generation: string, some = dates) =>
       cache.read(pool(), { tenantId: t.tenantId, licenseId: ids[i]!, zone: 'UTC' }, generation, some).then((days) =>
-        some.map((d) => fromMicro(BigInt(days.get(d)!.get('api_call')!.quantity))),
+        some.map((d) => formatMicro(BigInt(days.get(d)!.get('api_call')!.quantity))),
       );
     const want = (i: number, some = dates) => some.map((d) => String(i * 100 + Number(d.slice(8))));
     expect(await read(0, 'g1')).toEqual(want(0));
@@ -638,7 +639,7 @@ describe('analytics cache', () => {
     // past the bound with days this read already holds and days it must fetch: it keeps them all
     const small = new FinalDayCache(3);
     const readSmall = (some: string[]) =>
-      small.read(pool(), { tenantId: t.tenantId, licenseId: ids[0]!, zone: 'UTC' }, 'g1', some).then((days) => some.map((d) => fromMicro(BigInt(days.get(d)!.get('api_call')!.quantity))));
+      small.read(pool(), { tenantId: t.tenantId, licenseId: ids[0]!, zone: 'UTC' }, 'g1', some).then((days) => some.map((d) => formatMicro(BigInt(days.get(d)!.get('api_call')!.quantity))));
     expect(await readSmall(dates.slice(0, 2))).toEqual(want(0, dates.slice(0, 2)));
     expect(await readSmall(dates)).toEqual(want(0));
   });

@@ -72,15 +72,6 @@ export function toMicro(text: string): bigint {
   return negative ? -value : value;
 }
 
-/** Millionths back to decimal text without trailing zeros ("12.5", "3", "0.000001"). */
-export function fromMicro(value: bigint): string {
-  const negative = value < 0n;
-  const abs = negative ? -value : value;
-  const whole = abs / MICRO;
-  const fraction = (abs % MICRO).toString().padStart(6, '0').replace(/0+$/, '');
-  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
-}
-
 /** usage type → sums of one day. */
 export type DayTotals = Map<string, MicroCell>;
 

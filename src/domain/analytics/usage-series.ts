@@ -4,7 +4,8 @@ import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
 import type { Span } from './buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
-import { CellSum, ExactSum, type FinalDayCache, type MicroCell, compact, fromMicro, toMicro } from './final-days';
+import { formatMicro } from '../quotas/limits';
+import { CellSum, ExactSum, type FinalDayCache, type MicroCell, compact, toMicro } from './final-days';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -390,7 +391,7 @@ export interface UsageTotals {
 }
 
 const asTotals = (c: CellSum): TotalsCell => ({
-  quantity: fromMicro(c.quantity.value()),
+  quantity: formatMicro(c.quantity.value()),
   events: c.events.value(),
   errors: c.errors.value(),
   durationMsSum: c.durationMsSum.value(),
@@ -501,7 +502,7 @@ export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Sp
     if (!usersCounted) uniqueUsers = await distinctUsers(pool, scope, range);
   }
   return {
-    byBucket: new Map([...byBucket].map(([bucket, c]) => [bucket, { quantity: fromMicro(c.quantity.value()), events: Number(c.events.value()) }])),
+    byBucket: new Map([...byBucket].map(([bucket, c]) => [bucket, { quantity: formatMicro(c.quantity.value()), events: Number(c.events.value()) }])),
     byUsageType: new Map([...byUsageType].map(([usageType, c]) => [usageType, asTotals(c)])),
     total: asTotals(total),
     uniqueUsers,
