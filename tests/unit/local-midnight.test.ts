@@ -72,7 +72,7 @@ describe('local midnights in every IANA zone, 1970-2040', () => {
         }
         expect(localDayAround(start, zone).end).toBeGreaterThan(start);
       }),
-      { numRuns: 4000 },
+      { numRuns: 2500 },
     );
   });
 
@@ -83,7 +83,7 @@ describe('local midnights in every IANA zone, 1970-2040', () => {
     ['Pacific/Fakaofo', '2011-12-29', '2011-12-30', '2011-12-29T11:00:00.000Z', '2011-12-30T11:00:00.000Z'],
     ['Pacific/Kwajalein', '1993-08-20', '1993-08-21', '1993-08-20T12:00:00.000Z', '1993-08-21T12:00:00.000Z'],
     ['Pacific/Kiritimati', '1994-12-30', '1994-12-31', '1994-12-30T10:00:00.000Z', '1994-12-31T10:00:00.000Z'],
-  ])('%s: the day before the skipped date is one daily and 24 hourly periods; the skipped %s is none', (zone, before, skipped, start, end) => {
+  ])('%s: %s is one daily and 24 hourly periods; the skipped %s is none', (zone, before, skipped, start, end) => {
     const daily = bucketsOf(rangeOf(before, skipped, 'daily', zone), 'daily', zone);
     expect(daily.map((b) => [new Date(b.start).toISOString(), new Date(b.end).toISOString()])).toEqual([[start, end]]);
     const hourly = bucketsOf(rangeOf(before, skipped, 'hourly', zone), 'hourly', zone);
