@@ -119,5 +119,8 @@ describe('local midnights in every IANA zone, 1970-2040', () => {
   it('takes a repeated 00:00 the second time, as PostgreSQL does (Atlantic/Azores sets clocks back from 01:00)', () => {
     // 2026-10-25 01:00 UTC+0 -> 00:00 UTC-1: the 25th starts at 00:00 UTC-1 = 01:00Z.
     expect(new Date(localMidnight(2026, 9, 25, 'Atlantic/Azores')).toISOString()).toBe('2026-10-25T01:00:00.000Z');
+    // Quota periods cut the same day as analytics and the daily rollups.
+    const day = periodContaining('daily', new Date('2026-10-25T12:00:00Z'), 'Atlantic/Azores');
+    expect([day.start.toISOString(), day.end.toISOString()]).toEqual(['2026-10-25T01:00:00.000Z', '2026-10-26T01:00:00.000Z']);
   });
 });
