@@ -1,4 +1,5 @@
 import { TZDate } from '@date-fns/tz';
+import { localMidnight as localMidnightMs } from './analytics/buckets';
 
 export type PeriodType = 'daily' | 'weekly' | 'monthly';
 
@@ -8,9 +9,12 @@ export interface Period {
   end: Date;
 }
 
+/**
+ * Periods start where analytics and the daily rollups start their days (see localMidnight
+ * there): a date the zone skipped is an empty span, a repeated 00:00 is taken the second time.
+ */
 function localMidnight(year: number, month: number, day: number, timezone: string): Date {
-  // TZDate normalizes overflowing days and months (day 0, month 12) like Date does.
-  return new Date(new TZDate(year, month, day, timezone).getTime());
+  return new Date(localMidnightMs(year, month, day, timezone));
 }
 
 function daysInMonth(year: number, month: number): number {

@@ -10,6 +10,7 @@ import {
   quantitySchema,
   usageEventInputSchema,
 } from '../../src/domain/usage/event-schema';
+import { MAX_JSON_DEPTH } from '../../src/lib/json-value';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 
 const licenseId = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
@@ -143,6 +144,17 @@ describe('event fast path', () => {
       { numRuns: 20_000 },
     );
     expect(taken).toBeGreaterThan(500); // the property was tested on the fast path, not only on its refusals
+  });
+
+  it('refuses properties nested past MAX_JSON_DEPTH with their path, however deep, without throwing', () => {
+    const nested = (levels: number) => JSON.parse(`{"a":${'['.repeat(levels - 1)}${']'.repeat(levels - 1)}}`) as Record<string, unknown>;
+    expect(usageEventInputSchema.safeParse({ licenseId, usageType: 'x', properties: nested(MAX_JSON_DEPTH) }).success).toBe(true);
+    for (const levels of [MAX_JSON_DEPTH + 1, 4_000, 100_000]) {
+      const raw = { licenseId, usageType: 'x', properties: nested(levels) };
+      expect(fastParseEvent(raw)).toBeNull();
+      const parsed = usageEventInputSchema.safeParse(raw);
+      expect(parsed.error?.issues.map((i) => i.path)).toEqual([['properties', 'a', ...Array<number>(MAX_JSON_DEPTH - 1).fill(0)]]);
+    }
   });
 
   it('takes the events clients usually send', () => {

@@ -68,25 +68,43 @@ function wallClock(at: number, timezone: string): Date {
 
 /**
  * The first instant of a local calendar date in `timezone` (normalizing day and month
- * overflow as Date.UTC does). Where midnight does not exist (a DST gap at 00:00), the day
- * starts when the clocks jump.
+ * overflow as Date.UTC does): the instant the wall clock reads 00:00 that day. Where 00:00
+ * comes twice (clocks set back from 01:00), the later one, as PostgreSQL's `AT TIME ZONE`
+ * (which cuts the daily rollups) and `TZDate` take it. Where it never comes (a DST gap at
+ * 00:00), the day starts when the clocks jump; where the whole date never came (Pacific/Apia
+ * went from 2011-12-29 to 2011-12-31), that is the start of the next date, so the skipped
+ * date is an empty span and no period. Either way `localMidnight(d + 1) > at` for every
+ * instant `at` on local date d, which keeps every loop over periods moving.
  */
 export function localMidnight(year: number, month: number, day: number, timezone: string): number {
   const wall = Date.UTC(year, month, day);
   return isUtc(timezone) ? wall : midnights.get(wall, timezone);
 }
 
-/** Keyed by the wall date read as a UTC instant (Date.UTC(y, m, d)). */
+/** Offsets stay within ±16 h (LMT included): the instant of a wall time lies within ±27 h of it read as UTC. */
+const SEARCH_SPAN_MS = 27 * HOUR_MS;
+
+/**
+ * Keyed by the wall time read as a UTC instant (Date.UTC(y, m, d)). Each offset in effect
+ * near the wall time gives a candidate instant; a candidate is exact when that offset is the
+ * one in effect at it. With no exact candidate the wall time falls in a gap, and the gap's
+ * end (the first instant past it on the wall clock) is found by bisection.
+ */
 const midnights = new ZoneMemo((wall, timezone) => {
-  const target = new Date(wall);
-  const candidates = [wall - offsetMs(wall, timezone)];
-  candidates.push(wall - offsetMs(candidates[0]!, timezone));
-  candidates.push(wall - offsetMs(candidates[1]!, timezone));
-  const sameDate = candidates.filter((t) => {
-    const w = wallClock(t, timezone);
-    return w.getUTCFullYear() === target.getUTCFullYear() && w.getUTCMonth() === target.getUTCMonth() && w.getUTCDate() === target.getUTCDate();
-  });
-  return Math.min(...(sameDate.length ? sameDate : candidates));
+  const wallAt = (t: number) => t + offsetMs(t, timezone);
+  const offsetsNear = new Set([wall - SEARCH_SPAN_MS, wall, wall + SEARCH_SPAN_MS].map((t) => offsetMs(t, timezone)));
+  for (const offset of [...offsetsNear]) offsetsNear.add(offsetMs(wall - offset, timezone));
+  const exact = [...offsetsNear].map((offset) => wall - offset).filter((t) => wallAt(t) === wall);
+  if (exact.length) return Math.max(...exact);
+  // Invariant: wallAt(before) < wall < wallAt(after).
+  let before = wall - SEARCH_SPAN_MS;
+  let after = wall + SEARCH_SPAN_MS;
+  while (after - before > 1) {
+    const mid = Math.floor((before + after) / 2);
+    if (wallAt(mid) < wall) before = mid;
+    else after = mid;
+  }
+  return after;
 });
 
 function parseDate(date: string): [number, number, number] {
@@ -145,6 +163,8 @@ export function bucketsOf(range: Span, granularity: Granularity, timezone: strin
   let start = range.start;
   while (start < range.end) {
     const end = Math.min(nextBoundary(start, granularity, timezone), range.end);
+    // localMidnight guarantees progress; a bug here must fail the request, not hang the process.
+    if (end <= start) throw new Error(`${granularity} period at ${start} in ${timezone} does not advance`);
     buckets.push({ start, end });
     start = end;
   }

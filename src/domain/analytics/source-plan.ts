@@ -90,6 +90,7 @@ export function planSources(buckets: Span[], coverage: Coverage): SourcePlan {
     for (let at = bucket.start; at < bucket.end; ) {
       const day = localDayAround(at, coverage.dailyZone);
       const end = Math.min(day.end, bucket.end);
+      if (end <= at) throw new Error(`local day at ${at} in ${coverage.dailyZone} does not advance`); // localMidnight rules it out
       if (day.start === at && day.end <= bucket.end && dayIsFinal(day, coverage)) {
         plan.daily.push({ date: localDateOf(at, coverage.dailyZone), bucket: index });
       } else {

@@ -241,20 +241,28 @@ export async function recomputeDailyRollups(pool: pg.Pool, days: LicenseDay[]): 
 }
 
 /**
- * For a daily window (UTC date D), the one local date per license that ends within D:
- * each license-local date ends in exactly one UTC date, so running the daily window of every
- * UTC date finalizes every local date once, after it is over.
+ * For a daily window (UTC date D), the local dates per license that end within D: each
+ * license-local date ends in exactly one UTC date, so running the daily window of every
+ * UTC date finalizes every local date once, after it is over. Usually one date per license;
+ * two where the zone skipped a date (Pacific/Apia's 2011-12-29 and the skipped 2011-12-30
+ * both end at 2011-12-30T10:00Z), none where it repeated one.
  */
 export async function localDaysEndingOn(
   db: pg.Pool | pg.PoolClient,
   utcDate: Date,
   licenseIds?: string[],
 ): Promise<LicenseDay[]> {
+  const start = utcDateFloor(utcDate);
   const { rows } = await db.query<{ license_id: string; day: string }>(
-    `SELECT id AS license_id, to_char((($1::timestamptz) AT TIME ZONE timezone)::date - 1, 'YYYY-MM-DD') AS day
-       FROM licenses
-      WHERE ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))`,
-    [new Date(utcDateFloor(utcDate).getTime() + DAY_MS), licenseIds ?? null],
+    `SELECT l.id AS license_id, to_char(c.day, 'YYYY-MM-DD') AS day
+       FROM licenses l
+       CROSS JOIN LATERAL generate_series((($1::timestamptz) AT TIME ZONE l.timezone)::date - 2,
+                                          (($2::timestamptz) AT TIME ZONE l.timezone)::date, interval '1 day') AS c(day)
+      WHERE ($3::uuid[] IS NULL OR l.id = ANY($3::uuid[]))
+        AND (c.day::date + 1)::timestamp AT TIME ZONE l.timezone >= $1::timestamptz
+        AND (c.day::date + 1)::timestamp AT TIME ZONE l.timezone < $2::timestamptz
+      ORDER BY l.id, c.day`,
+    [start, new Date(start.getTime() + DAY_MS), licenseIds ?? null],
   );
   return rows.map((r) => ({ licenseId: r.license_id, day: r.day }));
 }

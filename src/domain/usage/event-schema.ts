@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { Decimal } from 'decimal.js';
 import { z } from 'zod';
+import { boundedJsonObject } from '../../lib/json-value';
 
 export const USAGE_TYPE_PATTERN = /^[a-z0-9_.:-]{1,64}$/;
 export const MAX_PROPERTIES_KEYS = 50;
@@ -69,8 +70,8 @@ export const quantitySchema = z
     return parsed.text;
   });
 
-const propertiesSchema = z
-  .record(z.string().max(128), z.json())
+/** Nested at most MAX_JSON_DEPTH levels (checked without recursion) before anything recurses over it. */
+const propertiesSchema = boundedJsonObject(128)
   .superRefine((props, ctx) => {
     const keys = Object.keys(props).length;
     if (keys > MAX_PROPERTIES_KEYS) {

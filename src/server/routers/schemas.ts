@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isIanaTimeZone } from '../../domain/timezones';
+import { boundedJsonObject } from '../../lib/json-value';
 
 /** Output helpers: dates go out as ISO 8601 strings, decimals and big counters as exact strings. */
 export const isoDate = z.date().transform((d) => d.toISOString());
@@ -11,8 +12,8 @@ export const timezoneSchema = z
   .max(64)
   .refine(isIanaTimeZone, 'must be an IANA time zone name such as "Europe/Berlin" or "UTC"');
 
-export const metadataSchema = z
-  .record(z.string().max(128), z.json())
+/** Free JSON, nested at most MAX_JSON_DEPTH levels (checked before the size, which stringifies it). */
+export const metadataSchema = boundedJsonObject(128)
   .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= 8192, 'must be at most 8 KB as JSON');
 
 export const idInput = z.strictObject({ id: z.uuid() });
