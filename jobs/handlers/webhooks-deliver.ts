@@ -1,8 +1,9 @@
 import { attemptDelivery } from '../../src/domain/webhooks/deliver';
+import { webhookPolicy } from '../../src/domain/webhooks/url-policy';
 import type { JobHandler } from './types';
 
 export const deliverWebhook: JobHandler<'webhooks.deliver'> = async (deps, { deliveryId }, ctx) => {
-  const outcome = await attemptDelivery({ prisma: deps.prisma, timeoutMs: deps.env.WEBHOOK_TIMEOUT_MS }, deliveryId, {
+  const outcome = await attemptDelivery({ prisma: deps.prisma, timeoutMs: deps.env.WEBHOOK_TIMEOUT_MS, policy: webhookPolicy(deps.env) }, deliveryId, {
     number: ctx.attempt,
     last: ctx.attempt >= ctx.maxAttempts,
   });
