@@ -160,7 +160,8 @@ export function addressRefusal(ip: string, policy: OutboundPolicy): AddressClass
   return cls;
 }
 
-export type UrlCheck = { ok: true; url: URL } | { ok: false; reason: string };
+/** `what` says whether the URL itself (scheme, credentials) or the address it leads to is refused. */
+export type UrlCheck = { ok: true; url: URL } | { ok: false; what: 'url' | 'address'; reason: string };
 
 /**
  * Checks a URL as written: http or https, no credentials, and a host that is neither a
@@ -173,18 +174,18 @@ export function checkOutboundUrl(raw: string, policy: OutboundPolicy): UrlCheck 
   try {
     url = new URL(raw);
   } catch {
-    return { ok: false, reason: 'is not a valid URL' };
+    return { ok: false, what: 'url', reason: 'is not a valid URL' };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, reason: 'must use http or https' };
-  if (url.username !== '' || url.password !== '') return { ok: false, reason: 'must not carry credentials (user:password@); authenticate receivers by the signature' };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, what: 'url', reason: 'must use http or https' };
+  if (url.username !== '' || url.password !== '') return { ok: false, what: 'url', reason: 'must not carry credentials (user:password@); authenticate receivers by the signature' };
   const host = unbracket(url.hostname);
   if (isIP(host) !== 0) {
     const refusal = addressRefusal(host, policy);
-    return refusal === null ? { ok: true, url } : { ok: false, reason: refusedMessage(host, refusal) };
+    return refusal === null ? { ok: true, url } : { ok: false, what: 'address', reason: refusedMessage(host, refusal) };
   }
   const name = normalizeHostName(host);
   if (!policy.allowedHosts.has(name) && (name === 'localhost' || name.endsWith('.localhost'))) {
-    return { ok: false, reason: refusedMessage(name, 'loopback') };
+    return { ok: false, what: 'address', reason: refusedMessage(name, 'loopback') };
   }
   return { ok: true, url };
 }

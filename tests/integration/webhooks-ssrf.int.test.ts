@@ -218,12 +218,15 @@ describe('at connect time, on the address the name resolves to', () => {
 
   const deps = (resolve: Resolve, allowedHosts = '') => ({ prisma: app.prisma, timeoutMs: 5_000, policy: outboundPolicy({ allowedHosts }), resolve });
 
-  it('refuses a public-looking name that resolves to loopback: nothing reaches the receiver', async () => {
+  it('refuses a public-looking name that resolves to loopback: nothing reaches the receiver, the operator log says why', async () => {
     const row = await deliveryTo('hooks.customer.test');
-    const outcome = await attemptDelivery(deps(dns({ 'hooks.customer.test': ['127.0.0.1'] })), row.id, { number: 1, last: false });
+    const logged: string[] = [];
+    const logger = { warn: (details: object, message: string) => void logged.push(`${message}: ${(details as { err: Error }).err.message}`) };
+    const outcome = await attemptDelivery({ ...deps(dns({ 'hooks.customer.test': ['127.0.0.1'] })), logger }, row.id, { number: 1, last: false });
     expect(outcome).toEqual({ status: 'FAILED', responseStatus: null });
     expect(receiver.received).toEqual([]);
     expect(await app.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({ status: 'FAILED', lastError: 'refused: address not allowed' });
+    expect(logged).toEqual(['webhook delivery refused: address not allowed: hooks.customer.test: no allowed address (127.0.0.1 is loopback)']);
   });
 
   it('connects only to an allowed address among those a name resolves to', async () => {
@@ -324,6 +327,33 @@ describe('what a tenant is told about a failed attempt', () => {
     } finally {
       await receiver.close();
       await new Promise<void>((resolve) => chatty.close(() => resolve()));
+    }
+  });
+
+  it('"HTTP 302" for a redirect, which is not followed', async () => {
+    const trap = await startReceiver();
+    const redirecting = http.createServer((req, res) => res.writeHead(302, { location: trap.url }).end());
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const row = await deliveryTo(`http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/hook`);
+      expect(await attemptDelivery(loopbackAllowed(), row.id, { number: 8, last: true })).toEqual({ status: 'FAILED', responseStatus: 302 });
+      expect(await shown(row.id)).toMatchObject({ lastError: 'HTTP 302' });
+      expect(trap.received).toEqual([]);
+    } finally {
+      await trap.close();
+      await new Promise<void>((resolve) => redirecting.close(() => resolve()));
+    }
+  });
+
+  it('"refused: URL not allowed" for a saved URL that carries credentials, at once and without sending', async () => {
+    const receiver = await startReceiver();
+    try {
+      const row = await deliveryTo(receiver.url.replace('http://', 'http://admin:hunter2@'));
+      expect(await attemptDelivery(loopbackAllowed(), row.id, { number: 1, last: false })).toEqual({ status: 'FAILED', responseStatus: null });
+      expect(await shown(row.id)).toMatchObject({ status: 'FAILED', lastError: 'refused: URL not allowed' });
+      expect(receiver.received).toEqual([]);
+    } finally {
+      await receiver.close();
     }
   });
 

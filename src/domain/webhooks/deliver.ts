@@ -17,10 +17,20 @@ export interface DeliveryDeps {
   /** Name resolution; the system resolver unless a test stands in for DNS. */
   resolve?: Resolve;
   userAgent?: string;
+  /** The operator's log gets the details the tenant is not shown (which address, which socket error). */
+  logger?: { warn(details: object, message: string): void };
 }
 
-/** A delivery stopped before it was sent, for a reason that a retry cannot change. */
-class ReceiverRefused extends Error {}
+/** A delivery stopped before it was sent, for a reason that a retry cannot change; `shown` is what the tenant reads. */
+class ReceiverRefused extends Error {
+  constructor(
+    readonly shown: 'refused: address not allowed' | 'refused: URL not allowed',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
 
 /**
  * One attempt at one delivery: POST the event, signed, and log the answer. A non-2xx answer
@@ -58,6 +68,7 @@ export async function attemptDelivery(
   } catch (err) {
     error = describeDeliveryError(err);
     if (err instanceof ReceiverRefused) final = true;
+    deps.logger?.warn({ deliveryId, endpointId: delivery.endpointId, attempt: attempt.number, err }, `webhook delivery ${error}`);
   }
 
   const ok = error === null;
@@ -90,7 +101,11 @@ export async function attemptDelivery(
  */
 function post(deps: DeliveryDeps, rawUrl: string, body: string, headers: Record<string, string>): Promise<number> {
   const check = checkOutboundUrl(rawUrl, deps.policy);
-  if (!check.ok) return Promise.reject(new ReceiverRefused(`${rawUrl} ${check.reason}`));
+  if (!check.ok) {
+    // a row saved before these rules, or an operator who narrowed the allowlist since
+    const shown = check.what === 'address' ? 'refused: address not allowed' : 'refused: URL not allowed';
+    return Promise.reject(new ReceiverRefused(shown, `${rawUrl} ${check.reason}`));
+  }
   const request = check.url.protocol === 'https:' ? https.request : http.request;
   return new Promise<number>((resolve, reject) => {
     const req = request(
@@ -107,14 +122,14 @@ function post(deps: DeliveryDeps, rawUrl: string, body: string, headers: Record<
         res.destroy();
       },
     );
-    req.on('error', (err) => reject(err instanceof AddressRefusedError ? new ReceiverRefused(err.message, { cause: err }) : err));
+    req.on('error', (err) => reject(err instanceof AddressRefusedError ? new ReceiverRefused('refused: address not allowed', err.message, { cause: err }) : err));
     req.end(body);
   });
 }
 
 /** What the tenant is told about a failed attempt: a reason, never the socket's own words. */
 export function describeDeliveryError(err: unknown): string {
-  if (err instanceof ReceiverRefused) return 'refused: address not allowed';
+  if (err instanceof ReceiverRefused) return err.shown;
   const { name, code } = (err ?? {}) as { name?: string; code?: string };
   if (name === 'AbortError' || name === 'TimeoutError' || code === 'ETIMEDOUT') return 'timeout';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NODATA' || code === 'EAI_NONAME') return 'unreachable: host name not found';
