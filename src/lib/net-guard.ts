@@ -225,26 +225,25 @@ export const systemResolve: Resolve = (hostname) => dnsLookup(hostname, { all: t
 export function guardedLookup(policy: OutboundPolicy, resolve: Resolve = systemResolve): LookupFunction {
   return (hostname, options, callback) => {
     const trusted = policy.allowedHosts.has(normalizeHostName(hostname));
-    resolve(hostname).then(
-      (all) => {
-        const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all;
-        const refused: { address: string; cls: AddressClass }[] = [];
-        const usable = wanted.filter((a) => {
-          const cls = trusted ? null : addressRefusal(a.address, policy);
-          if (cls !== null) refused.push({ address: a.address, cls });
-          return cls === null;
-        });
-        if (usable.length === 0) {
-          if (refused.length === 0) callback(Object.assign(new Error(`${hostname}: no address`), { code: 'ENOTFOUND' }), '');
-          else callback(new AddressRefusedError(hostname, refused), '');
-        } else if (options.all) {
-          callback(null, usable);
-        } else {
-          callback(null, usable[0]!.address, usable[0]!.family);
-        }
-      },
-      (err: NodeJS.ErrnoException) => callback(err, ''),
-    );
+    const pick = (all: ResolvedAddress[]): ResolvedAddress[] => {
+      const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all;
+      const refused: { address: string; cls: AddressClass }[] = [];
+      const usable = wanted.filter((a) => {
+        const cls = trusted ? null : addressRefusal(a.address, policy);
+        if (cls !== null) refused.push({ address: a.address, cls });
+        return cls === null;
+      });
+      if (usable.length > 0) return usable;
+      if (refused.length > 0) throw new AddressRefusedError(hostname, refused);
+      throw Object.assign(new Error(`${hostname}: no address`), { code: 'ENOTFOUND' });
+    };
+    // every outcome, a throw in `pick` included, ends in the callback: nothing is left unhandled
+    resolve(hostname)
+      .then(pick)
+      .then(
+        (usable) => (options.all ? callback(null, usable) : callback(null, usable[0]!.address, usable[0]!.family)),
+        (err: NodeJS.ErrnoException) => callback(err, ''),
+      );
   };
 }
 
