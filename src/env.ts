@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
+import { parseAllowlist } from './lib/net-guard';
 
 const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -46,6 +47,14 @@ export const envShape = {
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
   USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
   EXPORT_STALL_TIMEOUT_MS: intFrom(30_000, 100, 600_000),
+  // Webhooks reach public addresses only; these let an operator name internal receivers.
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .superRefine((spec, ctx) => {
+      for (const message of parseAllowlist(spec).errors) ctx.addIssue({ code: 'custom', message });
+    }),
+  WEBHOOK_ALLOW_PRIVATE: z.stringbool().default(false),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

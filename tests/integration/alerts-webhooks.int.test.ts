@@ -22,7 +22,7 @@ let app: TestApp;
 let workers: Awaited<ReturnType<typeof startTestWorkers>>;
 
 beforeAll(async () => {
-  app = await TestApp.start({ WEBHOOK_RETRY_BASE_MS: '20' });
+  app = await TestApp.start({ WEBHOOK_RETRY_BASE_MS: '20', WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' }); // the receiver listens on loopback
   workers = await startTestWorkers(app);
 });
 afterAll(async () => {

@@ -125,7 +125,8 @@ let revokedKey: string;
 let ownerB: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
+  // Webhook fixtures point at 127.0.0.1:9 (discard; nothing is delivered): allowed for this app only.
+  app = await TestApp.start({ WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
   const a = await app.createTenant();
   const b = await app.createTenant();
   ownerB = b.ownerKey;

@@ -24,7 +24,7 @@ let workers: Awaited<ReturnType<typeof startTestWorkers>>;
 // The daily job forecasts every license of the database: this file gets one of its own.
 beforeAll(async () => {
   db = createIsolatedDatabase('forecasts');
-  app = await TestApp.start({ DATABASE_URL: db.url, WEBHOOK_RETRY_BASE_MS: '20', USAGE_CACHE_TTL_SECONDS: '0' });
+  app = await TestApp.start({ DATABASE_URL: db.url, WEBHOOK_RETRY_BASE_MS: '20', USAGE_CACHE_TTL_SECONDS: '0', WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
   await ensureUsageEventPartitions(app.services.db.pool, new Date(), new Date(Date.now() - 70 * DAY));
   workers = await startTestWorkers(app);
 });

@@ -4,6 +4,8 @@ import { AppError } from '../../lib/errors';
 import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
 import { newWebhookSecret } from './signing';
 import type { WebhookEventType } from './events';
+import type { OutboundPolicy } from '../../lib/net-guard';
+import { assertReceiverUrl } from './url-policy';
 
 type EndpointRow = Prisma.WebhookEndpointGetPayload<object>;
 
@@ -28,7 +30,13 @@ async function ownEndpoint(db: Db, tenantId: string, id: string): Promise<Endpoi
   return endpoint;
 }
 
-export async function createEndpoint(db: Db, tenantId: string, args: { url: string; events?: WebhookEventType[]; description?: string }) {
+export async function createEndpoint(
+  db: Db,
+  tenantId: string,
+  args: { url: string; events?: WebhookEventType[]; description?: string },
+  policy: OutboundPolicy,
+) {
+  assertReceiverUrl(args.url, policy);
   const secret = newWebhookSecret();
   const endpoint = await db.webhookEndpoint.create({
     data: { tenantId, url: args.url, events: args.events ?? [], description: args.description ?? null, secret },
@@ -46,7 +54,9 @@ export async function updateEndpoint(
   tenantId: string,
   id: string,
   args: { url?: string; events?: WebhookEventType[]; description?: string | null; enabled?: boolean },
+  policy: OutboundPolicy,
 ) {
+  if (args.url !== undefined) assertReceiverUrl(args.url, policy);
   await ownEndpoint(db, tenantId, id);
   return presentEndpoint(await db.webhookEndpoint.update({ where: { id }, data: args }));
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { createEndpoint } from '../../../domain/webhooks/endpoints';
+import { webhookPolicy } from '../../../domain/webhooks/url-policy';
 import { procedure, requireTenant } from '../../trpc';
 import { endpointWithSecretSchema, webhookEventsSchema, webhookUrlSchema } from './schemas';
 
@@ -7,4 +8,4 @@ import { endpointWithSecretSchema, webhookEventsSchema, webhookUrlSchema } from 
 export const createWebhookProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'webhook' })
   .input(z.strictObject({ url: webhookUrlSchema, events: webhookEventsSchema.optional(), description: z.string().max(500).optional() }))
   .output(endpointWithSecretSchema)
-  .mutation(({ ctx, input }) => createEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .mutation(({ ctx, input }) => createEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), input, webhookPolicy(ctx.services.env)));

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { WEBHOOK_EVENT_TYPES } from '../../../domain/webhooks/events';
 import { isoDate, isoDateOrNull } from '../schemas';
 
-// Any http(s) URL, private addresses included: Tally is self-hosted and receivers are often internal.
+// Any http(s) URL here; which hosts and addresses it may reach is checked by the domain
+// (src/domain/webhooks/url-policy.ts) under the configured allowlist.
 export const webhookUrlSchema = z.url({ protocol: /^https?$/ }).max(2000);
 
 export const webhookEventsSchema = z.array(z.enum(WEBHOOK_EVENT_TYPES)).max(WEBHOOK_EVENT_TYPES.length);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { updateEndpoint } from '../../../domain/webhooks/endpoints';
+import { webhookPolicy } from '../../../domain/webhooks/url-policy';
 import { procedure, requireTenant } from '../../trpc';
 import { endpointSchema, webhookEventsSchema, webhookUrlSchema } from './schemas';
 
@@ -14,4 +15,6 @@ export const updateWebhookProcedure = procedure({ roles: ['owner'], scope: 'tena
     }),
   )
   .output(endpointSchema)
-  .mutation(({ ctx, input: { id, ...fields } }) => updateEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields));
+  .mutation(({ ctx, input: { id, ...fields } }) =>
+    updateEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields, webhookPolicy(ctx.services.env)),
+  );
