@@ -220,6 +220,11 @@ describe('privacy.eraseUser', () => {
     const longest = await app.call('privacy.eraseUser', { userId: 'x'.repeat(256) }, w.ownerKey);
     expect(longest.status).toBe(200);
     expect(longest.data).toMatchObject({ events: 0, idempotencyKeys: 0, pseudonym: null });
+    // LIKE wildcards and JSON quoting are matched literally, never as patterns.
+    for (const userId of ['%', '_', '"', '\\', "'"]) {
+      const res = await app.call('privacy.eraseUser', { userId }, w.ownerKey);
+      expect([userId, res.status, res.data]).toEqual([userId, 200, expect.objectContaining({ events: 0, auditLogs: 0, webhookDeliveries: 0 })]);
+    }
     expect(await eventRows('e.tenant_id = $1', [w.tenantId])).toEqual(before);
   });
 
@@ -392,6 +397,24 @@ describe('privacy.eraseUser', () => {
 });
 
 describe('eraseUser (domain)', () => {
+  it('runs one erasure of a user at a time: the user keeps one pseudonym', async () => {
+    const w = await buildWorld();
+    const outcomes = await Promise.allSettled([
+      eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId }, 2),
+      eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId }, 2),
+    ]);
+    const reports = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    for (const o of outcomes) {
+      if (o.status === 'rejected') expect(o.reason).toMatchObject({ code: 'CONFLICT', message: expect.stringContaining('already running') });
+    }
+    expect(reports.map((r) => r.events).sort((a, b) => a - b)).toEqual(reports.length === 2 ? [0, 32] : [32]);
+    const { rows } = await pool().query<{ users: string }>(
+      `SELECT count(DISTINCT user_id)::text AS users FROM usage_events WHERE tenant_id = $1 AND user_id LIKE 'erased:%'`,
+      [w.tenantId],
+    );
+    expect(rows[0]!.users).toBe('1');
+  });
+
   it('erases in batches, one license at a time, and leaves the other license to its own erasure', async () => {
     const w = await buildWorld();
     await rollUp(w);

@@ -10,6 +10,8 @@ export const ERASURE_BATCH_SIZE = 1_000;
 const SCAN_BATCH_SIZE = 500;
 /** At most this many of the user's addresses are searched for outside the events. */
 const MAX_ADDRESSES = 10_000;
+/** Advisory lock class of erasures (rollups use 7001 and 7002). */
+const ERASURE_LOCK = 7_003;
 
 export interface ErasureRequest {
   tenantId: string;
@@ -60,6 +62,30 @@ function pseudonymFor(tenantId: string, userId: string): string {
 export async function eraseUser(pool: pg.Pool, request: ErasureRequest, batchSize = ERASURE_BATCH_SIZE): Promise<ErasureReport> {
   const { tenantId, userId, licenseId } = request;
   if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, licenseId);
+  // Two erasures of one user at once would split the user's events between two pseudonyms
+  // (and count the user twice): the second is refused while the first runs. The lock is held
+  // by a session of its own, so each batch can still commit on its own.
+  const lockKey = `${tenantId}|${userId}`; // a tenant id is a UUID: no '|' in it
+  const lock = await pool.connect();
+  let released = false;
+  try {
+    const { rows } = await lock.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [ERASURE_LOCK, lockKey]);
+    if (!rows[0]?.locked) throw new AppError('CONFLICT', 'userId: an erasure of this user is already running; retry when it has finished');
+    try {
+      return await eraseLocked(pool, request, batchSize);
+    } finally {
+      await lock.query('SELECT pg_advisory_unlock($1, hashtext($2))', [ERASURE_LOCK, lockKey]).catch((error: unknown) => {
+        lock.release(error as Error); // a session that may still hold the lock is not reused
+        released = true;
+      });
+    }
+  } finally {
+    if (!released) lock.release();
+  }
+}
+
+async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: number): Promise<ErasureReport> {
+  const { tenantId, userId } = request;
   const pseudonym = pseudonymFor(tenantId, userId);
   const addresses = await addressesOf(pool, request);
   const needles = [userId, ...addresses];
