@@ -11,6 +11,7 @@ import { overagesRouter } from './routers/overages/router';
 import { webhooksRouter } from './routers/webhooks/router';
 import { analyticsRouter } from './routers/analytics/router';
 import { forecastsRouter } from './routers/forecasts/router';
+import { privacyRouter } from './routers/privacy/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -25,6 +26,7 @@ export const appRouter = router({
   webhooks: webhooksRouter,
   analytics: analyticsRouter,
   forecasts: forecastsRouter,
+  privacy: privacyRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -111,6 +111,8 @@ const fixtures: Record<string, Fixture> = {
   'webhooks.delete': { input: () => ({ id: randomUUID() }), foreign: (ids) => ({ id: ids.webhookB }) },
   'webhooks.rotateSecret': { input: (ids) => ({ id: ids.webhookA }), foreign: (ids) => ({ id: ids.webhookB }) },
   'webhooks.deliveries': { input: () => ({}), foreign: (ids) => ({ endpointId: ids.webhookB }) },
+  'privacy.eraseUser': { input: () => ({ userId: 'matrix-user' }), foreign: (ids) => ({ userId: 'matrix-user', licenseId: ids.licenseB }) },
+  'privacy.exportUser': { input: () => ({ userId: 'matrix-user' }), foreign: (ids) => ({ userId: 'matrix-user', licenseId: ids.licenseB }) },
 };
 
 const procedures = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string; meta?: Meta } }>).map(

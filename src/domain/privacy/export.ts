@@ -1,0 +1,176 @@
+import type pg from 'pg';
+import { AppError } from '../../lib/errors';
+import { assertLicenseOfTenant } from './erasure';
+
+export const EXPORT_PAGE_MAX = 1_000;
+
+export interface UserExportRequest {
+  tenantId: string;
+  userId: string;
+  licenseId?: string;
+  /** Events per page, 1..EXPORT_PAGE_MAX. */
+  limit: number;
+  cursor?: string;
+}
+
+export interface ExportedEvent {
+  id: string;
+  usageType: string;
+  quantity: string;
+  occurredAt: string;
+  receivedAt: string;
+  idempotencyKey: string | null;
+  platform: string | null;
+  deviceType: string | null;
+  userId: string;
+  route: string | null;
+  method: string | null;
+  statusCode: number | null;
+  durationMs: number | null;
+  sdkVersion: string | null;
+  ipAddress: string | null;
+  properties: unknown;
+}
+
+interface Position {
+  licenseId: string;
+  occurredAt: string;
+  id: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function encodePosition(p: Position): string {
+  return Buffer.from(`${p.licenseId}|${p.occurredAt}|${p.id}`).toString('base64url');
+}
+
+function decodePosition(cursor: string): Position {
+  const [licenseId, occurredAt, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  if (!licenseId || !UUID.test(licenseId) || !id || !UUID.test(id) || !occurredAt || Number.isNaN(Date.parse(occurredAt))) {
+    throw new AppError('BAD_REQUEST', 'cursor: not a cursor returned by privacy.exportUser');
+  }
+  return { licenseId, occurredAt, id };
+}
+
+/**
+ * Everything Tally holds about one user of a tenant: their events with every dimension,
+ * grouped per license, a page at a time in (license, occurredAt, id) order with a cursor for
+ * the next page (null on the last), and, on the first page, the tenant's audit log entries
+ * and webhook deliveries that mention the user id. Aggregates (rollups, forecasts, alerts)
+ * hold no user ids and are not part of it.
+ */
+export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
+  const { tenantId, userId, licenseId, limit } = request;
+  if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, licenseId);
+  const after = request.cursor ? decodePosition(request.cursor) : null;
+
+  const { rows } = await pool.query<{
+    id: string;
+    license_id: string;
+    usage_type: string;
+    quantity: string;
+    occurred_at: Date;
+    received_at: Date;
+    idempotency_key: string | null;
+    platform: string | null;
+    device_type: string | null;
+    user_id: string;
+    route: string | null;
+    method: string | null;
+    status_code: number | null;
+    duration_ms: number | null;
+    sdk_version: string | null;
+    ip_address: string | null;
+    properties: unknown;
+  }>(
+    `SELECT id, license_id, usage_type, trim_scale(quantity)::text AS quantity, occurred_at, received_at, idempotency_key,
+            platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+       FROM usage_events
+      WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3)
+        AND ($4::uuid IS NULL OR (license_id, occurred_at, id) > ($4::uuid, $5::timestamptz, $6::uuid))
+      ORDER BY license_id, occurred_at, id
+      LIMIT $7`,
+    [tenantId, userId, licenseId ?? null, after?.licenseId ?? null, after?.occurredAt ?? null, after?.id ?? null, limit + 1],
+  );
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  const nextCursor =
+    rows.length > limit && last ? encodePosition({ licenseId: last.license_id, occurredAt: last.occurred_at.toISOString(), id: last.id }) : null;
+
+  const licenseIds = [...new Set(page.map((r) => r.license_id))];
+  const { rows: licenseRows } = await pool.query<{ id: string; name: string; external_id: string | null }>(
+    'SELECT id, name, external_id FROM licenses WHERE tenant_id = $1 AND id = ANY($2::uuid[])',
+    [tenantId, licenseIds],
+  );
+  const licenseInfo = new Map(licenseRows.map((l) => [l.id, l]));
+  const licenses = licenseIds.map((id) => ({
+    licenseId: id,
+    name: licenseInfo.get(id)?.name ?? null,
+    externalId: licenseInfo.get(id)?.external_id ?? null,
+    events: page
+      .filter((r) => r.license_id === id)
+      .map(
+        (r): ExportedEvent => ({
+          id: r.id,
+          usageType: r.usage_type,
+          quantity: r.quantity,
+          occurredAt: r.occurred_at.toISOString(),
+          receivedAt: r.received_at.toISOString(),
+          idempotencyKey: r.idempotency_key,
+          platform: r.platform,
+          deviceType: r.device_type,
+          userId: r.user_id,
+          route: r.route,
+          method: r.method,
+          statusCode: r.status_code,
+          durationMs: r.duration_ms,
+          sdkVersion: r.sdk_version,
+          ipAddress: r.ip_address,
+          properties: r.properties,
+        }),
+      ),
+  }));
+
+  const mentions = after ? null : await mentionsOf(pool, tenantId, userId);
+  return {
+    userId,
+    generatedAt: new Date().toISOString(),
+    eventsInPage: page.length,
+    licenses,
+    nextCursor,
+    auditLogs: mentions?.auditLogs ?? [],
+    webhookDeliveries: mentions?.webhookDeliveries ?? [],
+  };
+}
+
+/** Bounded: mentions outside the events are rare, and the newest are the ones worth reading. */
+const MENTIONS_MAX = 100;
+
+async function mentionsOf(pool: pg.Pool, tenantId: string, userId: string) {
+  const likeEscape = (s: string) => s.replace(/[\\%_]/g, '\\$&');
+  const json = `%${likeEscape(JSON.stringify(userId).slice(1, -1))}%`;
+  const text = `%${likeEscape(userId)}%`;
+  const audit = await pool.query<{ id: string; action: string; target_type: string | null; target_id: string | null; metadata: unknown; created_at: Date }>(
+    `SELECT id, action, target_type, target_id, metadata, created_at FROM audit_logs
+      WHERE tenant_id = $1 AND (metadata::text LIKE $2 OR target_id LIKE $3)
+      ORDER BY created_at DESC, id DESC LIMIT ${MENTIONS_MAX}`,
+    [tenantId, json, text],
+  );
+  const deliveries = await pool.query<{ id: string; event_type: string; payload: unknown; created_at: Date }>(
+    `SELECT id, event_type, payload, created_at FROM webhook_deliveries
+      WHERE tenant_id = $1 AND (payload::text LIKE $2 OR attempt_log::text LIKE $2 OR last_error LIKE $3)
+      ORDER BY created_at DESC, id DESC LIMIT ${MENTIONS_MAX}`,
+    [tenantId, json, text],
+  );
+  return {
+    auditLogs: audit.rows.map((r) => ({
+      id: r.id,
+      action: r.action,
+      targetType: r.target_type,
+      targetId: r.target_id,
+      metadata: r.metadata,
+      createdAt: r.created_at.toISOString(),
+    })),
+    webhookDeliveries: deliveries.rows.map((r) => ({ id: r.id, eventType: r.event_type, payload: r.payload, createdAt: r.created_at.toISOString() })),
+  };
+}
