@@ -16,7 +16,7 @@ import { TestApp, type CallResult } from '../helpers/harness';
  *
  * To add a procedure: add an entry to `fixtures` under its path, with `input` (a valid call in
  * tenant A, made once per role, so a call that uses its target up, like a delete, builds a fresh
- * one) and `cross` (one or more of `foreign`, `list`, `lands`, `adminOnly`); if it needs rows of
+ * one) and `cross` (one or more of `foreign`, `list`, `lands`, `spares`, `adminOnly`); if it needs rows of
  * a new kind, create them for both tenants in `populate` and add them to `Side`.
  */
 
@@ -24,12 +24,16 @@ const WEBHOOK_URL = 'https://93.184.215.14/tally-hook'; // a public address: web
 const TODAY = new Date().toISOString().slice(0, 10);
 const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
 const USAGE_TYPE = 'matrix_t';
+/** The end user behind each tenant's event (the same id in both tenants). */
+const MATRIX_USER = 'matrix-user';
 
 /** One tenant and a row of every kind it can own. */
 interface Side {
   tenantId: string;
   owner: string;
   license: string;
+  /** An event of MATRIX_USER. */
+  event: string;
   threshold: string;
   webhook: string;
   overage: string;
@@ -58,6 +62,8 @@ type Cross =
   | { kind: 'list'; input?: (side: Side) => unknown; rows: (data: any) => string[]; mine: (side: Side) => string }
   /** A create without ids: what it made belongs to A. */
   | { kind: 'lands'; tenantOf: (data: any) => Promise<string | null | undefined> | string }
+  /** A's own valid call, while B holds the same kind of rows (and the same user id): nothing of B changes. */
+  | { kind: 'spares' }
   /** Admin only: a tenant key naming another tenant is still refused. */
   | { kind: 'adminOnly' };
 
@@ -111,15 +117,15 @@ const fixtures: Record<string, Fixture> = {
     cross: foreign({ input: (w) => ({ licenseId: w.b.license, usageType: 'matrix' }) }),
   },
   'usage.trackEvents': {
-    input: (w) => ({ events: [{ licenseId: w.a.license, usageType: 'matrix' }] }),
-    cross: foreign({
+    input: (w) => ({ events: [{ licenseId: w.a.license, usageType: 'matrix', userId: MATRIX_USER }] }),
+    cross: [{ kind: 'spares' }, foreign({
       input: (w) => ({ events: [{ licenseId: w.b.license, usageType: 'matrix' }] }),
       // a batch judges each event: the foreign one is refused as not found, nothing is stored
       expect: (res) => {
         expect(res.status).toBe(200);
         expect(res.data).toMatchObject({ accepted: 0, rejected: [expect.objectContaining({ code: 'LICENSE_NOT_FOUND' })] });
       },
-    }),
+    })],
   },
   'usage.current': { input: (w) => ({ licenseId: w.a.license }), cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }) },
   'usage.check': {
@@ -217,7 +223,7 @@ function overageFor(side: Side, periodStart: Date) {
 async function populate(): Promise<Side> {
   const t = await app.createTenant();
   const license = (await app.createLicense(t.ownerKey)).id;
-  const tracked = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE }, t.ownerKey);
+  const tracked = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE, userId: MATRIX_USER, ipAddress: '203.0.113.9' }, t.ownerKey);
   expect(tracked.status).toBe(200);
   const threshold = await app.call('thresholds.create', { licenseId: license, usageType: USAGE_TYPE, periodType: 'monthly', limitQuantity: 1000 }, t.ownerKey);
   const webhook = await app.call('webhooks.create', { url: WEBHOOK_URL }, t.ownerKey);
@@ -226,6 +232,7 @@ async function populate(): Promise<Side> {
     tenantId: t.tenantId,
     owner: t.ownerKey,
     license,
+    event: tracked.data.eventId as string,
     threshold: threshold.data.id as string,
     webhook: webhook.data.id as string,
     readKey: (await app.createKey(t.ownerKey, 'read')).id,
@@ -268,12 +275,12 @@ async function holdings(tenantId: string) {
     app.prisma.usageAlert.findMany(where),
     app.prisma.usageForecast.findMany(where),
     app.prisma.webhookDelivery.findMany(where),
-    app.prisma.usageEvent.count(where),
+    app.prisma.usageEvent.findMany({ ...where, select: { id: true, userId: true, ipAddress: true, properties: true, quantity: true } }),
   ]);
   const byId = <T extends { id: string }>(rows: T[]) => [...rows].sort((x, y) => (x.id < y.id ? -1 : 1));
   return JSON.parse(
     JSON.stringify(
-      { licenses: byId(licenses), apiKeys: byId(apiKeys), thresholds: byId(thresholds), webhooks: byId(webhooks), overages: byId(overages), alerts: byId(alerts), forecasts: byId(forecasts), deliveries: byId(deliveries), events },
+      { licenses: byId(licenses), apiKeys: byId(apiKeys), thresholds: byId(thresholds), webhooks: byId(webhooks), overages: byId(overages), alerts: byId(alerts), forecasts: byId(forecasts), deliveries: byId(deliveries), events: byId(events) },
       (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
     ),
   ) as unknown;
@@ -412,6 +419,11 @@ describe.each(procedures)('$path', (p) => {
         const res = await call(p, await input(), a.owner, intoB);
         expect(res.status).toBe(200);
         expect(await cross.tenantOf(res.data)).toBe(a.tenantId);
+        break;
+      }
+      case 'spares': {
+        const res = await call(p, await input(), a.owner, intoB);
+        expect([res.status, res.body.error?.message]).toEqual([200, undefined]);
         break;
       }
       case 'adminOnly': {

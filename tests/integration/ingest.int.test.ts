@@ -107,7 +107,7 @@ describe('usage.trackEvent', () => {
     expect(after - before).toBeLessThan(100); // fewer statements than events
   });
 
-  it('writes a lone event at once, and gathers events only while a statement is in flight', async () => {
+  it('writes a lone event in a statement of its own, and gathers events only while a statement is in flight', async () => {
     // The longest interval allowed. That a lone event does not wait for it is a matter of time,
     // measured by `npm run bench` (ingest phase (d)), not asserted here.
     const patient = await TestApp.start({ INGEST_FLUSH_INTERVAL_MS: '1000' });
