@@ -26,6 +26,8 @@ const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
 const USAGE_TYPE = 'matrix_t';
 /** The end user behind each tenant's event (the same id in both tenants). */
 const MATRIX_USER = 'matrix-user';
+/** Another end user with an event in each tenant, for calls that remove a user's traces (privacy.eraseUser). */
+const ERASABLE_USER = 'matrix-erasable';
 
 /** One tenant and a row of every kind it can own. */
 interface Side {
@@ -63,7 +65,7 @@ type Cross =
   /** A create without ids: what it made belongs to A. */
   | { kind: 'lands'; tenantOf: (data: any) => Promise<string | null | undefined> | string }
   /** A's own valid call, while B holds the same kind of rows (and the same user id): nothing of B changes. */
-  | { kind: 'spares' }
+  | { kind: 'spares'; input?: (w: World) => unknown }
   /** Admin only: a tenant key naming another tenant is still refused. */
   | { kind: 'adminOnly' };
 
@@ -224,7 +226,8 @@ async function populate(): Promise<Side> {
   const t = await app.createTenant();
   const license = (await app.createLicense(t.ownerKey)).id;
   const tracked = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE, userId: MATRIX_USER, ipAddress: '203.0.113.9' }, t.ownerKey);
-  expect(tracked.status).toBe(200);
+  const erasable = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE, userId: ERASABLE_USER, ipAddress: '203.0.113.10' }, t.ownerKey);
+  expect([tracked.status, erasable.status]).toEqual([200, 200]);
   const threshold = await app.call('thresholds.create', { licenseId: license, usageType: USAGE_TYPE, periodType: 'monthly', limitQuantity: 1000 }, t.ownerKey);
   const webhook = await app.call('webhooks.create', { url: WEBHOOK_URL }, t.ownerKey);
   expect([threshold.status, webhook.status]).toEqual([200, 200]);
@@ -422,7 +425,7 @@ describe.each(procedures)('$path', (p) => {
         break;
       }
       case 'spares': {
-        const res = await call(p, await input(), a.owner, intoB);
+        const res = await call(p, cross.input ? cross.input(world) : await input(), a.owner, intoB);
         expect([res.status, res.body.error?.message]).toEqual([200, undefined]);
         break;
       }
