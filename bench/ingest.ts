@@ -7,7 +7,11 @@
  *       INSERT … SELECT FROM unnest(...) ON CONFLICT DO NOTHING per 1,000 rows, into the same
  *       usage_events table, 4 connections, as many rows as (a) sent (with the same share of
  *       repeated rows, which ON CONFLICT drops). No idempotency_keys table: this is the floor
- *       of what PostgreSQL itself costs.
+ *       of what PostgreSQL itself costs;
+ *   (d) a lone event: one client sending `usage.trackEvent` one at a time. Group commit gathers
+ *       events only while a statement is in flight, so a lone event must not wait for
+ *       INGEST_FLUSH_INTERVAL_MS (moved here from tests/integration/ingest.int.test.ts, which
+ *       asserted it as elapsed time; see it with BENCH_ONLY=d BENCH_API_ENV=INGEST_FLUSH_INTERVAL_MS=1000).
  * Each phase checks its own answers and, afterwards, the stored rows: a benchmark that stores
  * the wrong number of events is an error, not a figure.
  */
@@ -39,6 +43,7 @@ export interface IngestBenchConfig {
   singleWarmupSeconds: number;
   singleSeconds: number;
   rawConnections: number;
+  loneEvents: number;
 }
 
 export function ingestConfigFromEnv(): IngestBenchConfig {
@@ -52,6 +57,7 @@ export function ingestConfigFromEnv(): IngestBenchConfig {
     singleWarmupSeconds: intFromEnv('BENCH_SINGLE_WARMUP_SECONDS', 2),
     singleSeconds: intFromEnv('BENCH_SINGLE_SECONDS', 10),
     rawConnections: intFromEnv('BENCH_RAW_CONNECTIONS', 4),
+    loneEvents: intFromEnv('BENCH_LONE_EVENTS', 200),
   };
 }
 
@@ -436,6 +442,33 @@ async function rawPhase(ctx: BenchContext, tenant: BenchTenant, cfg: IngestBench
 }
 
 // ---------------------------------------------------------------------------------------
+// (d) a lone event
+
+async function lonePhase(ctx: BenchContext, tenant: BenchTenant, cfg: IngestBenchConfig): Promise<PhaseReport> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const url = `${ctx.server.baseUrl}/api/trpc/usage.trackEvent`;
+  const headers = { authorization: `Bearer ${tenant.ownerKey}`, 'content-type': 'application/json' };
+  const keyPrefix = `d-${ctx.runId}-`;
+  const errors = new ErrorLog();
+  const latencies: number[] = [];
+  const send = async (i: number, record: boolean) => {
+    const body = JSON.stringify(makeEvent(tenant.licenseId, `${keyPrefix}${i}`));
+    const started = performance.now();
+    const res = await httpRequest(url, { method: 'POST', headers, body, agent });
+    if (res.status !== 200) errors.add(`usage.trackEvent: HTTP ${res.status}: ${res.body.slice(0, 300)}`);
+    else if (record) latencies.push(performance.now() - started);
+  };
+  for (let i = 0; i < 20; i++) await send(i, false);
+  const { resources } = await measurePhase(ctx.server, async () => {
+    for (let i = 20; i < 20 + cfg.loneEvents; i++) await send(i, true);
+  });
+  agent.destroy();
+  const stored = await countStored(ctx.databaseUrl, tenant.tenantId, keyPrefix);
+  if (stored.events !== 20 + cfg.loneEvents - errors.count) errors.add(`stored ${stored.events} events, but ${20 + cfg.loneEvents - errors.count} were accepted`);
+  return { name: '(d) lone events', resources, errors: errors.messages, metrics: { events: cfg.loneEvents, latency: summarizeLatencies(latencies) } };
+}
+
+// ---------------------------------------------------------------------------------------
 
 async function guarded(name: string, run: () => Promise<PhaseReport>): Promise<PhaseReport> {
   try {
@@ -456,12 +489,13 @@ const latencyOf = (p: PhaseReport | undefined, key: string) => (p?.metrics[key] 
 export async function runIngestBench(ctx: BenchContext, cfg: IngestBenchConfig = ingestConfigFromEnv()): Promise<BenchReport> {
   const tenant = await createTenantWithLicense(ctx.server, `bench-ingest-${ctx.runId}`, 'enterprise');
   const idleRssMb = round(((await rssOf(ctx.server.pid)) ?? Number.NaN) / 1048576);
-  const only = (process.env.BENCH_ONLY ?? 'a,b,c').split(',').map((s) => s.trim());
+  const only = (process.env.BENCH_ONLY ?? 'a,b,c,d').split(',').map((s) => s.trim());
 
   const batch = only.includes('a') ? await guarded('(a) batch ingest', () => batchPhase(ctx, tenant, cfg)) : undefined;
   const single = only.includes('b') ? await guarded('(b) single ingest', () => singlePhase(ctx, tenant, cfg)) : undefined;
   const raw = only.includes('c') ? await guarded('(c) raw pg ceiling', () => rawPhase(ctx, tenant, cfg)) : undefined;
-  const phases = [batch, single, raw].filter((p): p is PhaseReport => p !== undefined);
+  const lone = only.includes('d') ? await guarded('(d) lone events', () => lonePhase(ctx, tenant, cfg)) : undefined;
+  const phases = [batch, single, raw, lone].filter((p): p is PhaseReport => p !== undefined);
 
   const batchRate = num(batch?.metrics.eventsPerSecond);
   const rawRate = num(raw?.metrics.rowsPerSecond);
@@ -486,6 +520,11 @@ export async function runIngestBench(ctx: BenchContext, cfg: IngestBenchConfig =
   }
   if (raw) {
     figures.push({ what: '(c) raw pg unnest insert, 4 connections', value: rawRate, unit: 'rows/s', baseline: 'DESIGN.md: ~95,000 rows/s measured earlier' });
+  }
+  if (lone) {
+    const interval = /(?:^|\s)INGEST_FLUSH_INTERVAL_MS=(\d+)/.exec(process.env.BENCH_API_ENV ?? '')?.[1] ?? '5 (default)';
+    const { p50Ms, p99Ms } = latencyOf(lone, 'latency');
+    figures.push({ what: '(d) a lone event, one client, p99', value: p99Ms, unit: 'ms', digits: 1, baseline: `p50 ${round(p50Ms, 1)} ms; INGEST_FLUSH_INTERVAL_MS ${interval}: a lone event must not wait for it` });
   }
   return { name: 'ingest', figures, phases, config: { ...cfg, phases: only }, extra: { idleRssMb } };
 }

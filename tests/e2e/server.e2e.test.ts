@@ -92,6 +92,10 @@ it('starts on a fresh database, serves the walk-through over HTTP and stops clea
     const health = (await (await fetch(`${url}/health`)).json()) as Record<string, string>;
     expect(health).toEqual({ status: 'ok', database: 'up', redis: 'up' });
 
+    const scrape = async () => (await fetch(`${url}/metrics`)).text();
+    const value = (text: string, line: string) => Number(text.split('\n').find((l) => l.startsWith(`${line} `))?.split(' ')[1] ?? 0);
+    const before = await scrape();
+
     const tenant = await post(url, 'tenants.create', { name: 'E2E Inc', slug: `e2e-${port}` }, adminKey);
     expect(tenant.status).toBe(200);
     const owner = tenant.json.result.data.apiKey.key as string;
@@ -114,20 +118,41 @@ it('starts on a fresh database, serves the walk-through over HTTP and stops clea
     });
     expect(((await get.json()) as any).result.data).toMatchObject({ id: licenseId, plan: 'starter', timezone: 'America/New_York' });
 
-    const metrics = await (await fetch(`${url}/metrics`)).text();
-    expect(metrics).toMatch(/tally_events_accepted_total 2/);
-    expect(metrics).toMatch(/tally_events_duplicate_total 1/);
-    expect(metrics).toMatch(/tally_http_requests_total\{procedure="usage.trackEvent",status="200"\} 1/);
+    const after = await scrape();
+    const counted = (line: string) => value(after, line) - value(before, line);
+    expect([
+      counted('tally_events_accepted_total'),
+      counted('tally_events_duplicate_total'),
+      counted('tally_http_requests_total{procedure="usage.trackEvent",status="200"}'),
+    ]).toEqual([2, 1, 1]);
 
-    // Writes in flight when SIGTERM arrives are finished: every 200 is a stored event.
+    // Writes in flight when SIGTERM arrives are finished: every 200 is a stored event. The signal
+    // goes out when the first answer arrives, so the others were sent and not yet answered.
+    let signalled = false;
+    let unansweredAtSignal = 0;
+    let answered = 0;
+    const answeredAfterSignal: number[] = [];
     const inflight = Array.from({ length: 100 }, (_, i) =>
-      post(url, 'usage.trackEvent', { licenseId, usageType: 'shutdown', idempotencyKey: `sd-${i}` }, owner).catch(() => null),
+      post(url, 'usage.trackEvent', { licenseId, usageType: 'shutdown', idempotencyKey: `sd-${i}` }, owner)
+        .then((a) => {
+          answered += 1;
+          if (signalled) answeredAfterSignal.push(a.status);
+          else {
+            signalled = true;
+            unansweredAtSignal = 100 - answered;
+            tally.child.kill('SIGTERM');
+          }
+          return a;
+        })
+        .catch(() => null),
     );
-    await new Promise((r) => setTimeout(r, 5));
-    tally.child.kill('SIGTERM');
     const answers = await Promise.all(inflight);
     const code = await tally.exited;
     if (code !== 0) throw new Error(`exit ${code}:\n${tally.output().slice(-3000)}`);
+    expect(signalled).toBe(true);
+    expect(unansweredAtSignal).toBeGreaterThan(0);
+    // requests in flight when the signal came were finished, not dropped
+    expect(answeredAfterSignal.filter((status) => status === 200).length).toBeGreaterThan(0);
     const ok = answers.filter((a) => a?.status === 200).length;
     const c = new pg.Client({ connectionString: databaseUrl });
     await c.connect();

@@ -107,18 +107,17 @@ describe('usage.trackEvent', () => {
     expect(after - before).toBeLessThan(100); // fewer statements than events
   });
 
-  it('writes a lone event at once, and gathers events only while a statement is in flight', async () => {
-    // The longest interval allowed: a lone event must not wait for it.
+  it('writes a lone event in a statement of its own, and gathers events only while a statement is in flight', async () => {
+    // The longest interval allowed. That a lone event does not wait for it is a matter of time,
+    // measured by `npm run bench` (ingest phase (d)), not asserted here.
     const patient = await TestApp.start({ INGEST_FLUSH_INTERVAL_MS: '1000' });
     try {
       const usageType = `alone_${randomUUID().slice(0, 8)}`;
       const flushes = async () =>
         (await patient.services.metrics.ingestFlushSize.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
       const before = await flushes();
-      const started = performance.now();
       const lone = await patient.call('usage.trackEvent', { licenseId, usageType }, ownerKey);
       expect(lone.status).toBe(200);
-      expect(performance.now() - started).toBeLessThan(900);
       expect(await flushes()).toBe(before + 1);
       const results = await Promise.all(
         Array.from({ length: 50 }, () => patient.call('usage.trackEvent', { licenseId, usageType }, ownerKey)),
@@ -317,19 +316,26 @@ describe('limits at the boundary and just past it', () => {
 });
 
 describe('metrics', () => {
+  const scrape = async () => (await fetch(`${app.baseUrl}/metrics`)).text();
+  const value = (text: string, line: string) => Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+
   it('counts accepted, duplicate and rejected events by reason on /metrics', async () => {
+    const before = await scrape();
     const key = randomUUID();
     await app.call('usage.trackEvent', { licenseId, usageType: 'm', idempotencyKey: key }, ownerKey);
     await app.call('usage.trackEvent', { licenseId, usageType: 'm', idempotencyKey: key }, ownerKey);
     await app.call('usage.trackEvent', { licenseId, usageType: 'M!' }, ownerKey);
     await app.call('usage.trackEvent', { licenseId, usageType: 'm', occurredAt: '2001-01-01T00:00:00Z' }, ownerKey);
     await app.call('usage.trackEvents', { events: [{ licenseId, usageType: 'm', quantity: -1 }] }, ownerKey);
-    const text = await (await fetch(`${app.baseUrl}/metrics`)).text();
-    const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-    expect(value('tally_events_accepted_total')).toBeGreaterThan(0);
-    expect(value('tally_events_duplicate_total')).toBeGreaterThan(0);
-    expect(value('tally_events_rejected_total{reason="INVALID_EVENT"}')).toBeGreaterThanOrEqual(2);
-    expect(value('tally_events_rejected_total{reason="OUT_OF_RANGE"}')).toBeGreaterThanOrEqual(1);
+    const text = await scrape();
+    const counted = (line: string) => value(text, line) - value(before, line);
+    // other tests of this file share the app: what these five calls added, not what the counters hold
+    expect([
+      counted('tally_events_accepted_total'),
+      counted('tally_events_duplicate_total'),
+      counted('tally_events_rejected_total{reason="INVALID_EVENT"}'),
+      counted('tally_events_rejected_total{reason="OUT_OF_RANGE"}'),
+    ]).toEqual([1, 1, 2, 1]);
     expect(text).toMatch(/tally_http_request_duration_seconds_bucket\{le="0.005",procedure="usage.trackEvent"\}/);
   });
 });

@@ -272,6 +272,11 @@ describe('a worker killed in the middle of a job', () => {
 
 describe('jobs.* and the queue dashboard', () => {
   it('triggers a catalog job, lists and gets its run; refuses a window that has not ended', async () => {
+    const scrape = async () => (await fetch(`${app.baseUrl}/metrics`)).text();
+    const value = (text: string, line: string) => Number(text.split('\n').find((l) => l.startsWith(`${line} `))?.split(' ')[1] ?? 0);
+    const durations = 'tally_job_duration_seconds_count{job="usage.partitions.maintain",status="completed"}';
+    const completed = 'tally_queue_jobs{queue="maintenance",state="completed"}';
+    const before = await scrape();
     const trigger = await app.call('jobs.trigger', { name: 'usage.partitions.maintain' }, app.adminKey);
     expect(trigger.status).toBe(200);
     const workers = inProcessWorkers();
@@ -289,9 +294,10 @@ describe('jobs.* and the queue dashboard', () => {
     expect(bad.status).toBe(400);
     const unknown = await app.call('jobs.trigger', { name: 'no.such.job' }, app.adminKey);
     expect(unknown.status).toBe(400);
-    const metrics = await (await fetch(`${app.baseUrl}/metrics`)).text();
-    expect(metrics).toMatch(/tally_job_duration_seconds_count\{job="usage.partitions.maintain",status="completed"\} [1-9]/);
-    expect(metrics).toMatch(/tally_queue_jobs\{queue="maintenance",state="completed"\} [1-9]/);
+    const after = await scrape();
+    // this run, not whatever earlier tests of the file left in the counters
+    expect(value(after, durations) - value(before, durations)).toBe(1);
+    expect(value(after, completed) - value(before, completed)).toBe(1);
   });
 
   it('serves /admin/queues to admins only (Bearer or Basic)', async () => {

@@ -104,11 +104,12 @@ describe('API keys', () => {
   });
 
   it('refuses bad input with 400 and writes nothing', async () => {
-    const before = await app.prisma.apiKey.count();
+    // this tenant's keys: other test files create keys in the same database at the same time
+    const before = await app.prisma.apiKey.count({ where: { tenantId } });
     for (const bad of [{ name: 'x', role: 'admin' }, { name: '', role: 'read' }, { name: 'x', role: 'read', userEmail: 'nope' }, { name: 'x', role: 'read', rateLimitPerHour: 0 }]) {
       expect((await app.call('apiKeys.create', bad, ownerKey)).status).toBe(400);
     }
-    expect(await app.prisma.apiKey.count()).toBe(before);
+    expect(await app.prisma.apiKey.count({ where: { tenantId } })).toBe(before);
   });
 });
 

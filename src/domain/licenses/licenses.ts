@@ -14,6 +14,27 @@ export interface CreateLicenseArgs {
   metadata?: Record<string, unknown>;
 }
 
+/** The plan a license gets when none is named, and the only one a member may choose. */
+export const DEFAULT_PLAN_CODE = 'trial';
+
+/**
+ * Who may change what a license pays and how much it may use. A member manages licenses but not
+ * their billing: choosing the plan lifts or lowers every plan limit, moving the billing anchor
+ * starts a fresh monthly period (zero used), and the Stripe customer decides who is invoiced.
+ */
+export interface LicenseAuthority {
+  mayChangeBilling: boolean;
+}
+
+const OWNER_ONLY = 'only owners may change';
+
+function refuseBillingChange(fields: string[]): void {
+  if (fields.length === 0) return;
+  throw new AppError('FORBIDDEN', `${OWNER_ONLY} a license's ${fields.join(', ')}`, { fields }, {
+    issues: fields.map((field) => ({ path: [field], message: `${OWNER_ONLY} a license's ${field}`, code: 'forbidden' })),
+  });
+}
+
 const withPlan = { plan: { select: { code: true } } } as const;
 type LicenseWithPlan = Prisma.LicenseGetPayload<{ include: typeof withPlan }>;
 
@@ -33,7 +54,14 @@ async function assertExternalIdFree(db: Db, tenantId: string, externalId: string
   if (other) throw new AppError('CONFLICT', `externalId: "${externalId}" is already used by license ${other.id}`);
 }
 
-export async function createLicense(db: Db, tenantId: string, args: CreateLicenseArgs) {
+export async function createLicense(db: Db, tenantId: string, args: CreateLicenseArgs, authority: LicenseAuthority) {
+  if (!authority.mayChangeBilling) {
+    refuseBillingChange([
+      ...(args.planCode !== DEFAULT_PLAN_CODE ? ['plan'] : []),
+      ...(args.billingAnchor !== undefined ? ['billingAnchor'] : []),
+      ...(args.stripeCustomerId !== undefined ? ['stripeCustomerId'] : []),
+    ]);
+  }
   const tenant = await db.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { timezone: true } });
   await assertExternalIdFree(db, tenantId, args.externalId);
   const license = await db.license.create({
@@ -95,8 +123,16 @@ export interface UpdateLicenseArgs {
   metadata?: Record<string, unknown>;
 }
 
-export async function updateLicense(db: Db, tenantId: string, id: string, args: UpdateLicenseArgs) {
-  await getLicense(db, tenantId, id);
+export async function updateLicense(db: Db, tenantId: string, id: string, args: UpdateLicenseArgs, authority: LicenseAuthority) {
+  const current = await getLicense(db, tenantId, id);
+  if (!authority.mayChangeBilling) {
+    // Sending the values a license already has is not a change (clients that send whole objects).
+    refuseBillingChange([
+      ...(args.planCode !== undefined && args.planCode !== current.plan ? ['plan'] : []),
+      ...(args.billingAnchor !== undefined && args.billingAnchor.getTime() !== current.billingAnchor.getTime() ? ['billingAnchor'] : []),
+      ...(args.stripeCustomerId !== undefined && args.stripeCustomerId !== current.stripeCustomerId ? ['stripeCustomerId'] : []),
+    ]);
+  }
   if (args.externalId) await assertExternalIdFree(db, tenantId, args.externalId, id);
   const license = await db.license.update({
     where: { id },

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PLAN_CODES } from '../../../../prisma/seed/plans';
+import { DEFAULT_PLAN_CODE } from '../../../domain/licenses/licenses';
 import { isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema } from '../schemas';
 
 export const licenseStatusSchema = z.enum(['ACTIVE', 'SUSPENDED', 'EXPIRED', 'REVOKED']);
@@ -35,7 +36,7 @@ const fields = {
 export const createLicenseInput = z.strictObject({
   name: fields.name,
   externalId: fields.externalId.optional(),
-  plan: fields.plan.default('trial'),
+  plan: fields.plan.default(DEFAULT_PLAN_CODE),
   timezone: fields.timezone.optional(),
   billingAnchor: fields.billingAnchor.optional(),
   stripeCustomerId: fields.stripeCustomerId.optional(),

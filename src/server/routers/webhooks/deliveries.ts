@@ -19,7 +19,7 @@ const deliverySchema = z.object({
 });
 
 /** The delivery log: every event sent to an endpoint, with each attempt's response code. */
-export const webhookDeliveriesProcedure = procedure({ roles: ['owner', 'member'], scope: 'tenant' })
+export const webhookDeliveriesProcedure = procedure({ roles: ['owner'], scope: 'tenant' })
   .input(
     z
       .strictObject({ endpointId: z.uuid().optional(), status: z.enum(['PENDING', 'SUCCEEDED', 'FAILED']).optional(), ...pageInput })
