@@ -46,6 +46,9 @@ export const envShape = {
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
   USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
   EXPORT_STALL_TIMEOUT_MS: intFrom(30_000, 100, 600_000),
+  EXPORT_POOL_SIZE: intFrom(2, 1, 50),
+  EXPORT_MAX_PER_TENANT: intFrom(1, 1, 50),
+  EXPORT_MAX_DURATION_MS: intFrom(600_000, 1000, 86_400_000),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {
