@@ -48,3 +48,21 @@ describe('inTransaction', () => {
     }
   });
 });
+
+describe('createDatabase', () => {
+  it('survives the server ending a checked-out connection while it runs no query, and drops that connection', async () => {
+    // pg emits 'error' on such a client; with no listener that is an uncaught exception that
+    // ends the process (an export waiting for its client, a transaction between statements).
+    for (const pool of [db.pool, db.exportPool]) {
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      await other.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+      await ended;
+      await expect(client.query('SELECT 1')).rejects.toThrow(/not queryable|terminated/i);
+      client.release();
+      expect(pool.totalCount).toBe(0);
+      await expect(pool.query<{ ok: number }>('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    }
+  });
+});
