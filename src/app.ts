@@ -17,7 +17,7 @@ import { FinalDayCache } from './domain/analytics/final-days';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
-  const db = createDatabase(env.DATABASE_URL, env.DB_POOL_SIZE);
+  const db = createDatabase(env.DATABASE_URL, env.DB_POOL_SIZE, env.EXPORT_POOL_SIZE);
   const redis = createRedis(env.REDIS_URL);
   await redis.connect();
   const metrics = createMetrics();

@@ -55,6 +55,9 @@ export const envShape = {
       for (const message of parseAllowlist(spec).errors) ctx.addIssue({ code: 'custom', message });
     }),
   WEBHOOK_ALLOW_PRIVATE: z.stringbool().default(false),
+  EXPORT_POOL_SIZE: intFrom(2, 1, 50),
+  EXPORT_MAX_PER_TENANT: intFrom(1, 1, 50),
+  EXPORT_MAX_DURATION_MS: intFrom(600_000, 1000, 86_400_000),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

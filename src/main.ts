@@ -64,6 +64,12 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(env.LOG_LEVEL);
+  // A backstop, not a way of handling errors: every promise is meant to be handled where it is
+  // made. Should one still be missed, Node's default would end the process (the API, workers and
+  // scheduler with it) for what is at worst one failed request: log it loudly and keep serving.
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection (a bug: this promise should have been handled); still serving');
+  });
   await checkDependencies(env, logger);
   const applied = await applyMigrations(env.DATABASE_URL);
   if (applied.length) logger.info({ applied }, 'applied migrations');

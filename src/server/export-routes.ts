@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import { AppError } from '../lib/errors';
+import { AppError, isUnavailableError } from '../lib/errors';
 import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
 
@@ -7,10 +7,47 @@ export const EXPORT_PATH = '/api/export/';
 const EXPORT_ROLES = new Set(['owner', 'member', 'read']);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function fail(res: http.ServerResponse, status: number, code: string, message: string, issues?: unknown) {
+function fail(res: http.ServerResponse, status: number, code: string, message: string, issues?: unknown, headers: http.OutgoingHttpHeaders = {}) {
   const text = JSON.stringify({ error: { message, code, ...(issues ? { issues } : {}) } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+/** What a refused export is told to wait: long enough for a small export to finish, no longer. */
+export const EXPORT_RETRY_AFTER_SECONDS = 5;
+const RETRY_LATER = { 'retry-after': String(EXPORT_RETRY_AFTER_SECONDS) };
+
+/**
+ * Exports running in this process, in all and per tenant. In all, they are as many as the
+ * export pool has connections, so an admitted export never waits for one; a tenant gets at
+ * most its share, so one tenant cannot take every slot.
+ */
+class ExportSlots {
+  private running = 0;
+  private readonly perTenant = new Map<string, number>();
+
+  constructor(
+    readonly total: number,
+    readonly perTenantMax: number,
+  ) {}
+
+  /** A release function, or which limit is full. */
+  take(tenantId: string): (() => void) | 'tenant' | 'total' {
+    const mine = this.perTenant.get(tenantId) ?? 0;
+    if (mine >= this.perTenantMax) return 'tenant';
+    if (this.running >= this.total) return 'total';
+    this.running += 1;
+    this.perTenant.set(tenantId, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running -= 1;
+      const left = (this.perTenant.get(tenantId) ?? 1) - 1;
+      if (left > 0) this.perTenant.set(tenantId, left);
+      else this.perTenant.delete(tenantId);
+    };
+  }
 }
 
 class ClientGone extends Error {}
@@ -39,9 +76,15 @@ const STATUS: Partial<Record<AppError['code'], number>> = { BAD_REQUEST: 400, NO
 /**
  * `GET /api/export/{events,rollups}?format=csv|json&licenseId=&startDate=&endDate=`: the same
  * Bearer keys and tenant scoping as the API (admins name a tenant with X-Tally-Tenant).
- * Errors found before the first byte are JSON with a status; the body is then streamed.
+ * Errors found before the first byte are JSON with a status, and so is a refusal for want of
+ * capacity (429 past the tenant's share, 503 when every export slot is busy, both with
+ * Retry-After): the export holds its connection before it answers 200. The body is then
+ * streamed; a client that stalls longer than EXPORT_STALL_TIMEOUT_MS, or an export still
+ * running after EXPORT_MAX_DURATION_MS, is cut off.
  */
 export function createExportHandler(services: Services) {
+  const { env } = services;
+  const slots = new ExportSlots(env.EXPORT_POOL_SIZE, env.EXPORT_MAX_PER_TENANT);
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const kind = url.pathname.slice(EXPORT_PATH.length) as ExportKind;
@@ -66,32 +109,56 @@ export function createExportHandler(services: Services) {
       return fail(res, 400, 'BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), parsed.error.issues);
     }
     const query = parsed.data;
-    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma }, tenantId!, kind, query);
-    let head: IteratorResult<string>;
-    try {
-      head = await rows.next(); // scope and range are checked before the first row
-    } catch (err) {
-      if (err instanceof AppError && STATUS[err.code]) return fail(res, STATUS[err.code]!, err.code, err.message);
-      throw err;
+    const slot = slots.take(tenantId!);
+    if (slot === 'tenant') {
+      const message = `too many exports at once: this tenant already runs ${slots.perTenantMax} (EXPORT_MAX_PER_TENANT); retry when one has finished`;
+      return fail(res, 429, 'TOO_MANY_REQUESTS', message, undefined, RETRY_LATER);
     }
-    const filename = `tally-${kind}-${query.startDate}-${query.endDate}.${query.format}`;
-    res.writeHead(200, {
-      'content-type': query.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
-      'content-disposition': `attachment; filename="${filename}"`,
-      'cache-control': 'no-store',
+    if (slot === 'total') {
+      const message = `export capacity is full: ${slots.total} exports are running (EXPORT_POOL_SIZE); retry later`;
+      return fail(res, 503, 'SERVICE_UNAVAILABLE', message, undefined, RETRY_LATER);
+    }
+    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId!, kind, query, {
+      statementTimeoutMs: env.EXPORT_MAX_DURATION_MS,
     });
+    let deadline: NodeJS.Timeout | undefined;
+    let expired = false;
     try {
-      for (let chunk = head; !chunk.done; chunk = await rows.next()) {
-        if (res.destroyed) throw new ClientGone('client went away');
-        if (!res.write(chunk.value)) await drained(res, services.env.EXPORT_STALL_TIMEOUT_MS);
+      let head: IteratorResult<string>;
+      try {
+        head = await rows.next(); // scope, range and the connection are settled before the first byte
+      } catch (err) {
+        if (err instanceof AppError && STATUS[err.code]) return fail(res, STATUS[err.code]!, err.code, err.message);
+        if (!isUnavailableError(err)) services.logger.error({ err, kind }, 'export could not start');
+        return fail(res, 503, 'SERVICE_UNAVAILABLE', 'export unavailable (database busy or unreachable), retry later', undefined, RETRY_LATER);
       }
-      res.end();
-    } catch (err) {
-      if (err instanceof ClientGone) services.logger.info({ kind, reason: err.message }, 'export abandoned');
-      else services.logger.error({ err, kind }, 'export failed mid-stream');
-      res.destroy(); // the client sees a truncated body, never a partial file passed off as whole
+      const filename = `tally-${kind}-${query.startDate}-${query.endDate}.${query.format}`;
+      res.writeHead(200, {
+        'content-type': query.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
+        'content-disposition': `attachment; filename="${filename}"`,
+        'cache-control': 'no-store',
+      });
+      // However steadily a client reads, an export holds its connection this long at most.
+      deadline = setTimeout(() => {
+        expired = true;
+        res.destroy();
+      }, env.EXPORT_MAX_DURATION_MS);
+      try {
+        for (let chunk = head; !chunk.done; chunk = await rows.next()) {
+          if (res.destroyed) throw new ClientGone('client went away');
+          if (!res.write(chunk.value)) await drained(res, env.EXPORT_STALL_TIMEOUT_MS);
+        }
+        res.end();
+      } catch (err) {
+        if (expired) services.logger.info({ kind, limitMs: env.EXPORT_MAX_DURATION_MS }, 'export cut off: ran past EXPORT_MAX_DURATION_MS');
+        else if (err instanceof ClientGone) services.logger.info({ kind, reason: err.message }, 'export abandoned');
+        else services.logger.error({ err, kind }, 'export failed mid-stream');
+        res.destroy(); // the client sees a truncated body, never a partial file passed off as whole
+      }
     } finally {
-      await rows.return(undefined);
+      clearTimeout(deadline);
+      await rows.return(undefined).catch((err: unknown) => services.logger.warn({ err, kind }, 'export did not close cleanly'));
+      slot();
     }
   };
 }

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { z } from 'zod';
 import { usageTypeSchema } from '../usage/event-schema';
 import { isIanaTimeZone } from '../timezones';
@@ -60,24 +61,40 @@ export function exportUrl(kind: ExportKind, query: ExportQuery): string {
   return `/api/export/${kind}?${params.toString()}`;
 }
 
+export interface ExportDeps extends AnalyticsDeps {
+  /** Where the export's long transaction runs: a pool of its own (see Database.exportPool). */
+  exportPool: pg.Pool;
+}
+
 /**
  * Streams a tenant's events (or daily rollups) of a range as CSV or a JSON array. One
  * read-only REPEATABLE READ transaction gives the whole export one snapshot (no row twice,
  * none missed while events keep arriving); a cursor per license walks the
  * (tenant, license, occurred_at) index in order and is fetched in batches, and the caller
  * drains each chunk to the client before the next fetch: memory holds one batch.
+ *
+ * Nothing is yielded before the connection is held and the transaction open: a caller that
+ * answers 200 on the first chunk never has to cut that answer short for want of a
+ * connection. Each statement of the export is bounded by `statementTimeoutMs`.
  */
-export async function* exportRows(deps: AnalyticsDeps, tenantId: string, kind: ExportKind, query: ExportQuery): AsyncGenerator<string> {
+export async function* exportRows(
+  deps: ExportDeps,
+  tenantId: string,
+  kind: ExportKind,
+  query: ExportQuery,
+  options: { statementTimeoutMs: number },
+): AsyncGenerator<string> {
   const { licenses, timezone } = await resolveScope(deps, tenantId, query);
   const range = rangeOf(query.startDate, query.endDate, 'daily', timezone);
   const columns = kind === 'events' ? EVENT_COLUMNS : ROLLUP_COLUMNS;
-  yield query.format === 'csv' ? `${columns.map((c) => c.name).join(',')}\n` : '[';
-  const client = await deps.pool.connect();
+  const client = await deps.exportPool.connect();
   let broken: Error | undefined;
   let open = false;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     open = true;
+    await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.trunc(options.statementTimeoutMs))}`);
+    yield query.format === 'csv' ? `${columns.map((c) => c.name).join(',')}\n` : '[';
     let first = true;
     for (const license of [...licenses].sort((a, b) => (a.id < b.id ? -1 : 1))) {
       const select =
@@ -108,6 +125,7 @@ export async function* exportRows(deps: AnalyticsDeps, tenantId: string, kind: E
     throw err;
   } finally {
     // Also reached when the client goes away mid-stream (the caller returns the generator).
+    // A connection whose statement failed or whose ROLLBACK failed is destroyed, not reused.
     if (open && !broken) await client.query('ROLLBACK').catch((err: Error) => (broken = err));
     client.release(broken);
   }

@@ -42,9 +42,14 @@ export class GroupCommitter {
   /**
    * With a gate, the event joins a group at once and the group waits for the gate before it
    * is written, so a quota decision overlaps the wait for company instead of adding to it.
-   * An event whose gate says no is not written (its outcome is NOT_WRITTEN).
+   * An event whose gate says no is not written (its outcome is NOT_WRITTEN); one whose gate
+   * fails is not written either, and its promise rejects with the gate's error.
    */
   submit(event: NormalizedEvent, gate?: Promise<boolean>): Promise<EventOutcome> {
+    // The gate is only looked at when its group is flushed, which can be long after it has
+    // settled (every flush slot busy, or the pool dry): a rejection left unhandled until then
+    // takes the process down. Handled here at once; flush() still reads it through allSettled.
+    gate?.catch(() => undefined);
     return new Promise((resolve, reject) => {
       this.pending.push({ event, gate, resolve, reject });
       // Idle: no reason to wait (a lone caller gets one round trip). Busy: gather company, so

@@ -111,7 +111,15 @@ export async function trackEvent(
   if ('status' in normalized) outcome = normalized;
   else {
     const deciding = deps.quota ? deps.quota.enforcer.reserve(tenantId, [normalized]).then(([a]) => a!) : undefined;
-    const written = deps.committer.submit(normalized, deciding?.then((a) => a.admitted));
+    // A quota that could not be decided keeps the event out of its group (the gate says no)
+    // and fails this call through `await deciding` below: the gate itself never rejects.
+    const written = deps.committer.submit(
+      normalized,
+      deciding?.then(
+        (a) => a.admitted,
+        () => false,
+      ),
+    );
     written.catch(() => undefined); // awaited below unless the quota refused (or failed to decide)
     if (deciding) admission = await deciding;
     [outcome] = (await writeAdmitted(deps, [normalized], [admission], async (events) =>
