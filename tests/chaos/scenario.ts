@@ -550,6 +550,10 @@ export async function runChaos(input: ChaosConfig): Promise<ChaosReport> {
       await sleep(500);
     }
     const restoreSeconds = (Date.now() - restoreStarted) / 1000;
+    // The recalculations a killed worker was running: taken over by the next worker once their
+    // lock lapsed, or gone with a flush ('lost': BullMQ forgot the job; its JobRun row, if it
+    // started, still says 'active').
+    const busyJobStates = await Promise.all(busyJobs.map(async (id) => ({ id, name: 'usage.recalculate (its worker was killed)', status: (await jobState(id)) ?? 'unknown' })));
 
     // ---------------------------------------------------------------- what the database holds
     const tenantId = tenant.tenant.id as string;
@@ -647,7 +651,7 @@ export async function runChaos(input: ChaosConfig): Promise<ChaosReport> {
         hourlyDiffs: diffs.hourly.length,
         dailyDiffs: diffs.daily.length,
         sample: [...diffs.hourly.slice(0, 3), ...diffs.daily.slice(0, 3), ...afterHourly.hourly.slice(0, 3)],
-        jobs: [...busyJobs.map((id) => ({ id, name: 'usage.recalculate (worker killed)', status: 'n/a' })), ...restoreJobs],
+        jobs: [...busyJobStates, ...restoreJobs],
       },
       quota: {
         limit: quotaLimit,
