@@ -274,8 +274,8 @@ export async function runChaos(input: ChaosConfig): Promise<ChaosReport> {
   try {
     // ---------------------------------------------------------------- setup
     await startApi('api#1');
-    // One at a time: each role migrates at start, and a second migrator gives up after 10 s
-    // waiting for the first one's advisory lock on a busy machine.
+    // One at a time: each role migrates at start, and migrators queue on one advisory lock
+    // (before 2e409e3, the second gave up after 10 s on a busy machine).
     await startWorker('worker#1');
     await startRole('scheduler', 'scheduler', 2).waitForOutput('scheduler started', 120_000);
     note('api, worker and scheduler are up');
