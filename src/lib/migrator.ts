@@ -122,8 +122,29 @@ export async function ensureDatabase(connectionString: string): Promise<boolean>
   }
 }
 
-/** Applies prisma/migrations/* in order, recording them in _prisma_migrations like `migrate deploy`. */
-export async function applyMigrations(connectionString: string): Promise<string[]> {
+/** Prisma's schema engine refuses after waiting 10 s for another migrator's advisory lock. */
+const LOCK_TIMED_OUT = /timed out trying to acquire a postgres advisory lock/i;
+
+/**
+ * Applies prisma/migrations/* in order, recording them in _prisma_migrations like `migrate
+ * deploy`. Every role migrates at start, so several processes starting together queue on the
+ * engine's advisory lock; the engine gives up after 10 s, which a busy machine exceeds (the
+ * chaos suite saw a scheduler fail to start beside a starting worker), so a timed-out wait is
+ * waited again, up to `waitMs`.
+ */
+export async function applyMigrations(connectionString: string, waitMs = 300_000): Promise<string[]> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await applyMigrationsOnce(connectionString);
+    } catch (err) {
+      if (!LOCK_TIMED_OUT.test(err instanceof Error ? err.message : String(err)) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+async function applyMigrationsOnce(connectionString: string): Promise<string[]> {
   const migrations = await listMigrations();
   return withEngine(connectionString, async (engine) => {
     const result = await engine.applyMigrations({

@@ -32,3 +32,28 @@ export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: s
   for (const d of deliveries) await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
   return deliveries.length;
 }
+
+/**
+ * Queues again every PENDING delivery whose job the queue no longer holds. PostgreSQL is the
+ * record of a delivery, Redis only carries its job: when Redis loses its data (a flush, a
+ * restart without persistence, a failover) after the row was written, nothing else would ever
+ * send it. A job id names its delivery, so a delivery whose job is still queued, delayed or
+ * running is left alone; one whose job ran out of attempts while the row stayed PENDING (its
+ * worker died on the last one) is retried. Returns how many were queued again.
+ */
+export async function requeueStrandedDeliveries(deps: WebhookDispatchDeps, limit = 1000): Promise<number> {
+  const pending = await deps.prisma.webhookDelivery.findMany({
+    where: { status: 'PENDING' },
+    select: { id: true },
+    orderBy: { createdAt: 'asc' },
+    take: limit,
+  });
+  let requeued = 0;
+  for (const d of pending) {
+    const job = await deps.queues.getJob(`webhooks.deliver@${d.id}`);
+    if (job && !(await job.isFailed())) continue;
+    await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs, retryFailed: true });
+    requeued += 1;
+  }
+  return requeued;
+}
