@@ -11,6 +11,9 @@ import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
+import type { JobDeps } from '../jobs/handlers/types';
+import type { ReactionDeps } from './domain/quotas/reactions';
+import { DAY_MS } from './lib/time';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
 import { FinalDayCache } from './domain/analytics/final-days';
@@ -53,7 +56,25 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
   const finalDays = new FinalDayCache();
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota };
+  const reactions: ReactionDeps = {
+    pool: db.pool,
+    logger,
+    webhooks: { prisma: db.prisma, jobs: queues, retryBaseMs: env.WEBHOOK_RETRY_BASE_MS },
+  };
+  const track = {
+    limits: { maxAgeMs: env.EVENT_MAX_AGE_DAYS * DAY_MS, maxFutureMs: env.EVENT_MAX_FUTURE_SECONDS * 1000 },
+    writer: eventWriter,
+    committer: groupCommitter,
+    metrics,
+    quota: { enforcer: quota, reactions },
+  };
+  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track };
+}
+
+/** What the workers' job handlers get, from the same parts as the API's. */
+export function jobDepsOf(services: Services): JobDeps {
+  const { db, env, logger, metrics, analyticsCache, reactions } = services;
+  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, analyticsCache, reactions };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
@@ -62,7 +83,7 @@ export async function prepareData(services: Services): Promise<void> {
   await ensurePlans(db.prisma);
   if (env.BOOTSTRAP_ADMIN_KEY) await ensureAdminKey(db.prisma, env.BOOTSTRAP_ADMIN_KEY);
   const now = new Date();
-  await ensureUsageEventPartitions(db.pool, now, new Date(now.getTime() - (env.EVENT_MAX_AGE_DAYS + 1) * 86_400_000));
+  await ensureUsageEventPartitions(db.pool, now, new Date(now.getTime() - (env.EVENT_MAX_AGE_DAYS + 1) * DAY_MS));
 }
 
 /** Finishes in-flight writes, then closes pools. */

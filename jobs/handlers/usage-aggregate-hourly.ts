@@ -1,5 +1,5 @@
 import { aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
-import { parseHourWindow } from '../catalog';
+import { parseHourWindow } from '../../src/domain/jobs/catalog';
 import type { JobHandler } from './types';
 
 export const aggregateHourly: JobHandler<'usage.aggregate.hourly'> = async (deps, { window }) => {

@@ -1,8 +1,7 @@
 import { checkAllThresholds } from '../../src/domain/quotas/threshold-check';
-import { parseHourWindow } from '../catalog';
+import { parseHourWindow } from '../../src/domain/jobs/catalog';
 import type { JobHandler } from './types';
-import { reactionDeps } from './reaction-deps';
 
 /** The window names the hour the check runs in; it looks at the periods current at that time. */
 export const thresholdsCheck: JobHandler<'usage.thresholds.check'> = (deps, { window }) =>
-  checkAllThresholds({ ...reactionDeps(deps), prisma: deps.prisma }, new Date(parseHourWindow(window).getTime() + 30 * 60_000));
+  checkAllThresholds({ ...deps.reactions, prisma: deps.prisma }, new Date(parseHourWindow(window).getTime() + 30 * 60_000));

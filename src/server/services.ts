@@ -10,6 +10,8 @@ import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 import type { AnalyticsCache } from '../domain/analytics/cache';
 import type { FinalDayCache } from '../domain/analytics/final-days';
+import type { ReactionDeps } from '../domain/quotas/reactions';
+import type { TrackDeps } from '../domain/usage/track';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -29,4 +31,8 @@ export interface Services {
   quota: QuotaEnforcer;
   analyticsCache: AnalyticsCache;
   finalDays: FinalDayCache;
+  /** Alerts and webhooks that follow a crossed level or an overage. */
+  reactions: ReactionDeps;
+  /** Ingestion: limits, writer, group commit, quota enforcement. */
+  track: TrackDeps;
 }

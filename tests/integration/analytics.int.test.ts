@@ -7,7 +7,8 @@ import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/ro
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 import { jobHandlers } from '../../jobs/handlers';
-import { hourWindow } from '../../jobs/catalog';
+import { jobDepsOf } from '../../src/app';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
 import { FinalDayCache } from '../../src/domain/analytics/final-days';
 import { formatMicro } from '../../src/domain/quotas/limits';
@@ -531,7 +532,7 @@ describe('analytics cache', () => {
     const line = text.split('\n').find((l) => l.startsWith(`tally_analytics_cache_requests_total{view="usage",result="${result}"}`));
     return Number(line?.split(' ')[1] ?? 0);
   };
-  const deps = () => ({ pool: cached.services.db.pool, prisma: cached.services.db.prisma, queues: cached.services.queues, env: cached.services.env, logger: cached.services.logger, analyticsCache: cached.services.analyticsCache });
+  const deps = () => jobDepsOf(cached.services);
   const ctx = { jobId: 'test', attempt: 1, maxAttempts: 1, reportProgress: async () => undefined };
 
   it('answers again from Redis, counts hits and misses, and drops answers when late events or a recalculation change rollups', async () => {

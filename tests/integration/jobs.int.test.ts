@@ -6,10 +6,12 @@ import pg from 'pg';
 import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { rollupDifferences } from '../helpers/rollup-check';
-import { SCHEDULE, Scheduler, lastFiring } from '../../jobs/scheduler';
+import { Scheduler } from '../../jobs/scheduler';
+import { jobDepsOf } from '../../src/app';
+import { SCHEDULE, lastFiring } from '../../src/domain/jobs/schedule';
 import { JobQueues, bullPrefix } from '../../jobs/queues';
 import { closeWorkers, startWorkers } from '../../jobs/worker';
-import { hourWindow } from '../../jobs/catalog';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 import { createRedis } from '../../src/lib/redis';
 import { applyRetention } from '../../src/domain/retention/retention';
 import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
@@ -45,7 +47,7 @@ const hourFloor = (t: number) => Math.floor(t / HOUR) * HOUR;
 function inProcessWorkers(): Worker[] {
   const { services } = app;
   return startWorkers(
-    { pool: services.db.pool, prisma: services.db.prisma, env: services.env, logger: services.logger, metrics: services.metrics, queues: services.queues, analyticsCache: services.analyticsCache },
+    jobDepsOf(services),
     { connection: services.bullConnection, prefix: bullPrefix(app.prefix), concurrency: 2, lockDuration: 5000 },
   );
 }

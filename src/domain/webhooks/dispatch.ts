@@ -1,10 +1,10 @@
 import type { PrismaClient } from '../../generated/prisma/client';
-import type { JobQueues } from '../../../jobs/queues';
+import type { JobPort } from '../jobs/port';
 import type { WebhookEvent } from './events';
 
 export interface WebhookDispatchDeps {
   prisma: PrismaClient;
-  queues: JobQueues;
+  jobs: Pick<JobPort, 'enqueue'>;
   /** Base of the exponential backoff between attempts. */
   retryBaseMs: number;
 }
@@ -29,6 +29,6 @@ export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: s
     where: { tenantId, eventId: event.id, status: 'PENDING', endpointId: { in: endpoints.map((e) => e.id) } },
     select: { id: true },
   });
-  for (const d of deliveries) await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
+  for (const d of deliveries) await deps.jobs.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
   return deliveries.length;
 }

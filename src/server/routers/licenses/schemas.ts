@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PLAN_CODES } from '../../../../prisma/seed/plans';
+import { PLAN_CODES } from '../../../domain/plans/tiers';
 import { isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema } from '../schemas';
 
 export const licenseStatusSchema = z.enum(['ACTIVE', 'SUSPENDED', 'EXPIRED', 'REVOKED']);
