@@ -68,13 +68,19 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     metrics,
     quota: { enforcer: quota, reactions },
   };
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track };
+  return {
+    env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,
+    licenses: { prisma: db.prisma, limits: quota, analytics: analyticsCache },
+    thresholds: { prisma: db.prisma, limits: quota },
+    apiKeys: { prisma: db.prisma, revocations: authenticator },
+    rollups: { pool: db.pool, analytics: analyticsCache },
+  };
 }
 
 /** What the workers' job handlers get, from the same parts as the API's. */
 export function jobDepsOf(services: Services): JobDeps {
-  const { db, env, logger, metrics, analyticsCache, reactions } = services;
-  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, analyticsCache, reactions };
+  const { db, env, logger, metrics, reactions, rollups } = services;
+  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, reactions, rollups };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

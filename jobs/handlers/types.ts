@@ -3,7 +3,7 @@ import type { PrismaClient } from '../../src/generated/prisma/client';
 import type { Env } from '../../src/env';
 import type { Logger } from '../../src/lib/logger';
 import type { JobName, JobPayload } from '../../src/domain/jobs/catalog';
-import type { AnalyticsCache } from '../../src/domain/analytics/cache';
+import type { RollupDeps } from '../../src/domain/rollups/aggregate';
 import type { ReactionDeps } from '../../src/domain/quotas/reactions';
 import type { Metrics } from '../../src/lib/metrics';
 
@@ -17,7 +17,7 @@ export interface JobDeps {
   /** Alerts and webhooks that follow from what a job found. */
   reactions: ReactionDeps;
   /** Rollup changes drop the cached analytics answers they make stale. */
-  analyticsCache: AnalyticsCache;
+  rollups: RollupDeps;
 }
 
 export interface JobContext {

@@ -36,6 +36,7 @@ afterAll(async () => {
 });
 
 const pool = () => app.services.db.pool;
+const rollups = () => app.services.rollups;
 
 interface Spec {
   license: number;
@@ -135,7 +136,7 @@ describe('analytics.usage equals SQL over the raw events', () => {
           const licenses = await Promise.all(ZONES.map((timezone) => app.createLicense(ownerKey, { timezone })));
           const ids = licenses.map((l) => l.id);
           await writeHistoric(tenantId, ids, specs);
-          for (const h of new Set(rolledHours)) await aggregateHourlyWindow(pool(), new Date(FROM + h * HOUR), NOW);
+          for (const h of new Set(rolledHours)) await aggregateHourlyWindow(rollups(), new Date(FROM + h * HOUR), NOW);
           for (const d of new Set(rolledDays)) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
           await writeHistoric(tenantId, ids, late); // marks their hours: counted at once all the same
 
@@ -177,8 +178,8 @@ describe('analytics.usage periods', () => {
     for (let t = FROM; t < Date.UTC(2026, 3, 1); t += HOUR / 2) specs.push({ license: 2, usageType: 'api_call', quantity: '1', at: t });
     await writeHistoric(t.tenantId, ids, specs);
     for (let d = -1; d <= 31; d++) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
-    await aggregateHourlyWindow(pool(), new Date(FROM), NOW); // clears the marks of every hour written
-    for (let h = FROM; h < Date.UTC(2026, 3, 1); h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), NOW);
+    await aggregateHourlyWindow(rollups(), new Date(FROM), NOW); // clears the marks of every hour written
+    for (let h = FROM; h < Date.UTC(2026, 3, 1); h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), NOW);
   }, 120_000);
 
   it('has 23 hourly points on the spring DST day and 24 elsewhere, each from its rollups', async () => {
@@ -229,7 +230,7 @@ describe('analytics.usage periods', () => {
     for (let at = FROM; at < FROM + 5 * DAY; at += HOUR) specs.push({ license: 0, usageType: 'api_call', quantity: '1', at });
     await writeHistoric(t.tenantId, [id], specs);
     for (let d = -1; d <= 6; d++) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
-    await aggregateHourlyWindow(pool(), new Date(FROM + 6 * DAY), NOW);
+    await aggregateHourlyWindow(rollups(), new Date(FROM + 6 * DAY), NOW);
     expect((await app.call('licenses.update', { id, timezone: 'Asia/Kolkata' }, t.ownerKey)).status).toBe(200);
     const res = await usage(t.ownerKey, { licenseId: id, startDate: '2026-03-02', endDate: '2026-03-03', granularity: 'daily' });
     expect(res.period.timezone).toBe('Asia/Kolkata');
@@ -291,7 +292,7 @@ describe('breakdowns, top licenses and the platform view', () => {
       expect(res.data.accepted).toBe(Math.min(100, events.length - i));
     }
     // Roll up every ended hour and day so the platform view reads all three sources.
-    for (let h = hourFloor(now - 3 * DAY - HOUR); h < hourFloor(now); h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), new Date(now));
+    for (let h = hourFloor(now - 3 * DAY - HOUR); h < hourFloor(now); h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), new Date(now));
     for (let d = Math.floor(now / DAY) * DAY - 4 * DAY; d < Math.floor(now / DAY) * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), new Date(now));
   }, 120_000);
 
@@ -574,7 +575,7 @@ describe('analytics cache', () => {
     }));
     await writeHistoric(t.tenantId, [id], specs);
     const now = new Date();
-    for (let h = start; h < start + 11 * DAY; h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), now);
+    for (let h = start; h < start + 11 * DAY; h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), now);
     for (let d = start - DAY; d < start + 11 * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), now);
 
     const date = (at: number) => new Date(at).toISOString().slice(0, 10);

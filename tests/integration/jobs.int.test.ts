@@ -42,6 +42,7 @@ afterAll(async () => {
 });
 
 const pool = () => app.services.db.pool;
+const rollups = () => app.services.rollups;
 const hourFloor = (t: number) => Math.floor(t / HOUR) * HOUR;
 
 function inProcessWorkers(): Worker[] {
@@ -190,7 +191,7 @@ describe('usage.recalculateAggregates', () => {
     const diff = await rollupDifferences(pool(), [licenseId], bounds);
     const marked = new Set((await app.prisma.rollupDirtyHour.findMany({ where: { licenseId } })).map((m) => m.hour.getTime()));
     for (const row of diff.hourly as { hour: Date }[]) expect(marked.has(row.hour.getTime())).toBe(true);
-    await aggregateHourlyWindow(pool(), new Date(hourFloor(now) - HOUR), new Date(now));
+    await aggregateHourlyWindow(rollups(), new Date(hourFloor(now) - HOUR), new Date(now));
     expect(await rollupDifferences(pool(), [licenseId], bounds)).toEqual({ hourly: [], daily: [] });
   });
 
@@ -339,7 +340,7 @@ describe('retention', () => {
     await writeOld(licenseId, tenantId, old);
     const late = new Date(now);
     // Roll up everything except the hour of the third event.
-    for (const t of old.filter((t) => t !== old[2])) await aggregateHourlyWindow(pool(), new Date(t), late);
+    for (const t of old.filter((t) => t !== old[2])) await aggregateHourlyWindow(rollups(), new Date(t), late);
     for (let d = Math.floor(old[0]! / DAY) * DAY - DAY; d <= old[3]! + DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), late);
     const policy = { usageEventDays: 90, idempotencyKeyDays: 40, auditLogDays: 365, jobRunDays: 90 };
 
@@ -350,7 +351,7 @@ describe('retention', () => {
     const left = async () => (await pool().query<{ t: Date }>('SELECT occurred_at AS t FROM usage_events WHERE license_id = $1 ORDER BY 1', [licenseId])).rows.map((r) => r.t.getTime());
     expect(await left()).toEqual([old[2], old[3]]);
 
-    await aggregateHourlyWindow(pool(), new Date(old[2]!), late);
+    await aggregateHourlyWindow(rollups(), new Date(old[2]!), late);
     const done = await applyRetention(pool(), policy, now);
     expect(done.heldBackBy).toBeNull();
     expect(await left()).toEqual([old[3]]);

@@ -128,7 +128,12 @@ class Timeout extends Error {}
  * counter is rebuilt from it (plus what this process has reserved and not yet written), and
  * when Redis is unreachable the decision is taken from PostgreSQL (fail-closed by default).
  */
-export class QuotaEnforcer {
+/** The per-process cache of a license's limits; operations that change limits drop the license's entry. */
+export interface QuotaLimitsCache {
+  invalidate(licenseId: string): void;
+}
+
+export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly limitsCache = new Map<string, { at: number; value: Promise<LicenseLimits | null> }>();
   /** Counters worked out per license limits and usage type, reused while their periods last. */
   private readonly countersCache = new WeakMap<LicenseLimits, Map<string, Counter[]>>();
@@ -143,6 +148,7 @@ export class QuotaEnforcer {
     private readonly options: QuotaOptions,
   ) {}
 
+  /** QuotaLimitsCache: limits of this license are read again on its next event. */
   invalidate(licenseId: string): void {
     this.limitsCache.delete(licenseId);
   }
