@@ -11,7 +11,7 @@ import { jobDepsOf } from '../../src/app';
 import { hourWindow } from '../../src/domain/jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
 import { FinalDayCache } from '../../src/domain/analytics/final-days';
-import { formatMicro } from '../../src/domain/quotas/limits';
+import { formatMicro } from '../../src/lib/micro';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;

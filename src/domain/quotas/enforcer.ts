@@ -10,12 +10,12 @@ import {
   type EffectiveLimit,
   type LicenseLimits,
   capOf,
-  formatMicro,
   levelMicro,
   limitsFor,
   loadLicenseLimits,
-  toMicro,
 } from './limits';
+import { floorMicro, formatMicro } from '../../lib/micro';
+import { DAY_MS } from '../../lib/time';
 
 export type QuotaFailMode = 'closed' | 'open';
 
@@ -117,8 +117,6 @@ function tightest(entries: { counter: Counter; used: bigint }[]): QuotaState | n
   return best ? stateOf(best.counter, best.used) : null;
 }
 
-const DAY_MS = 86_400_000;
-
 class Timeout extends Error {}
 
 /**
@@ -192,8 +190,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         usageType,
         period,
         limit,
-        capMicro: limit.allowOverage ? null : toMicro(capOf(limit)),
-        graceCapMicro: toMicro(capOf(limit)),
+        capMicro: limit.allowOverage ? null : floorMicro(capOf(limit)),
+        graceCapMicro: floorMicro(capOf(limit)),
         levelMicros: limit.levels.map((level) => ({ level, at: levelMicro(limit, level) })),
       };
     });
@@ -219,7 +217,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         indexes.forEach((i, j) => {
           const counters = perEvent[j]!;
           if (counters.length === 0) outcomes[i] = { admitted: true, reservation: null, state: null };
-          else items.push({ index: i, amount: toMicro(events[i]!.quantity), counters });
+          else items.push({ index: i, amount: floorMicro(events[i]!.quantity), counters });
         });
         if (items.length === 0) return;
         const decided = await this.decide(licenseId, items);
@@ -314,7 +312,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
       counter.period,
     );
-    return toMicro(totals.get(counter.usageType) ?? '0') + inflight;
+    return floorMicro(totals.get(counter.usageType) ?? '0') + inflight;
   }
 
   /**
@@ -427,7 +425,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     const limits = await this.limitsOf(tenantId, args.licenseId);
     if (!limits) throw new AppError('NOT_FOUND', 'license not found');
     const counters = this.countersOf(limits, args.usageType, at);
-    const amount = toMicro(args.quantity);
+    const amount = floorMicro(args.quantity);
     const used = await Promise.all(counters.map((c) => this.currentValue(c)));
     const rows = counters.map((c, i) => {
       const cap = c.capMicro;

@@ -4,8 +4,9 @@ import type { Db } from '../../lib/db';
 import { AppError } from '../../lib/errors';
 import { type PeriodType, periodContaining } from '../periods';
 import { usageTotals } from '../rollups/usage-totals';
-import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits, toMicro } from './limits';
+import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits } from './limits';
 import type { QuotaLimitsCache } from './enforcer';
+import { floorMicro } from '../../lib/micro';
 
 type ThresholdRow = Prisma.UsageThresholdGetPayload<object>;
 
@@ -147,7 +148,7 @@ export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClien
         limitWithGrace: cap.toFixed(),
         hard: !limit.allowOverage,
         percentUsed: limit.limit.isZero() ? '0' : used.div(limit.limit).times(100).toDecimalPlaces(2, Prisma.Decimal.ROUND_DOWN).toFixed(),
-        level: levelAt(limit, toMicro(used)),
+        level: levelAt(limit, floorMicro(used)),
         remaining: Prisma.Decimal.max(0, limit.limit.minus(used)).toFixed(),
         exceeded: used.gte(limit.limit),
         overageQuantity: overage.toFixed(),

@@ -12,9 +12,7 @@ import {
   recordWindow,
   utcDateFloor,
 } from './recompute';
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /**
  * A window may be rolled up once it is over. Events written in the last LATE_MARK_LEAD_SECONDS
