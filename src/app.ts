@@ -16,7 +16,7 @@ import type { ReactionDeps } from './domain/quotas/reactions';
 import { DAY_MS } from './lib/time';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
-import { FinalDayCache } from './domain/analytics/final-days';
+import { FinalDayCache } from './domain/usage-reader/final-days';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {

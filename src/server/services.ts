@@ -9,7 +9,7 @@ import type { GroupCommitter } from '../domain/usage/group-commit';
 import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 import type { AnalyticsCache } from '../domain/analytics/cache';
-import type { FinalDayCache } from '../domain/analytics/final-days';
+import type { FinalDayCache } from '../domain/usage-reader/final-days';
 import type { ReactionDeps } from '../domain/quotas/reactions';
 import type { TrackDeps } from '../domain/usage/track';
 import type { LicenseDeps } from '../domain/licenses/licenses';

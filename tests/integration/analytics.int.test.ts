@@ -10,7 +10,7 @@ import { jobHandlers } from '../../jobs/handlers';
 import { jobDepsOf } from '../../src/app';
 import { hourWindow } from '../../src/domain/jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
-import { FinalDayCache } from '../../src/domain/analytics/final-days';
+import { FinalDayCache } from '../../src/domain/usage-reader/final-days';
 import { formatMicro } from '../../src/lib/micro';
 
 const HOUR = 3_600_000;

@@ -4,7 +4,7 @@ import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { type Period, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import { RELEASE_LUA, RESERVE_LUA, runScript } from './counter-scripts';
 import {
   type EffectiveLimit,
@@ -307,7 +307,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    */
   private async usedFromPostgres(counter: Counter): Promise<bigint> {
     const inflight = this.inflight.get(counter.key) ?? 0n;
-    const totals = await usageTotals(
+    const totals = await licenseUsage(
       this.deps.pool,
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
       counter.period,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { PrismaClient } from '../../generated/prisma/client';
 import { type Period, type PeriodType, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import type { LevelCrossing } from './enforcer';
 import { type LicenseLimits, PERIOD_TYPES, levelMicro, limitsFor, loadLicenseLimits } from './limits';
 import { type ReactionDeps, recordLevelCrossings, upsertOverage } from './reactions';
@@ -28,7 +28,7 @@ export async function checkLicenseThresholds(deps: ReactionDeps, limits: License
   );
   for (const type of periodTypes) {
     for (const { period, closed } of periodsToCheck(type, now, limits)) {
-      const totals = await usageTotals(deps.pool, { tenantId: limits.tenantId, licenseId: limits.licenseId }, period);
+      const totals = await licenseUsage(deps.pool, { tenantId: limits.tenantId, licenseId: limits.licenseId }, period);
       const crossings: LevelCrossing[] = [];
       for (const [usageType, used] of totals) {
         const limit = limitsFor(limits, usageType).find((l) => l.periodType === type);

@@ -3,7 +3,7 @@ import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import type { Db } from '../../lib/db';
 import { AppError } from '../../lib/errors';
 import { type PeriodType, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits } from './limits';
 import type { QuotaLimitsCache } from './enforcer';
 import { floorMicro } from '../../lib/micro';
@@ -128,7 +128,7 @@ export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClien
     const inPlay = limits.planLimits.some((l) => l.periodType === periodType) || limits.thresholds.some((t) => t.periodType === periodType);
     if (!inPlay) continue;
     const period = periodContaining(periodType, now, limits.timezone, limits.billingAnchor);
-    const totals = await usageTotals(deps.pool, { tenantId, licenseId }, period);
+    const totals = await licenseUsage(deps.pool, { tenantId, licenseId }, period);
     const usageTypes = new Set([...totals.keys(), ...limits.thresholds.filter((t) => t.periodType === periodType).map((t) => t.usageType)]);
     for (const usageType of [...usageTypes].sort()) {
       const limit = limitsFor(limits, usageType).find((l) => l.periodType === periodType);

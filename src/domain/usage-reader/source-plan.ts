@@ -1,4 +1,4 @@
-import { localDateOf, localDayAround, type Span } from './buckets';
+import { localDateOf, localDayAround, type Span } from '../analytics/buckets';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /**

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
-import type { Span } from './buckets';
+import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
 import { ExactSum, compact, formatMicro, parseMicro } from '../../lib/micro';
@@ -415,7 +415,7 @@ export interface FinalDays {
  * statement covers the rest: hours not final yet, and the distinct users. Sums are added in
  * millionths, exactly.
  */
-export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
+export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
   const byBucket = new Map<number, { quantity: ExactSum; events: ExactSum }>();
   const byUsageType = new Map<string, CellSum>();
   const total = new CellSum();
