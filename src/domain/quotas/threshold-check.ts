@@ -4,7 +4,9 @@ import { type Period, type PeriodType, periodContaining } from '../periods';
 import { licenseUsage } from '../usage-reader/license-usage';
 import type { LevelCrossing } from './enforcer';
 import { type LicenseLimits, PERIOD_TYPES, levelMicro, limitsFor, loadLicenseLimits } from './limits';
-import { type ReactionDeps, recordLevelCrossings, upsertOverage } from './reactions';
+import type { ReactionDeps } from './reactions';
+import { recordLevelCrossings } from '../alerts/alerts';
+import { upsertOverage } from '../overages/overages';
 import { floorMicro } from '../../lib/micro';
 
 /** The periods a check covers: the current one and the one just before it (it may have closed since the last check). */
