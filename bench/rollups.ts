@@ -12,7 +12,7 @@ import { QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { JobQueues, bullPrefix } from '../jobs/queues';
-import { hourWindow } from '../jobs/catalog';
+import { hourWindow } from '../src/domain/jobs/catalog';
 import {
   type BenchContext,
   type BenchReport,

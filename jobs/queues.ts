@@ -1,6 +1,7 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QUEUES, type JobName, type JobPayload, type QueueName, jobCatalog, jobIdFor } from './catalog';
+import { QUEUES, type JobName, type JobPayload, type QueueName, jobCatalog, jobIdFor } from '../src/domain/jobs/catalog';
+import type { EnqueueOptions, JobPort, QueuedJob } from '../src/domain/jobs/port';
 
 /** BullMQ keys live under the service's Redis prefix, so test runs and deployments never mix. */
 export function bullPrefix(redisKeyPrefix: string): string {
@@ -15,7 +16,7 @@ export function bullPrefix(redisKeyPrefix: string): string {
 const KEEP_COMPLETED = { age: 15 * 86_400 };
 const KEEP_FAILED = { age: 30 * 86_400 };
 
-export class JobQueues {
+export class JobQueues implements JobPort {
   readonly queues: Record<QueueName, Queue>;
 
   constructor(connection: Redis, prefix: string) {
@@ -32,7 +33,7 @@ export class JobQueues {
   async enqueue<N extends JobName>(
     name: N,
     payload: JobPayload<N>,
-    options: { rerunTag?: string; retryFailed?: boolean; backoffMs?: number } = {},
+    options: EnqueueOptions = {},
   ): Promise<Job> {
     const definition = jobCatalog[name];
     const parsed = definition.payload.parse(payload) as JobPayload<N>;
@@ -61,7 +62,34 @@ export class JobQueues {
     return undefined;
   }
 
+  /** A job as the domain sees it (JobPort), while BullMQ remembers it. */
+  async find(jobId: string): Promise<QueuedJob | undefined> {
+    const job = await this.getJob(jobId);
+    if (!job) return undefined;
+    const state = await job.getState();
+    const progress = typeof job.progress === 'object' && job.progress ? (job.progress as { done?: number; total?: number }) : {};
+    return {
+      id: jobId,
+      name: job.name,
+      state: stateOf(state),
+      progress: { done: progress.done ?? 0, total: progress.total ?? 0 },
+      attempts: job.attemptsMade,
+      ...(job.failedReason ? { error: job.failedReason } : {}),
+    };
+  }
+
   async close(): Promise<void> {
     await Promise.all(Object.values(this.queues).map((q) => q.close()));
+  }
+}
+
+function stateOf(state: string): QueuedJob['state'] {
+  switch (state) {
+    case 'active':
+    case 'completed':
+    case 'failed':
+      return state;
+    default:
+      return 'waiting'; // waiting, delayed (backoff before a retry), prioritized, waiting-children
   }
 }

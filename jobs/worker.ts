@@ -1,9 +1,7 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { PrismaClient } from '../src/generated/prisma/client';
-import type { Metrics } from '../src/lib/metrics';
 import { recordJobEnd, recordJobStart } from '../src/domain/jobs/job-runs';
-import { QUEUES, isJobName, jobCatalog, type JobName } from './catalog';
+import { QUEUES, isJobName, jobCatalog, type JobName } from '../src/domain/jobs/catalog';
 import { jobHandlers } from './handlers';
 import type { JobDeps, JobHandler, JobResult } from './handlers/types';
 
@@ -18,7 +16,7 @@ export interface WorkerOptions {
  * Parses the payload against the catalog, records the attempt in JobRun, runs the handler
  * and records how it went. A handler's failure is rethrown so BullMQ retries with backoff.
  */
-async function runJob(deps: JobDeps & { prisma: PrismaClient; metrics: Metrics }, job: Job): Promise<JobResult> {
+async function runJob(deps: JobDeps, job: Job): Promise<JobResult> {
   if (!isJobName(job.name)) throw new Error(`unknown job ${job.name}`);
   const name: JobName = job.name;
   const definition = jobCatalog[name];
@@ -51,7 +49,7 @@ async function runJob(deps: JobDeps & { prisma: PrismaClient; metrics: Metrics }
 }
 
 /** One BullMQ worker per queue of the catalog. */
-export function startWorkers(deps: JobDeps & { prisma: PrismaClient; metrics: Metrics }, options: WorkerOptions): Worker[] {
+export function startWorkers(deps: JobDeps, options: WorkerOptions): Worker[] {
   return QUEUES.map((queue) => {
     const worker = new Worker(queue, (job) => runJob(deps, job), {
       connection: options.connection,

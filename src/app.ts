@@ -11,9 +11,12 @@ import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import { QuotaEnforcer } from './domain/quotas/enforcer';
 import type { Services } from './server/services';
+import type { JobDeps } from '../jobs/handlers/types';
+import type { ReactionDeps } from './domain/quotas/reactions';
+import { DAY_MS } from './lib/time';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
-import { FinalDayCache } from './domain/analytics/final-days';
+import { FinalDayCache } from './domain/usage-reader/final-days';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -53,7 +56,31 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
   const finalDays = new FinalDayCache();
-  return { env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota };
+  const reactions: ReactionDeps = {
+    pool: db.pool,
+    logger,
+    webhooks: { prisma: db.prisma, jobs: queues, retryBaseMs: env.WEBHOOK_RETRY_BASE_MS },
+  };
+  const track = {
+    limits: { maxAgeMs: env.EVENT_MAX_AGE_DAYS * DAY_MS, maxFutureMs: env.EVENT_MAX_FUTURE_SECONDS * 1000 },
+    writer: eventWriter,
+    committer: groupCommitter,
+    metrics,
+    quota: { enforcer: quota, reactions },
+  };
+  return {
+    env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,
+    licenses: { prisma: db.prisma, limits: quota, analytics: analyticsCache },
+    thresholds: { prisma: db.prisma, limits: quota },
+    apiKeys: { prisma: db.prisma, revocations: authenticator },
+    rollups: { pool: db.pool, analytics: analyticsCache },
+  };
+}
+
+/** What the workers' job handlers get, from the same parts as the API's. */
+export function jobDepsOf(services: Services): JobDeps {
+  const { db, env, logger, metrics, reactions, rollups } = services;
+  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, reactions, rollups, jobs: services.queues };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */
@@ -62,7 +89,7 @@ export async function prepareData(services: Services): Promise<void> {
   await ensurePlans(db.prisma);
   if (env.BOOTSTRAP_ADMIN_KEY) await ensureAdminKey(db.prisma, env.BOOTSTRAP_ADMIN_KEY);
   const now = new Date();
-  await ensureUsageEventPartitions(db.pool, now, new Date(now.getTime() - (env.EVENT_MAX_AGE_DAYS + 1) * 86_400_000));
+  await ensureUsageEventPartitions(db.pool, now, new Date(now.getTime() - (env.EVENT_MAX_AGE_DAYS + 1) * DAY_MS));
 }
 
 /** Finishes in-flight writes, then closes pools. */

@@ -3,7 +3,7 @@ import { ConfigError, loadDotEnvFile, loadEnv, type Env } from './env';
 import { createLogger, type Logger } from './lib/logger';
 import { createRedis } from './lib/redis';
 import { applyMigrations, ensureDatabase } from './lib/migrator';
-import { closeServices, createServices, prepareData } from './app';
+import { closeServices, createServices, jobDepsOf, prepareData } from './app';
 import { createHttpServer } from './server/http';
 import { closeWorkers, startWorkers } from '../jobs/worker';
 import { Scheduler } from '../jobs/scheduler';
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const runsScheduler = env.ROLE === 'scheduler' || env.ROLE === 'all';
   const workers = runsWorker
     ? startWorkers(
-        { pool: services.db.pool, prisma: services.db.prisma, queues: services.queues, env, logger, metrics: services.metrics, analyticsCache: services.analyticsCache },
+        jobDepsOf(services),
         {
           connection: services.bullConnection,
           prefix: bullPrefix(env.REDIS_KEY_PREFIX),

@@ -1,4 +1,4 @@
-import type { JobName } from '../catalog';
+import type { JobName } from '../../src/domain/jobs/catalog';
 import type { JobHandler } from './types';
 import { aggregateHourly } from './usage-aggregate-hourly';
 import { aggregateDaily } from './usage-aggregate-daily';

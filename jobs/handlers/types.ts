@@ -1,19 +1,26 @@
 import type pg from 'pg';
 import type { PrismaClient } from '../../src/generated/prisma/client';
-import type { JobQueues } from '../queues';
 import type { Env } from '../../src/env';
 import type { Logger } from '../../src/lib/logger';
-import type { JobName, JobPayload } from '../catalog';
-import type { AnalyticsCache } from '../../src/domain/analytics/cache';
+import type { JobName, JobPayload } from '../../src/domain/jobs/catalog';
+import type { RollupDeps } from '../../src/domain/rollups/aggregate';
+import type { JobPort } from '../../src/domain/jobs/port';
+import type { ReactionDeps } from '../../src/domain/quotas/reactions';
+import type { Metrics } from '../../src/lib/metrics';
 
+/** What job handlers work with; built once per process by src/app.ts (jobDepsOf). */
 export interface JobDeps {
   pool: pg.Pool;
   prisma: PrismaClient;
-  queues: JobQueues;
   env: Env;
   logger: Logger;
+  metrics: Metrics;
+  /** The job runtime, as the domain sees it (enqueue, look a job up). */
+  jobs: JobPort;
+  /** Alerts and webhooks that follow from what a job found. */
+  reactions: ReactionDeps;
   /** Rollup changes drop the cached analytics answers they make stale. */
-  analyticsCache: AnalyticsCache;
+  rollups: RollupDeps;
 }
 
 export interface JobContext {

@@ -1,5 +1,5 @@
 import { forecastAllLicenses } from '../../src/domain/forecasts/daily-forecasts';
-import { forecastCutOff } from '../catalog';
+import { forecastCutOff } from '../../src/domain/jobs/catalog';
 import type { JobHandler } from './types';
 
 export const forecastDaily: JobHandler<'usage.forecast.daily'> = (deps, { window }, ctx) =>

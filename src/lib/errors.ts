@@ -1,22 +1,22 @@
-import { TRPCError } from '@trpc/server';
-import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/unstable-core-do-not-import';
+/**
+ * The closed set of application error codes. Each is mapped once to its HTTP answer, by the
+ * server (src/server/errors.ts); workers and scripts never load the HTTP layer for it.
+ */
+export const APP_ERROR_CODES = [
+  'BAD_REQUEST',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'CONFLICT',
+  'IDEMPOTENCY_CONFLICT',
+  'LICENSE_INACTIVE',
+  'INVALID_EVENT',
+  'PAYLOAD_TOO_LARGE',
+  'TOO_MANY_REQUESTS',
+  'UNAVAILABLE',
+] as const;
 
-/** The closed set of application error codes, each mapped once to a tRPC/HTTP code. */
-const CODE_TO_TRPC = {
-  BAD_REQUEST: 'BAD_REQUEST',
-  UNAUTHORIZED: 'UNAUTHORIZED',
-  FORBIDDEN: 'FORBIDDEN',
-  NOT_FOUND: 'NOT_FOUND',
-  CONFLICT: 'CONFLICT',
-  IDEMPOTENCY_CONFLICT: 'CONFLICT',
-  LICENSE_INACTIVE: 'UNPROCESSABLE_CONTENT',
-  INVALID_EVENT: 'BAD_REQUEST',
-  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
-  UNAVAILABLE: 'SERVICE_UNAVAILABLE',
-} as const satisfies Record<string, TRPC_ERROR_CODE_KEY>;
-
-export type AppErrorCode = keyof typeof CODE_TO_TRPC;
+export type AppErrorCode = (typeof APP_ERROR_CODES)[number];
 
 /** Shaped like a zod issue, so clients read every 400 the same way. */
 export interface FieldIssue {
@@ -38,10 +38,6 @@ export class AppError extends Error {
   }
 
   readonly issues?: FieldIssue[];
-}
-
-export function toTRPCError(error: AppError): TRPCError {
-  return new TRPCError({ code: CODE_TO_TRPC[error.code], message: error.message, cause: error });
 }
 
 /** PostgreSQL errors that mean "the database is unreachable or overloaded", not a bug. */

@@ -5,7 +5,7 @@ import { createContextFactory } from './context';
 import { createTrpcNodeHandler } from './trpc-node-handler';
 import type { Services } from './services';
 import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
-import { QUEUES } from '../../jobs/catalog';
+import { QUEUES } from '../domain/jobs/catalog';
 import { EXPORT_PATH, createExportHandler } from './export-routes';
 
 const TRPC_BASE = '/api/trpc/';

@@ -9,7 +9,14 @@ import type { GroupCommitter } from '../domain/usage/group-commit';
 import type { QuotaEnforcer } from '../domain/quotas/enforcer';
 import type { JobQueues } from '../../jobs/queues';
 import type { AnalyticsCache } from '../domain/analytics/cache';
-import type { FinalDayCache } from '../domain/analytics/final-days';
+import type { FinalDayCache } from '../domain/usage-reader/final-days';
+import type { ReactionDeps } from '../domain/quotas/reactions';
+import type { TrackDeps } from '../domain/usage/track';
+import type { LicenseDeps } from '../domain/licenses/licenses';
+import type { ThresholdDeps } from '../domain/quotas/thresholds';
+import type { KeyRevocations } from '../domain/api-keys/authenticator';
+import type { RollupDeps } from '../domain/rollups/aggregate';
+import type { Db } from '../lib/db';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -29,4 +36,13 @@ export interface Services {
   quota: QuotaEnforcer;
   analyticsCache: AnalyticsCache;
   finalDays: FinalDayCache;
+  /** Alerts and webhooks that follow a crossed level or an overage. */
+  reactions: ReactionDeps;
+  /** Ingestion: limits, writer, group commit, quota enforcement. */
+  track: TrackDeps;
+  /** The collaborators of domain operations whose side effects reach beyond their rows. */
+  licenses: LicenseDeps;
+  thresholds: ThresholdDeps;
+  apiKeys: { prisma: Db; revocations: KeyRevocations };
+  rollups: RollupDeps;
 }

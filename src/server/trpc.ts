@@ -1,7 +1,8 @@
 import { TRPCError, initTRPC } from '@trpc/server';
 import { ZodError } from 'zod';
 import type { ApiKeyRole } from '../generated/prisma/client';
-import { AppError, isUnavailableError, toTRPCError } from '../lib/errors';
+import { AppError, isUnavailableError } from '../lib/errors';
+import { toTRPCError } from './errors';
 import { recordAudit } from '../domain/audit/audit-log';
 import { sdkVersionFromUserAgent } from '../domain/api-keys/key-material';
 import type { Principal } from '../domain/api-keys/authenticator';

@@ -1,8 +1,9 @@
 import { QueueEvents, type Worker } from 'bullmq';
 import { createRedis } from '../../src/lib/redis';
 import { closeWorkers, startWorkers } from '../../jobs/worker';
-import { QUEUES, type QueueName } from '../../jobs/catalog';
+import { QUEUES, type QueueName } from '../../src/domain/jobs/catalog';
 import { bullPrefix } from '../../jobs/queues';
+import { jobDepsOf } from '../../src/app';
 import type { TestApp } from './harness';
 
 /** Real BullMQ workers for every queue of the catalog, on the app's own Redis prefix. */
@@ -10,7 +11,7 @@ export async function startTestWorkers(app: TestApp) {
   const s = app.services;
   const prefix = bullPrefix(s.env.REDIS_KEY_PREFIX);
   const workers: Worker[] = startWorkers(
-    { pool: s.db.pool, prisma: s.db.prisma, queues: s.queues, env: s.env, logger: s.logger, metrics: s.metrics, analyticsCache: s.analyticsCache },
+    jobDepsOf(s),
     { connection: s.bullConnection, prefix, concurrency: 4, lockDuration: 30_000 },
   );
   const connection = createRedis(s.env.REDIS_URL, { maxRetriesPerRequest: null });

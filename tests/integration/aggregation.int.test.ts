@@ -24,12 +24,13 @@ afterAll(async () => {
 });
 
 const pool = () => app.services.db.pool;
+const rollups = () => app.services.rollups;
 const hourFloor = (t: number) => Math.floor(t / HOUR) * HOUR;
 const dayFloor = (t: number) => Math.floor(t / DAY) * DAY;
 
 /** What the schedule would have run by now for these hours: each hourly window, then each ended daily window. */
 async function runScheduledWindows(hours: Iterable<number>, now: number) {
-  for (const h of [...new Set(hours)].sort()) await aggregateHourlyWindow(pool(), new Date(h), new Date(now));
+  for (const h of [...new Set(hours)].sort()) await aggregateHourlyWindow(rollups(), new Date(h), new Date(now));
   const days = new Set([...hours].map((h) => dayFloor(h)));
   for (const d of [...days].sort()) {
     // local days of a UTC date D end on D or D + 1
@@ -100,7 +101,7 @@ describe('rollups equal a from-scratch GROUP BY of the raw events', () => {
           await runScheduledWindows(hours, now);
           // Late events land in windows already rolled up; the next hourly run fixes them.
           await sendInBatches(late);
-          await aggregateHourlyWindow(pool(), new Date(hourFloor(now) - HOUR), new Date(now));
+          await aggregateHourlyWindow(rollups(), new Date(hourFloor(now) - HOUR), new Date(now));
 
           const diff = await rollupDifferences(
             pool(),
@@ -131,7 +132,7 @@ describe('late events', () => {
     const stale = await app.prisma.usageRollupHourly.findFirstOrThrow({ where: { licenseId, hour: new Date(hour) } });
     expect(stale.quantity.toFixed()).toBe('2');
 
-    await aggregateHourlyWindow(pool(), new Date(hourFloor(now) - HOUR), new Date(now));
+    await aggregateHourlyWindow(rollups(), new Date(hourFloor(now) - HOUR), new Date(now));
     const fixed = await app.prisma.usageRollupHourly.findFirstOrThrow({ where: { licenseId, hour: new Date(hour) } });
     expect(fixed.quantity.toFixed()).toBe('5.5');
     expect(fixed.eventCount).toBe(2n);
@@ -146,8 +147,8 @@ describe('late events', () => {
   it('refuses to roll up an hour that has not ended', async () => {
     // Half an hour before its end (in the last two minutes of an hour the run is allowed: late marks cover it).
     const now = hourFloor(Date.now()) - 30 * 60_000;
-    await expect(aggregateHourlyWindow(pool(), new Date(hourFloor(now)), new Date(now))).rejects.toThrow(/not ended/);
-    await expect(aggregateHourlyWindow(pool(), new Date(hourFloor(now)), new Date(hourFloor(now) + HOUR - 121_000))).rejects.toThrow(/not ended/);
+    await expect(aggregateHourlyWindow(rollups(), new Date(hourFloor(now)), new Date(now))).rejects.toThrow(/not ended/);
+    await expect(aggregateHourlyWindow(rollups(), new Date(hourFloor(now)), new Date(hourFloor(now) + HOUR - 121_000))).rejects.toThrow(/not ended/);
   });
 });
 
@@ -188,7 +189,7 @@ describe('daily rollups in the license time zone', () => {
     for (const d of [...days, Math.min(...days) - DAY, Math.max(...days) + DAY].sort()) {
       await aggregateDailyWindow(pool(), new Date(d), new Date(late));
     }
-    for (const h of new Set(instants.map(hourFloor))) await aggregateHourlyWindow(pool(), new Date(h), new Date(late));
+    for (const h of new Set(instants.map(hourFloor))) await aggregateHourlyWindow(rollups(), new Date(h), new Date(late));
 
     const rows = await app.prisma.usageRollupDaily.findMany({ where: { licenseId }, orderBy: { date: 'asc' } });
     const total = instants.reduce((sum, _, i) => sum + i + 1, 0);
@@ -237,7 +238,7 @@ describe('usage.current', () => {
     expect(daily.periodStart.endsWith('T18:30:00.000Z')).toBe(true);
 
     for (const h of [hourFloor(now) - 3 * HOUR, hourFloor(now) - 2 * HOUR, hourFloor(now) - HOUR]) {
-      await aggregateHourlyWindow(pool(), new Date(h), new Date(now));
+      await aggregateHourlyWindow(rollups(), new Date(h), new Date(now));
     }
     expect((await read()).map((u) => u.used)).toEqual(first.map((u) => u.used));
     await track(ownerKey, [{ licenseId, usageType: 'api_call', quantity: '0.75' }]);

@@ -4,7 +4,7 @@ import { TestApp } from '../helpers/harness';
 import { licenseWithLimit } from '../helpers/quota';
 import { startReceiver } from '../helpers/receiver';
 import { startTestWorkers } from '../helpers/workers';
-import { hourWindow } from '../../jobs/catalog';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 import { signPayload } from '../../src/domain/webhooks/signing';
 import { loadLicenseLimits } from '../../src/domain/quotas/limits';
 import { checkLicenseThresholds } from '../../src/domain/quotas/threshold-check';
@@ -41,7 +41,7 @@ async function usageBehindIngestion(tenantId: string, licenseId: string, usageTy
 
 /** A threshold check whose delivery rows are written, then queueing their jobs fails (Redis gone): it fails. */
 async function checkWithQueueDown(tenantId: string, licenseId: string) {
-  const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+  const webhooks = { prisma: app.prisma, retryBaseMs: 20, jobs: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
   const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
   await expect(
     checkLicenseThresholds({ pool: app.services.db.pool, webhooks: webhooks as never, logger: app.services.logger }, limits, new Date()),
@@ -166,7 +166,7 @@ it('finds crossings ingestion did not see in the hourly usage.thresholds.check, 
     [80, 'scheduled', '8'],
   ]);
   // the scheduler enqueues it at :30 for the hour it runs in
-  const { SCHEDULE } = await import('../../jobs/scheduler');
+  const { SCHEDULE } = await import('../../src/domain/jobs/schedule');
   const entry = SCHEDULE.find((e) => e.job === 'usage.thresholds.check')!;
   expect(entry.cron).toBe('30 * * * *');
   expect(entry.windowAt(new Date('2026-11-23T10:30:00Z'))).toBe('2026-11-23T10Z');

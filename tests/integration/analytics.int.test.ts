@@ -7,10 +7,11 @@ import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/ro
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 import { jobHandlers } from '../../jobs/handlers';
-import { hourWindow } from '../../jobs/catalog';
+import { jobDepsOf } from '../../src/app';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
-import { FinalDayCache } from '../../src/domain/analytics/final-days';
-import { formatMicro } from '../../src/domain/quotas/limits';
+import { FinalDayCache } from '../../src/domain/usage-reader/final-days';
+import { formatMicro } from '../../src/lib/micro';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -35,6 +36,7 @@ afterAll(async () => {
 });
 
 const pool = () => app.services.db.pool;
+const rollups = () => app.services.rollups;
 
 interface Spec {
   license: number;
@@ -134,7 +136,7 @@ describe('analytics.usage equals SQL over the raw events', () => {
           const licenses = await Promise.all(ZONES.map((timezone) => app.createLicense(ownerKey, { timezone })));
           const ids = licenses.map((l) => l.id);
           await writeHistoric(tenantId, ids, specs);
-          for (const h of new Set(rolledHours)) await aggregateHourlyWindow(pool(), new Date(FROM + h * HOUR), NOW);
+          for (const h of new Set(rolledHours)) await aggregateHourlyWindow(rollups(), new Date(FROM + h * HOUR), NOW);
           for (const d of new Set(rolledDays)) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
           await writeHistoric(tenantId, ids, late); // marks their hours: counted at once all the same
 
@@ -176,8 +178,8 @@ describe('analytics.usage periods', () => {
     for (let t = FROM; t < Date.UTC(2026, 3, 1); t += HOUR / 2) specs.push({ license: 2, usageType: 'api_call', quantity: '1', at: t });
     await writeHistoric(t.tenantId, ids, specs);
     for (let d = -1; d <= 31; d++) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
-    await aggregateHourlyWindow(pool(), new Date(FROM), NOW); // clears the marks of every hour written
-    for (let h = FROM; h < Date.UTC(2026, 3, 1); h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), NOW);
+    await aggregateHourlyWindow(rollups(), new Date(FROM), NOW); // clears the marks of every hour written
+    for (let h = FROM; h < Date.UTC(2026, 3, 1); h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), NOW);
   }, 120_000);
 
   it('has 23 hourly points on the spring DST day and 24 elsewhere, each from its rollups', async () => {
@@ -228,7 +230,7 @@ describe('analytics.usage periods', () => {
     for (let at = FROM; at < FROM + 5 * DAY; at += HOUR) specs.push({ license: 0, usageType: 'api_call', quantity: '1', at });
     await writeHistoric(t.tenantId, [id], specs);
     for (let d = -1; d <= 6; d++) await aggregateDailyWindow(pool(), new Date(FROM + d * DAY), NOW);
-    await aggregateHourlyWindow(pool(), new Date(FROM + 6 * DAY), NOW);
+    await aggregateHourlyWindow(rollups(), new Date(FROM + 6 * DAY), NOW);
     expect((await app.call('licenses.update', { id, timezone: 'Asia/Kolkata' }, t.ownerKey)).status).toBe(200);
     const res = await usage(t.ownerKey, { licenseId: id, startDate: '2026-03-02', endDate: '2026-03-03', granularity: 'daily' });
     expect(res.period.timezone).toBe('Asia/Kolkata');
@@ -290,7 +292,7 @@ describe('breakdowns, top licenses and the platform view', () => {
       expect(res.data.accepted).toBe(Math.min(100, events.length - i));
     }
     // Roll up every ended hour and day so the platform view reads all three sources.
-    for (let h = hourFloor(now - 3 * DAY - HOUR); h < hourFloor(now); h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), new Date(now));
+    for (let h = hourFloor(now - 3 * DAY - HOUR); h < hourFloor(now); h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), new Date(now));
     for (let d = Math.floor(now / DAY) * DAY - 4 * DAY; d < Math.floor(now / DAY) * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), new Date(now));
   }, 120_000);
 
@@ -534,7 +536,7 @@ describe('analytics cache', () => {
     const line = text.split('\n').find((l) => l.startsWith(`tally_analytics_cache_requests_total{view="usage",result="${result}"}`));
     return Number(line?.split(' ')[1] ?? 0);
   };
-  const deps = () => ({ pool: cached.services.db.pool, prisma: cached.services.db.prisma, queues: cached.services.queues, env: cached.services.env, logger: cached.services.logger, analyticsCache: cached.services.analyticsCache });
+  const deps = () => jobDepsOf(cached.services);
   const ctx = { jobId: 'test', attempt: 1, maxAttempts: 1, reportProgress: async () => undefined };
 
   it('answers again from Redis, counts hits and misses, and drops answers when late events or a recalculation change rollups', async () => {
@@ -576,7 +578,7 @@ describe('analytics cache', () => {
     }));
     await writeHistoric(t.tenantId, [id], specs);
     const now = new Date();
-    for (let h = start; h < start + 11 * DAY; h += HOUR) await aggregateHourlyWindow(pool(), new Date(h), now);
+    for (let h = start; h < start + 11 * DAY; h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), now);
     for (let d = start - DAY; d < start + 11 * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), now);
 
     const date = (at: number) => new Date(at).toISOString().slice(0, 10);

@@ -12,7 +12,7 @@ import { loadLicenseLimits } from '../../src/domain/quotas/limits';
 import { evaluateClosedPeriods, forecastLicense } from '../../src/domain/forecasts/daily-forecasts';
 import { sendForecastBreachAlerts } from '../../src/domain/forecasts/breach-alerts';
 import { verifySignature } from '../../src/domain/webhooks/signing';
-import { SCHEDULE } from '../../jobs/scheduler';
+import { SCHEDULE } from '../../src/domain/jobs/schedule';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -237,7 +237,7 @@ describe('usage.forecast.daily and usage.forecast.alerts', () => {
     await triggerAndWait('usage.forecast.daily');
 
     // The delivery row is written, then queueing its job fails (Redis gone): the run fails.
-    const webhooks = { prisma: app.prisma, retryBaseMs: 20, queues: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
+    const webhooks = { prisma: app.prisma, retryBaseMs: 20, jobs: { enqueue: () => Promise.reject(new Error('Redis went away')) } };
     await expect(
       sendForecastBreachAlerts({ pool: app.services.db.pool, prisma: app.prisma, webhooks: webhooks as never }, new Date()),
     ).rejects.toThrow('Redis went away');

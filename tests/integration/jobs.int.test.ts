@@ -6,10 +6,12 @@ import pg from 'pg';
 import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { rollupDifferences } from '../helpers/rollup-check';
-import { SCHEDULE, Scheduler, lastFiring } from '../../jobs/scheduler';
+import { Scheduler } from '../../jobs/scheduler';
+import { jobDepsOf } from '../../src/app';
+import { SCHEDULE, lastFiring } from '../../src/domain/jobs/schedule';
 import { JobQueues, bullPrefix } from '../../jobs/queues';
 import { closeWorkers, startWorkers } from '../../jobs/worker';
-import { hourWindow } from '../../jobs/catalog';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 import { createRedis } from '../../src/lib/redis';
 import { applyRetention } from '../../src/domain/retention/retention';
 import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
@@ -40,12 +42,13 @@ afterAll(async () => {
 });
 
 const pool = () => app.services.db.pool;
+const rollups = () => app.services.rollups;
 const hourFloor = (t: number) => Math.floor(t / HOUR) * HOUR;
 
 function inProcessWorkers(): Worker[] {
   const { services } = app;
   return startWorkers(
-    { pool: services.db.pool, prisma: services.db.prisma, env: services.env, logger: services.logger, metrics: services.metrics, queues: services.queues, analyticsCache: services.analyticsCache },
+    jobDepsOf(services),
     { connection: services.bullConnection, prefix: bullPrefix(app.prefix), concurrency: 2, lockDuration: 5000 },
   );
 }
@@ -188,7 +191,7 @@ describe('usage.recalculateAggregates', () => {
     const diff = await rollupDifferences(pool(), [licenseId], bounds);
     const marked = new Set((await app.prisma.rollupDirtyHour.findMany({ where: { licenseId } })).map((m) => m.hour.getTime()));
     for (const row of diff.hourly as { hour: Date }[]) expect(marked.has(row.hour.getTime())).toBe(true);
-    await aggregateHourlyWindow(pool(), new Date(hourFloor(now) - HOUR), new Date(now));
+    await aggregateHourlyWindow(rollups(), new Date(hourFloor(now) - HOUR), new Date(now));
     expect(await rollupDifferences(pool(), [licenseId], bounds)).toEqual({ hourly: [], daily: [] });
   });
 
@@ -343,7 +346,7 @@ describe('retention', () => {
     await writeOld(licenseId, tenantId, old);
     const late = new Date(now);
     // Roll up everything except the hour of the third event.
-    for (const t of old.filter((t) => t !== old[2])) await aggregateHourlyWindow(pool(), new Date(t), late);
+    for (const t of old.filter((t) => t !== old[2])) await aggregateHourlyWindow(rollups(), new Date(t), late);
     for (let d = Math.floor(old[0]! / DAY) * DAY - DAY; d <= old[3]! + DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), late);
     const policy = { usageEventDays: 90, idempotencyKeyDays: 40, auditLogDays: 365, jobRunDays: 90 };
 
@@ -354,7 +357,7 @@ describe('retention', () => {
     const left = async () => (await pool().query<{ t: Date }>('SELECT occurred_at AS t FROM usage_events WHERE license_id = $1 ORDER BY 1', [licenseId])).rows.map((r) => r.t.getTime());
     expect(await left()).toEqual([old[2], old[3]]);
 
-    await aggregateHourlyWindow(pool(), new Date(old[2]!), late);
+    await aggregateHourlyWindow(rollups(), new Date(old[2]!), late);
     const done = await applyRetention(pool(), policy, now);
     expect(done.heldBackBy).toBeNull();
     expect(await left()).toEqual([old[3]]);

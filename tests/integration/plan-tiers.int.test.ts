@@ -6,7 +6,6 @@ import { QuotaEnforcer } from '../../src/domain/quotas/enforcer';
 import { createRedis } from '../../src/lib/redis';
 import { trackEvent } from '../../src/domain/usage/track';
 import { usageEventInputSchema } from '../../src/domain/usage/event-schema';
-import { trackDeps } from '../../src/server/routers/usage/deps';
 import { AppError } from '../../src/lib/errors';
 
 let app: TestApp;
@@ -94,7 +93,7 @@ describe('with Redis unreachable', () => {
       { redis: deadRedis(), pool, prisma: app.prisma, logger: app.services.logger },
       { keyPrefix: app.prefix, failMode, limitsCacheMs: 0, redisTimeoutMs: 50 },
     );
-    const deps = trackDeps(app.services);
+    const deps = app.services.track;
     return { ...deps, quota: { ...deps.quota!, enforcer } };
   }
 

@@ -119,7 +119,7 @@ async function buildWorld(): Promise<World> {
 }
 
 async function rollUp(w: World) {
-  await recalculateRange(pool(), { tenantId: w.tenantId, licenseId: null, ...RANGE }, { retentionDays: 400 });
+  await recalculateRange(app.services.rollups, { tenantId: w.tenantId, licenseId: null, ...RANGE }, { retentionDays: 400 });
 }
 
 async function rollupRows(licenses: string[]) {

@@ -106,7 +106,7 @@ describe('analytics over a date the zone skipped', () => {
       ['2011-12-31T00:00:00+14:00', '24'],
     ]);
     expect(res.data.overview.totalQuantity).toBe('48');
-    for (let t = first; t < first + 48 * HOUR; t += HOUR) await aggregateHourlyWindow(pool, new Date(t));
+    for (let t = first; t < first + 48 * HOUR; t += HOUR) await aggregateHourlyWindow(app.services.rollups, new Date(t));
     const again = await app.call<Usage>('analytics.usage', { licenseId: license.id, startDate: '2011-12-29', endDate: '2011-12-31', granularity: 'daily' }, ownerKey, { method: 'GET' });
     expect(again.data.timeSeries).toEqual(res.data.timeSeries);
   });

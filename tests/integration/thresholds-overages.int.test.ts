@@ -5,7 +5,6 @@ import { licenseWithLimit } from '../helpers/quota';
 import { checkLicenseThresholds } from '../../src/domain/quotas/threshold-check';
 import { loadLicenseLimits } from '../../src/domain/quotas/limits';
 import { periodContaining } from '../../src/domain/periods';
-import { reactionDepsOf } from '../../src/server/routers/usage/deps';
 
 let app: TestApp;
 let ownerKey: string;
@@ -90,7 +89,7 @@ describe('overages', () => {
     expect(overages.data.items).toHaveLength(1);
     expect(overages.data.items[0]).toMatchObject({ thresholdId, status: 'DETECTED', final: false, rateCents: 25 });
 
-    const deps = reactionDepsOf(app.services);
+    const deps = app.services.reactions;
     const limits = (await loadLicenseLimits(app.prisma, tenantId, licenseId))!;
     await checkLicenseThresholds(deps, limits, new Date());
     overages = await get('overages.list', { licenseId });

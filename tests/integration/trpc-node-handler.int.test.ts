@@ -128,3 +128,24 @@ it('a repeat and a conflicting reuse of a key: the same answers', async () => {
   expect((await expectSameAnswer(() => ({ path: 'usage.trackEvent', body: event({ idempotencyKey: key }), headers: json(ownerKey) }))).body).toMatch(/"duplicate":true/);
   expect((await expectSameAnswer(() => ({ path: 'usage.trackEvent', body: event({ idempotencyKey: key, quantity: 2 }), headers: json(ownerKey) }))).status).toBe(409);
 });
+
+describe('every procedure of the router', () => {
+  const procedures = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string } }>);
+
+  it.each(procedures.map(([path, p]) => [path, p._def.type]))(
+    '%s (%s): no key, an empty input and an input of the wrong type answer as through tRPC\'s adapter',
+    async (path, type) => {
+      const send = (key: string | null, input: unknown): Sent =>
+        type === 'query'
+          ? { path: `${path}?input=${encodeURIComponent(JSON.stringify(input))}`, method: 'GET', headers: key ? { authorization: `Bearer ${key}` } : {} }
+          : { path, body: JSON.stringify(input), headers: json(key) };
+      expect((await expectSameAnswer(() => send(null, {}))).status).toBe(401);
+      for (const input of [{}, [1, 2], 'text']) {
+        const answer = await expectSameAnswer(() => send(ownerKey, input));
+        expect(answer.status).toBeLessThan(500);
+      }
+      const admin = await expectSameAnswer(() => send(app.adminKey, {}));
+      expect(admin.status).toBeLessThan(500);
+    },
+  );
+});

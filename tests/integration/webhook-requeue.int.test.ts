@@ -3,7 +3,7 @@ import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { licenseWithLimit } from '../helpers/quota';
 import { startReceiver } from '../helpers/receiver';
 import { startTestWorkers } from '../helpers/workers';
-import { hourWindow } from '../../jobs/catalog';
+import { hourWindow } from '../../src/domain/jobs/catalog';
 
 /**
  * Redis losing its data after an alert was claimed (found by the chaos suite: a FLUSHALL took

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { bucketsOf, isoInZone, MAX_RANGE_DAYS, rangeOf } from '../../src/domain/analytics/buckets';
-import { asWidthBuckets, planSources, type Coverage } from '../../src/domain/analytics/source-plan';
+import { asWidthBuckets, planSources, type Coverage } from '../../src/domain/usage-reader/source-plan';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { Prisma } from '../../src/generated/prisma/client';
-import { capOf, feeCents, formatMicro, fromMicro, levelAt, levelMicro, levelsOf, toMicro, type EffectiveLimit } from '../../src/domain/quotas/limits';
+import { floorMicro, formatMicro, fromMicro } from '../../src/lib/micro';
+import { capOf, feeCents, levelAt, levelMicro, levelsOf, type EffectiveLimit } from '../../src/domain/quotas/limits';
 
 const limitOf = (limit: string, grace = '0', levels = [50, 80, 95]): EffectiveLimit => ({
   periodType: 'daily',
@@ -25,14 +26,14 @@ it('formats millionths exactly as Decimal does', () => {
 it('round-trips quantities of at most 6 decimals through millionths', () => {
   fc.assert(
     fc.property(fc.bigInt({ min: 0n, max: 10n ** 15n }), (micro) => {
-      expect(toMicro(formatMicro(micro))).toBe(micro);
+      expect(floorMicro(formatMicro(micro))).toBe(micro);
     }),
   );
 });
 
 it('caps at limit × (1 + grace%), rounded down to a millionth', () => {
   expect(capOf(limitOf('10', '20')).toFixed()).toBe('12');
-  expect(toMicro(capOf(limitOf('0.000003', '50')))).toBe(4n); // 0.0000045 → 4 millionths
+  expect(floorMicro(capOf(limitOf('0.000003', '50')))).toBe(4n); // 0.0000045 → 4 millionths
 });
 
 it('reaches a level at limit × level%, rounded up to a millionth', () => {
@@ -40,7 +41,7 @@ it('reaches a level at limit × level%, rounded up to a millionth', () => {
   expect(levelMicro(limit, 50)).toBe(2n); // 1.5 millionths → 2
   expect(levelsOf([95, 50, 50, 100, 0, 120])).toEqual([50, 95, 100]);
   const hundred = limitOf('100');
-  expect([levelAt(hundred, toMicro('49.999999')), levelAt(hundred, toMicro('50')), levelAt(hundred, toMicro('100'))]).toEqual([0, 50, 100]);
+  expect([levelAt(hundred, floorMicro('49.999999')), levelAt(hundred, floorMicro('50')), levelAt(hundred, floorMicro('100'))]).toEqual([0, 50, 100]);
 });
 
 it('prices overage in whole cents, half up', () => {

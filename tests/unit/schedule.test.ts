@@ -1,4 +1,4 @@
-import { SCHEDULE, lastFiring } from '../../jobs/scheduler';
+import { SCHEDULE, lastFiring } from '../../src/domain/jobs/schedule';
 
 const at = (iso: string) => new Date(iso);
 

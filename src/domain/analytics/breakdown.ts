@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Prisma } from '../../generated/prisma/client';
 import { describeRange, rangeOf, type Span } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
-import { usageSeries, type SeriesScope } from './usage-series';
+import { usageSeries, type SeriesScope } from '../usage-reader/series';
 
 export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];

@@ -1,6 +1,7 @@
 import { tzOffset } from '@date-fns/tz';
 import { z } from 'zod';
 import { AppError } from '../../lib/errors';
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 export type Granularity = 'hourly' | 'daily' | 'weekly' | 'monthly';
 
@@ -9,9 +10,6 @@ export interface Span {
   start: number;
   end: number;
 }
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
 
 /** Earliest and latest date an analytics range or export may name (usage is never outside them). */
 export const FIRST_DATE = '1970-01-01';

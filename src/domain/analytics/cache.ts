@@ -10,7 +10,13 @@ import type { Metrics } from '../../lib/metrics';
  * (it is stored under the old generation). Rollup changes (recalculation, late events) and
  * license changes invalidate.
  */
-export class AnalyticsCache {
+/** What operations that change what analytics would answer call (AnalyticsCache implements it). */
+export interface AnalyticsInvalidator {
+  /** Drops the cached answers of these tenants (null: every tenant). */
+  invalidate(tenantIds: Iterable<string> | null): Promise<void>;
+}
+
+export class AnalyticsCache implements AnalyticsInvalidator {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,

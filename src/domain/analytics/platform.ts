@@ -1,8 +1,6 @@
 import type pg from 'pg';
 import { inTransaction } from '../../lib/transaction';
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /** GROUP BY GROUPING SETS ((date), (tenant_id, license_id)): one row per local date, one per license. */
 interface FoldedRow {

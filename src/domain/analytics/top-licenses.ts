@@ -1,7 +1,7 @@
 import { Prisma } from '../../generated/prisma/client';
 import { describeRange, rangeOf } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
-import { usageSeries } from './usage-series';
+import { usageSeries } from '../usage-reader/series';
 
 /** A tenant's licenses ranked by usage over a range (ties by events, then id), exact from rollups and raw events. */
 export async function topLicenses(

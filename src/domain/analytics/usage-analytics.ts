@@ -2,8 +2,8 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
-import type { FinalDayCache } from './final-days';
-import { licenseWithCoverage, usageTotals, type ScopedLicense, type SeriesScope } from './usage-series';
+import type { FinalDayCache } from '../usage-reader/final-days';
+import { licenseWithCoverage, seriesTotals, type ScopedLicense, type SeriesScope } from '../usage-reader/series';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -74,7 +74,7 @@ export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
   const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
-  const totals = await usageTotals(deps.pool, scope, buckets, timezone, range, finalDays);
+  const totals = await seriesTotals(deps.pool, scope, buckets, timezone, range, finalDays);
   const { total, uniqueUsers } = totals;
   return {
     period: { ...describeRange(args, timezone, range), granularity: args.granularity },

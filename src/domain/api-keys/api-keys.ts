@@ -2,6 +2,7 @@ import type { Db } from '../../lib/db';
 import type { ApiKeyRole } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { environmentOf, generateApiKey, hashApiKey, publicPrefix, type KeyEnvironment } from './key-material';
+import type { KeyRevocations } from './authenticator';
 
 export interface CreateApiKeyArgs {
   tenantId: string | null;
@@ -86,11 +87,14 @@ export async function listApiKeys(db: Db, tenantId: string, includeRevoked: bool
   });
 }
 
-export async function revokeApiKey(db: Db, tenantId: string, id: string) {
+/** A revoked key must fail at once, in this process and in every other one. */
+export async function revokeApiKey(deps: { prisma: Db; revocations: KeyRevocations }, tenantId: string, id: string) {
+  const db = deps.prisma;
   const existing = await db.apiKey.findFirst({ where: { id, tenantId }, select: { id: true, revokedAt: true } });
   if (!existing) throw new AppError('NOT_FOUND', 'API key not found');
-  if (existing.revokedAt) {
-    return db.apiKey.findUniqueOrThrow({ where: { id }, select: publicFields });
-  }
-  return db.apiKey.update({ where: { id }, data: { revokedAt: new Date() }, select: publicFields });
+  const key = existing.revokedAt
+    ? await db.apiKey.findUniqueOrThrow({ where: { id }, select: publicFields })
+    : await db.apiKey.update({ where: { id }, data: { revokedAt: new Date() }, select: publicFields });
+  await deps.revocations.revoked(id);
+  return key;
 }

@@ -28,7 +28,12 @@ const REVOCATION_CHANNEL = 'api-keys:revoked';
  * (lastUsedAt, request count, SDK version) is counted in memory and written in one UPDATE
  * every few seconds instead of a write per request.
  */
-export class ApiKeyAuthenticator {
+/** Told of every revocation, so the key fails at once in this process and every other one. */
+export interface KeyRevocations {
+  revoked(keyId: string): Promise<void>;
+}
+
+export class ApiKeyAuthenticator implements KeyRevocations {
   private readonly cache = new Map<string, CachedKey>();
   private readonly usage = new Map<string, { count: number; lastUsedAt: Date; sdkVersion?: string }>();
   private flushTimer?: NodeJS.Timeout;

@@ -2,11 +2,11 @@ import { TZDate } from '@date-fns/tz';
 import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { bucketsOf, localDateOf, localDayAround, localMidnight } from '../analytics/buckets';
-import { usageSeries } from '../analytics/usage-series';
+import { usageSeries } from '../usage-reader/series';
 import { periodContaining } from '../periods';
 import { type LicenseLimits, PERIOD_TYPES, limitsFor, loadLicenseLimits } from '../quotas/limits';
 import { activeLimitedLicenses } from '../quotas/threshold-check';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import { fitDailyModel } from './models';
 import { forecastPeriod } from './period-forecast';
 
@@ -144,7 +144,7 @@ export async function evaluateClosedPeriods(pool: pg.Pool, asOf: Date): Promise<
     [asOf],
   );
   for (const row of rows) {
-    const totals = await usageTotals(
+    const totals = await licenseUsage(
       pool,
       { tenantId: row.tenant_id, licenseId: row.license_id, usageType: row.usage_type, timezone: row.timezone },
       { start: row.period_start, end: row.period_end },

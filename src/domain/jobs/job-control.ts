@@ -3,11 +3,10 @@ import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { assertWindowEnded } from '../rollups/aggregate';
 import { getJobRun } from './job-runs';
-import { jobCatalog, parseDateWindow, parseHourWindow } from '../../../jobs/catalog';
-import type { JobQueues } from '../../../jobs/queues';
-import { SCHEDULE } from '../../../jobs/scheduler';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS, HOUR_MS } from '../../lib/time';
+import { jobCatalog, parseDateWindow, parseHourWindow } from './catalog';
+import type { JobPort } from './port';
+import { SCHEDULE } from './schedule';
 export const MAX_RECALCULATION_DAYS = 400;
 
 export type TriggerableJob = (typeof SCHEDULE)[number]['job'];
@@ -17,7 +16,7 @@ export const TRIGGERABLE_JOBS = SCHEDULE.map((e) => e.job) as [TriggerableJob, .
  * Runs a scheduled catalog job now, for the given window or the one its schedule would
  * pick now. A manual run gets its own job id, so it runs even if the window already ran.
  */
-export async function triggerJob(queues: JobQueues, args: { name: TriggerableJob; window?: string }, now = new Date()) {
+export async function triggerJob(jobs: Pick<JobPort, 'enqueue'>, args: { name: TriggerableJob; window?: string }, now = new Date()) {
   const entry = SCHEDULE.find((e) => e.job === args.name)!;
   const window = args.window ?? entry.windowAt(now);
   const payload = jobCatalog[args.name].payload.safeParse({ window });
@@ -25,13 +24,13 @@ export async function triggerJob(queues: JobQueues, args: { name: TriggerableJob
     throw new AppError('BAD_REQUEST', `window: ${payload.error.issues[0]?.message ?? 'invalid window'}`);
   }
   if (args.name === 'usage.aggregate.hourly') {
-    assertWindowEnded('hour', new Date(parseHourWindow(window).getTime() + 3_600_000), now);
+    assertWindowEnded('hour', new Date(parseHourWindow(window).getTime() + HOUR_MS), now);
   } else if (args.name === 'usage.aggregate.daily') {
     assertWindowEnded('UTC date', new Date(parseDateWindow(window).getTime() + DAY_MS), now);
   } else if ((args.name === 'usage.forecast.daily' || args.name === 'usage.forecast.alerts') && parseDateWindow(window) > now) {
     throw new AppError('BAD_REQUEST', 'window: a forecast cannot be made as of a date that has not begun');
   }
-  const job = await queues.enqueue(args.name, { window }, { rerunTag: `manual-${randomUUID().slice(0, 8)}` });
+  const job = await jobs.enqueue(args.name, { window }, { rerunTag: `manual-${randomUUID().slice(0, 8)}` });
   return { jobId: job.id!, name: args.name, window };
 }
 
@@ -40,7 +39,7 @@ export async function triggerJob(queues: JobQueues, args: { name: TriggerableJob
  * license, a tenant's licenses, or every license.
  */
 export async function requestRecalculation(
-  deps: { queues: JobQueues; prisma: PrismaClient },
+  deps: { jobs: Pick<JobPort, 'enqueue'>; prisma: PrismaClient },
   tenantId: string | null,
   args: { licenseId?: string; startDate: string; endDate: string },
   now = new Date(),
@@ -60,7 +59,7 @@ export async function requestRecalculation(
     });
     if (!license) throw new AppError('NOT_FOUND', 'license not found');
   }
-  const job = await deps.queues.enqueue(
+  const job = await deps.jobs.enqueue(
     'usage.recalculate',
     { tenantId, licenseId: args.licenseId ?? null, startDate: args.startDate, endDate: args.endDate },
     { rerunTag: randomUUID() },
@@ -68,35 +67,11 @@ export async function requestRecalculation(
   return { jobId: job.id! };
 }
 
-type Status = 'waiting' | 'active' | 'completed' | 'failed';
-
-function statusOf(state: string): Status {
-  switch (state) {
-    case 'active':
-      return 'active';
-    case 'completed':
-      return 'completed';
-    case 'failed':
-      return 'failed';
-    default:
-      return 'waiting'; // waiting, delayed (backoff before a retry), prioritized, waiting-children
-  }
-}
-
 /** Where a queued job is: BullMQ while it remembers the job, JobRun after that. */
-export async function jobStatus(deps: { queues: JobQueues; prisma: PrismaClient }, jobId: string) {
-  const job = await deps.queues.getJob(jobId);
+export async function jobStatus(deps: { jobs: Pick<JobPort, 'find'>; prisma: PrismaClient }, jobId: string) {
+  const job = await deps.jobs.find(jobId);
   if (job) {
-    const state = await job.getState();
-    const progress = typeof job.progress === 'object' && job.progress ? (job.progress as { done?: number; total?: number }) : {};
-    return {
-      jobId,
-      name: job.name,
-      status: statusOf(state),
-      progress: { done: progress.done ?? 0, total: progress.total ?? 0 },
-      attempts: job.attemptsMade,
-      ...(job.failedReason ? { error: job.failedReason } : {}),
-    };
+    return { jobId, name: job.name, status: job.state, progress: job.progress, attempts: job.attempts, ...(job.error ? { error: job.error } : {}) };
   }
   const run = await getJobRun(deps.prisma, jobId);
   return {

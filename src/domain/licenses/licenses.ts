@@ -2,6 +2,15 @@ import type { Db } from '../../lib/db';
 import type { LicenseStatus, Prisma } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
+import type { AnalyticsInvalidator } from '../analytics/cache';
+import type { QuotaLimitsCache } from '../quotas/enforcer';
+
+/** What license changes affect beyond their row: cached limits and cached analytics answers. */
+export interface LicenseDeps {
+  prisma: Db;
+  limits: QuotaLimitsCache;
+  analytics: AnalyticsInvalidator;
+}
 
 export interface CreateLicenseArgs {
   name: string;
@@ -123,7 +132,9 @@ export interface UpdateLicenseArgs {
   metadata?: Record<string, unknown>;
 }
 
-export async function updateLicense(db: Db, tenantId: string, id: string, args: UpdateLicenseArgs, authority: LicenseAuthority) {
+/** Plan, time zone and anchor decide the limits and periods: the license's cached limits go; a new zone changes the periods analytics cut by default. */
+export async function updateLicense(deps: LicenseDeps, tenantId: string, id: string, args: UpdateLicenseArgs, authority: LicenseAuthority) {
+  const db = deps.prisma;
   const current = await getLicense(db, tenantId, id);
   if (!authority.mayChangeBilling) {
     // Sending the values a license already has is not a change (clients that send whole objects).
@@ -148,6 +159,8 @@ export async function updateLicense(db: Db, tenantId: string, id: string, args: 
     },
     include: withPlan,
   });
+  deps.limits.invalidate(id);
+  if (args.timezone !== undefined) await deps.analytics.invalidate([tenantId]);
   return presentLicense(license);
 }
 
@@ -158,8 +171,9 @@ export async function setLicenseStatus(db: Db, tenantId: string, id: string, sta
 }
 
 /** Soft delete: the license disappears from reads and refuses events; its usage history stays. */
-export async function deleteLicense(db: Db, tenantId: string, id: string) {
-  await getLicense(db, tenantId, id);
-  const license = await db.license.update({ where: { id }, data: { deletedAt: new Date() }, include: withPlan });
+export async function deleteLicense(deps: LicenseDeps, tenantId: string, id: string) {
+  await getLicense(deps.prisma, tenantId, id);
+  const license = await deps.prisma.license.update({ where: { id }, data: { deletedAt: new Date() }, include: withPlan });
+  await deps.analytics.invalidate([tenantId]); // its answers now say "not found"
   return presentLicense(license);
 }

@@ -1,5 +1,5 @@
 import type { Db } from '../../lib/db';
-import { PLAN_SEEDS } from '../../../prisma/seed/plans';
+import { PLAN_SEEDS } from './tiers';
 
 /** Upserts the seeded plan tiers and their limits; safe to run at every start, concurrently. */
 export async function ensurePlans(db: Db): Promise<void> {

@@ -4,18 +4,18 @@ import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { type Period, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import { RELEASE_LUA, RESERVE_LUA, runScript } from './counter-scripts';
 import {
   type EffectiveLimit,
   type LicenseLimits,
   capOf,
-  formatMicro,
   levelMicro,
   limitsFor,
   loadLicenseLimits,
-  toMicro,
 } from './limits';
+import { floorMicro, formatMicro } from '../../lib/micro';
+import { DAY_MS } from '../../lib/time';
 
 export type QuotaFailMode = 'closed' | 'open';
 
@@ -117,8 +117,6 @@ function tightest(entries: { counter: Counter; used: bigint }[]): QuotaState | n
   return best ? stateOf(best.counter, best.used) : null;
 }
 
-const DAY_MS = 86_400_000;
-
 class Timeout extends Error {}
 
 /**
@@ -128,7 +126,12 @@ class Timeout extends Error {}
  * counter is rebuilt from it (plus what this process has reserved and not yet written), and
  * when Redis is unreachable the decision is taken from PostgreSQL (fail-closed by default).
  */
-export class QuotaEnforcer {
+/** The per-process cache of a license's limits; operations that change limits drop the license's entry. */
+export interface QuotaLimitsCache {
+  invalidate(licenseId: string): void;
+}
+
+export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly limitsCache = new Map<string, { at: number; value: Promise<LicenseLimits | null> }>();
   /** Counters worked out per license limits and usage type, reused while their periods last. */
   private readonly countersCache = new WeakMap<LicenseLimits, Map<string, Counter[]>>();
@@ -143,6 +146,7 @@ export class QuotaEnforcer {
     private readonly options: QuotaOptions,
   ) {}
 
+  /** QuotaLimitsCache: limits of this license are read again on its next event. */
   invalidate(licenseId: string): void {
     this.limitsCache.delete(licenseId);
   }
@@ -186,8 +190,8 @@ export class QuotaEnforcer {
         usageType,
         period,
         limit,
-        capMicro: limit.allowOverage ? null : toMicro(capOf(limit)),
-        graceCapMicro: toMicro(capOf(limit)),
+        capMicro: limit.allowOverage ? null : floorMicro(capOf(limit)),
+        graceCapMicro: floorMicro(capOf(limit)),
         levelMicros: limit.levels.map((level) => ({ level, at: levelMicro(limit, level) })),
       };
     });
@@ -213,7 +217,7 @@ export class QuotaEnforcer {
         indexes.forEach((i, j) => {
           const counters = perEvent[j]!;
           if (counters.length === 0) outcomes[i] = { admitted: true, reservation: null, state: null };
-          else items.push({ index: i, amount: toMicro(events[i]!.quantity), counters });
+          else items.push({ index: i, amount: floorMicro(events[i]!.quantity), counters });
         });
         if (items.length === 0) return;
         const decided = await this.decide(licenseId, items);
@@ -303,12 +307,12 @@ export class QuotaEnforcer {
    */
   private async usedFromPostgres(counter: Counter): Promise<bigint> {
     const inflight = this.inflight.get(counter.key) ?? 0n;
-    const totals = await usageTotals(
+    const totals = await licenseUsage(
       this.deps.pool,
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
       counter.period,
     );
-    return toMicro(totals.get(counter.usageType) ?? '0') + inflight;
+    return floorMicro(totals.get(counter.usageType) ?? '0') + inflight;
   }
 
   /**
@@ -421,7 +425,7 @@ export class QuotaEnforcer {
     const limits = await this.limitsOf(tenantId, args.licenseId);
     if (!limits) throw new AppError('NOT_FOUND', 'license not found');
     const counters = this.countersOf(limits, args.usageType, at);
-    const amount = toMicro(args.quantity);
+    const amount = floorMicro(args.quantity);
     const used = await Promise.all(counters.map((c) => this.currentValue(c)));
     const rows = counters.map((c, i) => {
       const cap = c.capMicro;

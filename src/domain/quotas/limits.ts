@@ -1,8 +1,8 @@
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import type { PeriodType } from '../periods';
+import { MICRO_DECIMAL } from '../../lib/micro';
 
 export const DEFAULT_WARNING_LEVELS = [50, 80, 95] as const;
-const MICRO = new Prisma.Decimal(1_000_000);
 
 /** The limit that applies to one usage type and period of a license. */
 export interface EffectiveLimit {
@@ -107,31 +107,9 @@ export function capOf(limit: EffectiveLimit): Prisma.Decimal {
   return limit.limit.times(limit.gracePercentage.div(100).plus(1));
 }
 
-/**
- * Counters hold millionths of a unit as integers (quantities have at most 6 decimals), so
- * Redis adds them exactly. Rounded down: usage + q may not pass the cap, and usage + q is
- * a whole number of millionths, so "≤ floor(cap)" is the same test as "≤ cap".
- */
-export function toMicro(value: Prisma.Decimal | string): bigint {
-  return BigInt(new Prisma.Decimal(value).times(MICRO).floor().toFixed());
-}
-
-export function fromMicro(micro: bigint): Prisma.Decimal {
-  return new Prisma.Decimal(micro.toString()).div(MICRO);
-}
-
-/** The exact decimal string of a count of millionths (what fromMicro(x).toFixed() gives, without Decimal). */
-export function formatMicro(micro: bigint): string {
-  const negative = micro < 0n;
-  const digits = (negative ? -micro : micro).toString().padStart(7, '0');
-  const whole = digits.slice(0, -6);
-  const fraction = digits.slice(-6).replace(/0+$/, '');
-  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
-}
-
 /** The usage (in millionths) at which `level` percent of the limit is reached: rounded up. */
 export function levelMicro(limit: EffectiveLimit, level: number): bigint {
-  return BigInt(limit.limit.times(MICRO).times(level).div(100).ceil().toFixed());
+  return BigInt(limit.limit.times(MICRO_DECIMAL).times(level).div(100).ceil().toFixed());
 }
 
 /** The highest level reached at `used`, 0 when none. */

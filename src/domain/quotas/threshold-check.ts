@@ -1,10 +1,13 @@
 import type pg from 'pg';
 import type { PrismaClient } from '../../generated/prisma/client';
 import { type Period, type PeriodType, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
+import { licenseUsage } from '../usage-reader/license-usage';
 import type { LevelCrossing } from './enforcer';
-import { type LicenseLimits, PERIOD_TYPES, levelMicro, limitsFor, loadLicenseLimits, toMicro } from './limits';
-import { type ReactionDeps, recordLevelCrossings, upsertOverage } from './reactions';
+import { type LicenseLimits, PERIOD_TYPES, levelMicro, limitsFor, loadLicenseLimits } from './limits';
+import type { ReactionDeps } from './reactions';
+import { recordLevelCrossings } from '../alerts/alerts';
+import { upsertOverage } from '../overages/overages';
+import { floorMicro } from '../../lib/micro';
 
 /** The periods a check covers: the current one and the one just before it (it may have closed since the last check). */
 function periodsToCheck(type: PeriodType, now: Date, limits: LicenseLimits): { period: Period; closed: boolean }[] {
@@ -27,12 +30,12 @@ export async function checkLicenseThresholds(deps: ReactionDeps, limits: License
   );
   for (const type of periodTypes) {
     for (const { period, closed } of periodsToCheck(type, now, limits)) {
-      const totals = await usageTotals(deps.pool, { tenantId: limits.tenantId, licenseId: limits.licenseId }, period);
+      const totals = await licenseUsage(deps.pool, { tenantId: limits.tenantId, licenseId: limits.licenseId }, period);
       const crossings: LevelCrossing[] = [];
       for (const [usageType, used] of totals) {
         const limit = limitsFor(limits, usageType).find((l) => l.periodType === type);
         if (!limit) continue;
-        const usedMicro = toMicro(used);
+        const usedMicro = floorMicro(used);
         for (const level of limit.levels) {
           if (levelMicro(limit, level) <= usedMicro) {
             crossings.push({ tenantId: limits.tenantId, licenseId: limits.licenseId, usageType, period, limit, level, used });

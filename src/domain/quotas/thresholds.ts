@@ -3,8 +3,10 @@ import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import type { Db } from '../../lib/db';
 import { AppError } from '../../lib/errors';
 import { type PeriodType, periodContaining } from '../periods';
-import { usageTotals } from '../rollups/usage-totals';
-import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits, toMicro } from './limits';
+import { licenseUsage } from '../usage-reader/license-usage';
+import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits } from './limits';
+import type { QuotaLimitsCache } from './enforcer';
+import { floorMicro } from '../../lib/micro';
 
 type ThresholdRow = Prisma.UsageThresholdGetPayload<object>;
 
@@ -45,11 +47,18 @@ async function ownThreshold(db: Db, tenantId: string, id: string): Promise<Thres
 
 const sortedLevels = (levels: number[]) => [...new Set(levels)].sort((a, b) => a - b);
 
+/** Threshold changes change the license's limits: its cached limits go. */
+export interface ThresholdDeps {
+  prisma: Db;
+  limits: QuotaLimitsCache;
+}
+
 export async function createThreshold(
-  db: Db,
+  deps: ThresholdDeps,
   tenantId: string,
   args: { licenseId: string; usageType: string; periodType: PeriodType } & Partial<ThresholdFields> & { limitQuantity: string },
 ) {
+  const db = deps.prisma;
   await assertLicense(db, tenantId, args.licenseId);
   const clash = await db.usageThreshold.findFirst({
     where: { tenantId, licenseId: args.licenseId, usageType: args.usageType, periodType: args.periodType },
@@ -71,6 +80,7 @@ export async function createThreshold(
         warningLevels: sortedLevels(args.warningLevels ?? [...DEFAULT_WARNING_LEVELS]),
       },
     });
+    deps.limits.invalidate(threshold.licenseId);
     return presentThreshold(threshold);
   } catch (error) {
     if ((error as { code?: string }).code === 'P2002') {
@@ -89,18 +99,20 @@ export async function listThresholds(db: Db, tenantId: string, args: { licenseId
   return { items: rows.map(presentThreshold) };
 }
 
-export async function updateThreshold(db: Db, tenantId: string, id: string, args: Partial<ThresholdFields>) {
-  await ownThreshold(db, tenantId, id);
-  const threshold = await db.usageThreshold.update({
+export async function updateThreshold(deps: ThresholdDeps, tenantId: string, id: string, args: Partial<ThresholdFields>) {
+  await ownThreshold(deps.prisma, tenantId, id);
+  const threshold = await deps.prisma.usageThreshold.update({
     where: { id },
     data: { ...args, ...(args.warningLevels ? { warningLevels: sortedLevels(args.warningLevels) } : {}) },
   });
+  deps.limits.invalidate(threshold.licenseId);
   return presentThreshold(threshold);
 }
 
-export async function removeThreshold(db: Db, tenantId: string, id: string) {
-  const threshold = await ownThreshold(db, tenantId, id);
-  await db.usageThreshold.delete({ where: { id } });
+export async function removeThreshold(deps: ThresholdDeps, tenantId: string, id: string) {
+  const threshold = await ownThreshold(deps.prisma, tenantId, id);
+  await deps.prisma.usageThreshold.delete({ where: { id } });
+  deps.limits.invalidate(threshold.licenseId);
   return { id, licenseId: threshold.licenseId, removed: true as const };
 }
 
@@ -116,7 +128,7 @@ export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClien
     const inPlay = limits.planLimits.some((l) => l.periodType === periodType) || limits.thresholds.some((t) => t.periodType === periodType);
     if (!inPlay) continue;
     const period = periodContaining(periodType, now, limits.timezone, limits.billingAnchor);
-    const totals = await usageTotals(deps.pool, { tenantId, licenseId }, period);
+    const totals = await licenseUsage(deps.pool, { tenantId, licenseId }, period);
     const usageTypes = new Set([...totals.keys(), ...limits.thresholds.filter((t) => t.periodType === periodType).map((t) => t.usageType)]);
     for (const usageType of [...usageTypes].sort()) {
       const limit = limitsFor(limits, usageType).find((l) => l.periodType === periodType);
@@ -136,7 +148,7 @@ export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClien
         limitWithGrace: cap.toFixed(),
         hard: !limit.allowOverage,
         percentUsed: limit.limit.isZero() ? '0' : used.div(limit.limit).times(100).toDecimalPlaces(2, Prisma.Decimal.ROUND_DOWN).toFixed(),
-        level: levelAt(limit, toMicro(used)),
+        level: levelAt(limit, floorMicro(used)),
         remaining: Prisma.Decimal.max(0, limit.limit.minus(used)).toFixed(),
         exceeded: used.gte(limit.limit),
         overageQuantity: overage.toFixed(),

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { hourFloor, utcDateFloor } from '../rollups/recompute';
+import { DAY_MS } from '../../lib/time';
 
-const DAY_MS = 86_400_000;
 const BATCH = 10_000;
 
 export interface RetentionPolicy {

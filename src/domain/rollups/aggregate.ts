@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { AppError } from '../../lib/errors';
+import type { AnalyticsInvalidator } from '../analytics/cache';
 import { LATE_MARK_LEAD_SECONDS } from '../usage/ingest';
 import { summarizeEventTimeIndex } from '../usage/partitions';
 import {
@@ -11,9 +12,7 @@ import {
   recordWindow,
   utcDateFloor,
 } from './recompute';
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /**
  * A window may be rolled up once it is over. Events written in the last LATE_MARK_LEAD_SECONDS
@@ -23,6 +22,12 @@ export function assertWindowEnded(kind: string, end: Date, now: Date): void {
   if (now.getTime() < end.getTime() - LATE_MARK_LEAD_SECONDS * 1000) {
     throw new AppError('BAD_REQUEST', `window: this ${kind} has not ended yet (it ends at ${end.toISOString()})`);
   }
+}
+
+/** Rollup jobs write rollups and drop the cached analytics answers their changes make stale. */
+export interface RollupDeps {
+  pool: pg.Pool;
+  analytics: AnalyticsInvalidator;
 }
 
 export interface AggregationOutcome {
@@ -35,7 +40,7 @@ export interface AggregationOutcome {
  * up, then recompute every earlier hour that late events marked (and their local days).
  */
 export async function aggregateHourlyWindow(
-  pool: pg.Pool,
+  { pool, analytics }: RollupDeps,
   hour: Date,
   now = new Date(),
 ): Promise<AggregationOutcome & { lateTenantIds: string[] }> {
@@ -46,6 +51,8 @@ export async function aggregateHourlyWindow(
   const window = await recomputeHourlyRollups(pool, { start, end });
   await recordWindow(pool, 'hourly', start);
   const late = await recomputeMarkedHours(pool, end);
+  // Late events changed the rollups of their hours (and local days): cached answers over them are stale.
+  await analytics.invalidate(late.tenantIds);
   return { rowsTouched: window.rowsTouched + late.rowsTouched, lateMarks: late.marks, lateTenantIds: late.tenantIds };
 }
 
@@ -78,7 +85,7 @@ export interface RecalculationRange {
  * days before it are left as they are (their rollups are the record now).
  */
 export async function recalculateRange(
-  pool: pg.Pool,
+  { pool, analytics }: RollupDeps,
   range: RecalculationRange,
   options: {
     retentionDays: number;
@@ -127,6 +134,7 @@ export async function recalculateRange(
   // Events that arrived in the range while it was being recomputed marked their hours;
   // handle them now so the range is exact when the job reports completion.
   const late = await recomputeMarkedHours(pool, new Date(Math.min(last.getTime() + DAY_MS, currentHour.getTime())));
+  await analytics.invalidate(range.tenantId ? [range.tenantId, ...late.tenantIds] : null);
   return {
     rowsTouched: rowsTouched + late.rowsTouched,
     days: total,

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { inTransaction } from '../../lib/transaction';
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /**
  * Rollups are recomputed per window from the raw events and upserted, never incremented:
@@ -14,8 +15,6 @@ import { inTransaction } from '../../lib/transaction';
  * newer one.
  */
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
 const HOURLY_LOCK = 7_001;
 const DAILY_LOCK = 7_002;
 const RECOMPUTE_WORK_MEM = '96MB';

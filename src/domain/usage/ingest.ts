@@ -5,6 +5,7 @@ import { isUnavailableError } from '../../lib/errors';
 import { pgArray } from '../../lib/pg-array';
 import { ensureUsageEventPartitions } from './partitions';
 import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './event-schema';
+import { DAY_MS } from '../../lib/time';
 
 export type EventOutcome =
   | { status: 'accepted'; eventId: string }
@@ -44,7 +45,7 @@ export function normalizeEvent(
     return {
       status: 'rejected',
       code: 'OUT_OF_RANGE',
-      message: `occurredAt: must be at most ${limits.maxAgeMs / 86_400_000} days old (older data goes through the admin backfill)`,
+      message: `occurredAt: must be at most ${limits.maxAgeMs / DAY_MS} days old (older data goes through the admin backfill)`,
     };
   }
   const occurredAtIso = occurredAt.toISOString();

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { DAY_MS } from '../../lib/time';
 
 /** Months of usage_events partitions kept ready after the current one. */
 export const PARTITION_MONTHS_AHEAD = 3;
@@ -8,7 +9,7 @@ export const PARTITION_MONTHS_AHEAD = 3;
  * (the late-event bound) through PARTITION_MONTHS_AHEAD months after `now`.
  */
 export async function ensureUsageEventPartitions(pool: pg.Pool, now: Date, oldest?: Date): Promise<number> {
-  const from = oldest ?? new Date(now.getTime() - 62 * 86_400_000);
+  const from = oldest ?? new Date(now.getTime() - 62 * DAY_MS);
   const firstMonth = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), 1);
   const months =
     (now.getUTCFullYear() - from.getUTCFullYear()) * 12 + (now.getUTCMonth() - from.getUTCMonth()) + 1 + PARTITION_MONTHS_AHEAD;

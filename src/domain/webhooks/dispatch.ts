@@ -1,10 +1,10 @@
 import type { PrismaClient } from '../../generated/prisma/client';
-import type { JobQueues } from '../../../jobs/queues';
+import type { JobPort } from '../jobs/port';
 import type { WebhookEvent } from './events';
 
 export interface WebhookDispatchDeps {
   prisma: PrismaClient;
-  queues: JobQueues;
+  jobs: Pick<JobPort, 'enqueue'>;
   /** Base of the exponential backoff between attempts. */
   retryBaseMs: number;
 }
@@ -29,7 +29,7 @@ export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: s
     where: { tenantId, eventId: event.id, status: 'PENDING', endpointId: { in: endpoints.map((e) => e.id) } },
     select: { id: true },
   });
-  for (const d of deliveries) await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
+  for (const d of deliveries) await deps.jobs.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs });
   return deliveries.length;
 }
 
@@ -41,7 +41,7 @@ export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: s
  * running is left alone; one whose job ran out of attempts while the row stayed PENDING (its
  * worker died on the last one) is retried. Returns how many were queued again.
  */
-export async function requeueStrandedDeliveries(deps: WebhookDispatchDeps, limit = 1000): Promise<number> {
+export async function requeueStrandedDeliveries(deps: WebhookDispatchDeps & { jobs: Pick<JobPort, 'enqueue' | 'find'> }, limit = 1000): Promise<number> {
   const pending = await deps.prisma.webhookDelivery.findMany({
     where: { status: 'PENDING' },
     select: { id: true },
@@ -50,9 +50,9 @@ export async function requeueStrandedDeliveries(deps: WebhookDispatchDeps, limit
   });
   let requeued = 0;
   for (const d of pending) {
-    const job = await deps.queues.getJob(`webhooks.deliver@${d.id}`);
-    if (job && !(await job.isFailed())) continue;
-    await deps.queues.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs, retryFailed: true });
+    const job = await deps.jobs.find(`webhooks.deliver@${d.id}`);
+    if (job && job.state !== 'failed') continue;
+    await deps.jobs.enqueue('webhooks.deliver', { deliveryId: d.id }, { backoffMs: deps.retryBaseMs, retryFailed: true });
     requeued += 1;
   }
   return requeued;

@@ -7,8 +7,5 @@ export const revokeApiKeyProcedure = procedure({ roles: ['owner'], scope: 'tenan
   .input(idInput)
   .output(apiKeySchema)
   .mutation(async ({ ctx, input }) => {
-    const key = await revokeApiKey(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id);
-    // A revoked key must fail at once, in this process and in every other one.
-    await ctx.services.authenticator.revoked(key.id);
-    return key;
+    return revokeApiKey(ctx.services.apiKeys, requireTenant(ctx.tenantId), input.id);
   });

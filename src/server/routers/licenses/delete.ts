@@ -7,8 +7,5 @@ export const deleteLicenseProcedure = procedure({ roles: ['owner'], scope: 'tena
   .input(idInput)
   .output(licenseSchema)
   .mutation(async ({ ctx, input }) => {
-    const tenantId = requireTenant(ctx.tenantId);
-    const license = await deleteLicense(ctx.services.db.prisma, tenantId, input.id);
-    await ctx.services.analyticsCache.invalidate([tenantId]); // its answers now say "not found"
-    return license;
+    return deleteLicense(ctx.services.licenses, requireTenant(ctx.tenantId), input.id);
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PLAN_CODES } from '../../../../prisma/seed/plans';
+import { PLAN_CODES } from '../../../domain/plans/tiers';
 import { DEFAULT_PLAN_CODE } from '../../../domain/licenses/licenses';
 import { isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema } from '../schemas';
 

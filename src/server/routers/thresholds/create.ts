@@ -6,7 +6,5 @@ export const createThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(createThresholdInput)
   .output(thresholdSchema)
   .mutation(async ({ ctx, input }) => {
-    const threshold = await createThreshold(ctx.services.db.prisma, requireTenant(ctx.tenantId), input);
-    ctx.services.quota.invalidate(threshold.licenseId);
-    return threshold;
+    return createThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), input);
   });

@@ -7,7 +7,5 @@ export const removeThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(idInput)
   .output(z.object({ id: z.string(), licenseId: z.string(), removed: z.literal(true) }))
   .mutation(async ({ ctx, input }) => {
-    const removed = await removeThreshold(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id);
-    ctx.services.quota.invalidate(removed.licenseId);
-    return removed;
+    return removeThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), input.id);
   });

@@ -6,7 +6,5 @@ export const updateThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(updateThresholdInput)
   .output(thresholdSchema)
   .mutation(async ({ ctx, input: { id, ...fields } }) => {
-    const threshold = await updateThreshold(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields);
-    ctx.services.quota.invalidate(threshold.licenseId);
-    return threshold;
+    return updateThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), id, fields);
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { currentUsage } from '../../../domain/rollups/current-usage';
+import { currentUsage } from '../../../domain/usage-reader/current-usage';
 import { procedure, requireTenant } from '../../trpc';
 import { usageTypeSchema } from '../../../domain/usage/event-schema';
 

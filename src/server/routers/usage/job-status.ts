@@ -14,4 +14,4 @@ export const jobStatusOutput = z.object({
 export const jobStatusProcedure = procedure({ roles: [], scope: 'either' })
   .input(z.strictObject({ jobId: z.string().min(1).max(200) }))
   .output(jobStatusOutput)
-  .query(({ ctx, input }) => jobStatus({ queues: ctx.services.queues, prisma: ctx.services.db.prisma }, input.jobId));
+  .query(({ ctx, input }) => jobStatus({ jobs: ctx.services.queues, prisma: ctx.services.db.prisma }, input.jobId));

@@ -1,7 +1,6 @@
 import { usageEventInputSchema } from '../../../domain/usage/event-schema';
 import { trackEvent } from '../../../domain/usage/track';
 import { procedure, requireTenant } from '../../trpc';
-import { trackDeps } from './deps';
 import { withQuotaHeaders } from './quota-headers';
 
 // No .output() schema: the answer is { eventId, duplicate } as withQuotaHeaders leaves it (typed
@@ -10,5 +9,5 @@ import { withQuotaHeaders } from './quota-headers';
 export const trackEventProcedure = procedure({ roles: ['owner', 'member', 'ingest'], scope: 'tenant', audit: false })
   .input(usageEventInputSchema)
   .mutation(({ ctx, input }) =>
-    withQuotaHeaders(ctx.res, () => trackEvent(trackDeps(ctx.services), requireTenant(ctx.tenantId), input, ctx.request.ip ?? undefined)),
+    withQuotaHeaders(ctx.res, () => trackEvent(ctx.services.track, requireTenant(ctx.tenantId), input, ctx.request.ip ?? undefined)),
   );

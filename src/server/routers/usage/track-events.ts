@@ -2,7 +2,6 @@ import { z } from 'zod';
 import type { UsageEventInput } from '../../../domain/usage/event-schema';
 import { trackEvents } from '../../../domain/usage/track';
 import { procedure, requireTenant } from '../../trpc';
-import { trackDeps } from './deps';
 import { withQuotaHeaders } from './quota-headers';
 
 export const MAX_EVENTS_PER_BATCH = 1000;
@@ -32,6 +31,6 @@ export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'inge
   )
   .mutation(({ ctx, input }) =>
     withQuotaHeaders(ctx.res, () =>
-      trackEvents(trackDeps(ctx.services), requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
+      trackEvents(ctx.services.track, requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
     ),
   );

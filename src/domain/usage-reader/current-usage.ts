@@ -3,7 +3,7 @@ import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { periodContaining, type PeriodType } from '../periods';
 import { PERIOD_TYPES, limitsFor, loadLicenseLimits } from '../quotas/limits';
-import { usageTotals } from './usage-totals';
+import { licenseUsage } from './license-usage';
 
 export interface CurrentUsageRow {
   usageType: string;
@@ -35,7 +35,7 @@ export async function currentUsage(
   const periodTypes = PERIOD_TYPES.filter((p) => p === 'daily' || p === 'monthly' || limited.has(p));
   const periods = periodTypes.map((type) => periodContaining(type, now, limits.timezone, limits.billingAnchor));
   const totals = await Promise.all(
-    periods.map((p) => usageTotals(deps.pool, { tenantId, licenseId: limits.licenseId, usageType: args.usageType, timezone: limits.timezone }, p)),
+    periods.map((p) => licenseUsage(deps.pool, { tenantId, licenseId: limits.licenseId, usageType: args.usageType, timezone: limits.timezone }, p)),
   );
 
   const usageTypes = new Set<string>();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DAY_MS } from '../../lib/time';
 
 /**
  * Every job Tally runs, in one typed catalog shared by producers and workers: its payload
@@ -147,5 +148,5 @@ export function parseDateWindow(window: string): Date {
  * what there was then, and never overwrites a newer forecast).
  */
 export function forecastCutOff(window: string, now = new Date()): Date {
-  return new Date(Math.min(now.getTime(), parseDateWindow(window).getTime() + 86_400_000));
+  return new Date(Math.min(now.getTime(), parseDateWindow(window).getTime() + DAY_MS));
 }

@@ -1,7 +1,5 @@
-import { localDateOf, localDayAround, type Span } from './buckets';
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
+import { localDateOf, localDayAround, type Span } from '../analytics/buckets';
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
 /**
  * What is known about the rollups of one group of licenses over a request's range: which

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { pgArray } from '../../lib/pg-array';
+import { ExactSum, compact, parseMicro } from '../../lib/micro';
 
 /**
  * Sums of one usage type on one day, exact: quantities in millionths. A number while it is a
@@ -10,37 +11,6 @@ export interface MicroCell {
   events: number | bigint;
   errors: number | bigint;
   durationMsSum: number | bigint;
-}
-
-/** As a number when that is exact, else as a bigint. */
-export function compact(value: bigint): number | bigint {
-  return value <= MAX_SAFE && value >= -MAX_SAFE ? Number(value) : value;
-}
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-/**
- * An exact running sum of integers: added as numbers while the total stays a safe integer
- * (a year of days is thousands of additions: bigint additions allocate, and cost the API more
- * than PostgreSQL's sum did), as a bigint from the first addition that would not.
- */
-export class ExactSum {
-  private n = 0;
-  private big: bigint | null = null;
-
-  add(value: number | bigint): void {
-    if (this.big === null && typeof value === 'number') {
-      const next = this.n + value;
-      if (Number.isSafeInteger(next)) {
-        this.n = next;
-        return;
-      }
-    }
-    this.big = (this.big ?? BigInt(this.n)) + BigInt(value);
-  }
-
-  value(): bigint {
-    return this.big ?? BigInt(this.n);
-  }
 }
 
 /** Running sums of cells. */
@@ -56,20 +26,6 @@ export class CellSum {
     this.errors.add(cell.errors);
     this.durationMsSum.add(cell.durationMsSum);
   }
-}
-
-const MICRO = 1_000_000n;
-
-/** A decimal of at most 6 places (as rollups hold them) in millionths, exactly. */
-export function toMicro(text: string): bigint {
-  const negative = text.startsWith('-');
-  const digits = negative ? text.slice(1) : text;
-  const dot = digits.indexOf('.');
-  const whole = dot === -1 ? digits : digits.slice(0, dot);
-  const fraction = dot === -1 ? '' : digits.slice(dot + 1);
-  if (fraction.length > 6) throw new Error(`more than 6 decimal places: ${text}`);
-  const value = BigInt(whole || '0') * MICRO + BigInt(fraction.padEnd(6, '0') || '0');
-  return negative ? -value : value;
 }
 
 /** usage type → sums of one day. */
@@ -121,7 +77,7 @@ export class FinalDayCache {
       const fetched = new Map<string, DayTotals>(missing.map((date) => [date, new Map()]));
       for (const r of rows) {
         fetched.get(r.date)!.set(r.usage_type, {
-          quantity: compact(toMicro(r.quantity)),
+          quantity: compact(parseMicro(r.quantity)),
           events: compact(BigInt(r.events)),
           errors: compact(BigInt(r.errors)),
           durationMsSum: compact(BigInt(r.duration_ms_sum)),

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { usageSeries } from '../analytics/usage-series';
+import { usageSeries } from './series';
 
 /**
  * Exact usage of one license over [start, end), per usage type: daily rollups for final
@@ -7,7 +7,7 @@ import { usageSeries } from '../analytics/usage-series';
  * hourly rollups for the whole hours that are rolled up (and not marked by a late event
  * since), raw events for everything else. A new event counts as soon as it is committed.
  */
-export async function usageTotals(
+export async function licenseUsage(
   pool: pg.Pool,
   scope: { tenantId: string; licenseId: string; usageType?: string; timezone?: string },
   range: { start: Date; end: Date },

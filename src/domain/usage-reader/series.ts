@@ -2,13 +2,12 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
-import type { Span } from './buckets';
+import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
-import { formatMicro } from '../quotas/limits';
-import { CellSum, ExactSum, type FinalDayCache, type MicroCell, compact, toMicro } from './final-days';
+import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
+import { ExactSum, compact, formatMicro, parseMicro } from '../../lib/micro';
+import { DAY_MS, HOUR_MS } from '../../lib/time';
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 86_400_000;
 /** Local dates can be up to 26 hours from their UTC date (UTC+14 to UTC-12). */
 const ZONE_SLACK_MS = 2 * DAY_MS;
 
@@ -416,7 +415,7 @@ export interface FinalDays {
  * statement covers the rest: hours not final yet, and the distinct users. Sums are added in
  * millionths, exactly.
  */
-export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
+export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
   const byBucket = new Map<number, { quantity: ExactSum; events: ExactSum }>();
   const byUsageType = new Map<string, CellSum>();
   const total = new CellSum();
@@ -486,11 +485,11 @@ export async function usageTotals(pool: pg.Pool, scope: SeriesScope, buckets: Sp
           if (!row.quantity) continue; // no rows at all
           for (const item of row.quantity.split(',')) {
             const [bucket, quantity, events] = item.split(' ') as [string, string, string];
-            addBucket(Number(bucket), compact(toMicro(quantity)), compact(BigInt(events)));
+            addBucket(Number(bucket), compact(parseMicro(quantity)), compact(BigInt(events)));
           }
         } else {
           addType(row.usage_type!, {
-            quantity: toMicro(row.quantity!),
+            quantity: parseMicro(row.quantity!),
             events: BigInt(row.events),
             errors: BigInt(row.errors),
             durationMsSum: BigInt(row.duration_ms_sum),

@@ -1,0 +1,75 @@
+import { Prisma } from '../generated/prisma/client';
+
+/**
+ * Exact arithmetic in millionths of a unit: quantities have at most 6 decimals, so a sum of
+ * them is an integer count of millionths (a number while safe, a bigint beyond), and Redis
+ * and JavaScript add them exactly. Every conversion between decimals and millionths is here.
+ */
+export const MICRO = 1_000_000n;
+export const MICRO_DECIMAL = new Prisma.Decimal(1_000_000);
+
+/** A decimal of at most 6 places (as rollups hold them) in millionths, exactly. */
+export function parseMicro(text: string): bigint {
+  const negative = text.startsWith('-');
+  const digits = negative ? text.slice(1) : text;
+  const dot = digits.indexOf('.');
+  const whole = dot === -1 ? digits : digits.slice(0, dot);
+  const fraction = dot === -1 ? '' : digits.slice(dot + 1);
+  if (fraction.length > 6) throw new Error(`more than 6 decimal places: ${text}`);
+  const value = BigInt(whole || '0') * MICRO + BigInt(fraction.padEnd(6, '0') || '0');
+  return negative ? -value : value;
+}
+
+/**
+ * Counters hold millionths of a unit as integers (quantities have at most 6 decimals), so
+ * Redis adds them exactly. Rounded down: usage + q may not pass the cap, and usage + q is
+ * a whole number of millionths, so "≤ floor(cap)" is the same test as "≤ cap".
+ */
+export function floorMicro(value: Prisma.Decimal | string): bigint {
+  return BigInt(new Prisma.Decimal(value).times(MICRO_DECIMAL).floor().toFixed());
+}
+
+export function fromMicro(micro: bigint): Prisma.Decimal {
+  return new Prisma.Decimal(micro.toString()).div(MICRO_DECIMAL);
+}
+
+/** The exact decimal string of a count of millionths (what fromMicro(x).toFixed() gives, without Decimal). */
+export function formatMicro(micro: bigint): string {
+  const negative = micro < 0n;
+  const digits = (negative ? -micro : micro).toString().padStart(7, '0');
+  const whole = digits.slice(0, -6);
+  const fraction = digits.slice(-6).replace(/0+$/, '');
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
+/** As a number when that is exact, else as a bigint. */
+export function compact(value: bigint): number | bigint {
+  return value <= MAX_SAFE && value >= -MAX_SAFE ? Number(value) : value;
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * An exact running sum of integers: added as numbers while the total stays a safe integer
+ * (a year of days is thousands of additions: bigint additions allocate, and cost the API more
+ * than PostgreSQL's sum did), as a bigint from the first addition that would not.
+ */
+export class ExactSum {
+  private n = 0;
+  private big: bigint | null = null;
+
+  add(value: number | bigint): void {
+    if (this.big === null && typeof value === 'number') {
+      const next = this.n + value;
+      if (Number.isSafeInteger(next)) {
+        this.n = next;
+        return;
+      }
+    }
+    this.big = (this.big ?? BigInt(this.n)) + BigInt(value);
+  }
+
+  value(): bigint {
+    return this.big ?? BigInt(this.n);
+  }
+}
+
