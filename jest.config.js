@@ -9,11 +9,12 @@ const common = {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] },
   moduleFileExtensions: ['ts', 'js', 'json'],
   setupFilesAfterEnv: ['<rootDir>/tests/setup/has-assertions.ts'],
-  testTimeout: 60000,
 };
 
 module.exports = {
   maxWorkers: 2,
+  // a global option: projects do not take it
+  testTimeout: 60000,
   projects: [
     { ...common, displayName: 'unit', roots: ['<rootDir>/tests/unit'] },
     {

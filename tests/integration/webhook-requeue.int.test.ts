@@ -16,7 +16,7 @@ let db: ReturnType<typeof createIsolatedDatabase>;
 // A database of its own: the check re-queues every PENDING delivery it finds, other files' too.
 beforeAll(async () => {
   db = createIsolatedDatabase('requeue');
-  app = await TestApp.start({ WEBHOOK_RETRY_BASE_MS: '20', DATABASE_URL: db.url });
+  app = await TestApp.start({ WEBHOOK_RETRY_BASE_MS: '20', DATABASE_URL: db.url, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
 });
 afterAll(async () => {
   await app?.close();
