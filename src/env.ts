@@ -46,6 +46,8 @@ export const envShape = {
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),
   USAGE_CACHE_TTL_SECONDS: intFrom(300, 0, 86_400),
   EXPORT_STALL_TIMEOUT_MS: intFrom(30_000, 100, 600_000),
+  METRICS_TOKEN: z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces').optional(),
+  TRUST_PROXY: intFrom(0, 0, 10),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {
