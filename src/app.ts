@@ -54,6 +54,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     }),
     rateLimiter: new KeyRateLimiter(quotaRedis, logger, counters),
     refusals: new RefusalAudit(db.prisma, logger, { namespace: env.REDIS_KEY_PREFIX, windowSeconds: env.AUTH_FAILURE_WINDOW_SECONDS }),
+    onRefusal: (reason) => metrics.authRefusals.inc({ reason }),
   });
   await authenticator.start();
   const quota = new QuotaEnforcer(

@@ -24,6 +24,12 @@ async function refusalRows(app: TestApp, prefixes: string[]) {
   return rows.filter((r) => ((r.metadata as { prefixes?: string[] }).prefixes ?? []).some((p) => prefixes.includes(p)));
 }
 const countOf = (rows: { metadata: unknown }[]) => rows.reduce((sum, r) => sum + Number((r.metadata as { count: number }).count), 0);
+/** tally_auth_refusals_total by reason, as /metrics shows it. */
+async function refusalCounts(app: TestApp): Promise<Record<string, number>> {
+  const { values } = await app.services.metrics.authRefusals.get();
+  return Object.fromEntries(values.map((v) => [String(v.labels.reason), v.value]));
+}
+
 /** Audit windows are aligned to the clock; a test may straddle a boundary. */
 const windowsBetween = (from: number, to: number, seconds: number) => Math.floor(to / (seconds * 1000)) - Math.floor(from / (seconds * 1000)) + 1;
 
@@ -52,6 +58,7 @@ describe('failed authentication per client address', () => {
 
   it('answers N failures with 401 and the next attempt with 429, before any database lookup; one audit row with the count', async () => {
     const started = Date.now();
+    const countedBefore = await refusalCounts(app);
     const { ownerKey } = await app.createTenant();
     // accepted by this process before the flood: not a guess, keeps working from the same address
     expect((await app.call('licenses.list', {}, ownerKey, { method: 'GET' })).status).toBe(200);
@@ -88,6 +95,9 @@ describe('failed authentication per client address', () => {
       return acc;
     }, {});
     expect(reasons).toEqual({ unknown: N, throttled: keys.length - N + 3 });
+    const counted = await refusalCounts(app);
+    expect((counted.unknown ?? 0) - (countedBefore.unknown ?? 0)).toBe(N);
+    expect((counted.throttled ?? 0) - (countedBefore.throttled ?? 0)).toBe(keys.length - N + 3);
     expect(rows[0]).toMatchObject({ ip: '127.0.0.1', targetType: 'address', targetId: '127.0.0.1', outcome: 'refused', tenantId: null });
     for (const row of rows) for (const key of keys) expect(JSON.stringify(row)).not.toContain(key);
   });

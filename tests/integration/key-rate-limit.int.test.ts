@@ -38,11 +38,14 @@ function expectRateLimited(res: { status: number; headers: Headers; body: { erro
 
 describe('rateLimitPerHour of an API key', () => {
   it('a limit of 1: one call, then 429 with Retry-After and rate-limit headers', async () => {
+    const counted = async () => (await app.services.metrics.authRefusals.get()).values.find((v) => v.labels.reason === 'rate_limited')?.value ?? 0;
+    const before = await counted();
     const key = await keyWithLimit(1);
     expect((await list(key)).status).toBe(200);
     expectRateLimited(await list(key), 1);
     // single-event ingest, the hot path, is limited the same way
     expectRateLimited(await app.call('usage.trackEvent', { licenseId, usageType: 'api_call' }, key), 1);
+    expect((await counted()) - before).toBe(2);
   });
 
   it('a limit of N allows N calls, also when they arrive at once, and refuses the N+1st', async () => {

@@ -49,6 +49,8 @@ export interface AuthenticatorOptions {
   throttle?: FailedAuthThrottle;
   rateLimiter?: KeyRateLimiter;
   refusals?: RefusalAudit;
+  /** Counts refusals by reason (a closed set), for /metrics. */
+  onRefusal?: (reason: Exclude<AuthOutcome, { ok: true }>['reason']) => void;
 }
 
 /**
@@ -147,6 +149,7 @@ export class ApiKeyAuthenticator {
     if (principal.rateLimitPerHour !== null && this.options.rateLimiter) {
       const state = await this.options.rateLimiter.take(principal.keyId, principal.rateLimitPerHour);
       if (!state.allowed) {
+        this.options.onRefusal?.('rate_limited');
         return { ok: false, reason: 'rate_limited', prefix: principal.prefix, limit: { limit: state.limit, remaining: 0, resetSeconds: state.resetSeconds } };
       }
     }
@@ -159,11 +162,13 @@ export class ApiKeyAuthenticator {
     const blocked = await this.options.throttle?.fail(client.address ?? null, prefix);
     if (blocked) return this.throttled(blocked, prefix, client);
     this.options.refusals?.record({ reason, address: client.address ?? null, prefix, target: client.target, userAgent: client.userAgent });
+    this.options.onRefusal?.(reason);
     return { ok: false, reason, prefix };
   }
 
   private throttled(limit: LimitState, prefix: string | undefined, client: AuthClient): AuthOutcome {
     this.options.refusals?.record({ reason: 'throttled', address: client.address ?? null, prefix, target: client.target, userAgent: client.userAgent });
+    this.options.onRefusal?.('throttled');
     return { ok: false, reason: 'throttled', prefix, limit };
   }
 
