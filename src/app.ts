@@ -4,6 +4,8 @@ import type { Logger } from './lib/logger';
 import { createMetrics } from './lib/metrics';
 import { createRedis } from './lib/redis';
 import { ApiKeyAuthenticator } from './domain/api-keys/authenticator';
+import { FailedAuthThrottle, KeyRateLimiter } from './domain/api-keys/throttles';
+import { RefusalAudit } from './domain/audit/refusal-audit';
 import { ensureAdminKey } from './domain/api-keys/api-keys';
 import { ensurePlans } from './domain/plans/ensure-plans';
 import { EventWriter } from './domain/usage/ingest';
@@ -24,13 +26,6 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   const redis = createRedis(env.REDIS_URL);
   await redis.connect();
   const metrics = createMetrics();
-  const authenticator = new ApiKeyAuthenticator(db.prisma, {
-    cacheTtlMs: env.API_KEY_CACHE_TTL_SECONDS * 1000,
-    usageFlushMs: env.API_KEY_USAGE_FLUSH_SECONDS * 1000,
-    redis,
-    channelPrefix: env.REDIS_KEY_PREFIX,
-  });
-  await authenticator.start();
   const eventWriter = new EventWriter(db.pool, metrics);
   const groupCommitter = new GroupCommitter(eventWriter, {
     flushIntervalMs: env.INGEST_FLUSH_INTERVAL_MS,
@@ -45,6 +40,26 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   // requests leave in one write and Redis answers them in one wake-up.
   const quotaRedis = createRedis(env.REDIS_URL, { enableAutoPipelining: true });
   await quotaRedis.connect();
+  // Failure counts and key rate limits share the quota connection: one auto-pipelined script each.
+  const counters = { keyPrefix: env.REDIS_KEY_PREFIX, redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS };
+  const authenticator = new ApiKeyAuthenticator(db.prisma, {
+    cacheTtlMs: env.API_KEY_CACHE_TTL_SECONDS * 1000,
+    usageFlushMs: env.API_KEY_USAGE_FLUSH_SECONDS * 1000,
+    redis,
+    channelPrefix: env.REDIS_KEY_PREFIX,
+    maxKeys: env.API_KEY_CACHE_MAX_KEYS,
+    maxRefused: env.API_KEY_CACHE_MAX_REFUSED,
+    throttle: new FailedAuthThrottle(quotaRedis, logger, {
+      ...counters,
+      addressLimit: env.AUTH_FAILURE_LIMIT,
+      prefixLimit: env.AUTH_FAILURE_PREFIX_LIMIT,
+      windowSeconds: env.AUTH_FAILURE_WINDOW_SECONDS,
+    }),
+    rateLimiter: new KeyRateLimiter(quotaRedis, logger, counters),
+    refusals: new RefusalAudit(db.prisma, logger, { namespace: env.REDIS_KEY_PREFIX, windowSeconds: env.AUTH_FAILURE_WINDOW_SECONDS }),
+    onRefusal: (reason) => metrics.authRefusals.inc({ reason }),
+  });
+  await authenticator.start();
   const quota = new QuotaEnforcer(
     { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger },
     {

@@ -58,6 +58,13 @@ export const envShape = {
   EXPORT_POOL_SIZE: intFrom(2, 1, 50),
   EXPORT_MAX_PER_TENANT: intFrom(1, 1, 50),
   EXPORT_MAX_DURATION_MS: intFrom(600_000, 1000, 86_400_000),
+  METRICS_TOKEN: z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces').optional(),
+  TRUST_PROXY: intFrom(0, 0, 10),
+  AUTH_FAILURE_LIMIT: intFrom(30, 1, 1_000_000),
+  AUTH_FAILURE_PREFIX_LIMIT: intFrom(30, 1, 1_000_000),
+  AUTH_FAILURE_WINDOW_SECONDS: intFrom(60, 1, 86_400),
+  API_KEY_CACHE_MAX_KEYS: intFrom(10_000, 1, 1_000_000),
+  API_KEY_CACHE_MAX_REFUSED: intFrom(1_000, 0, 1_000_000),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -12,6 +12,7 @@ export interface Metrics {
   jobFailures: Counter<'job'>;
   queueDepth: Gauge<'queue' | 'state'>;
   analyticsCache: Counter<'view' | 'result'>;
+  authRefusals: Counter<'reason'>;
 }
 
 export function createMetrics(): Metrics {
@@ -77,6 +78,12 @@ export function createMetrics(): Metrics {
       name: 'tally_analytics_cache_requests_total',
       help: 'Analytics reads by view and cache result (hit or miss); hit rate = hit / (hit + miss)',
       labelNames: ['view', 'result'],
+      registers: [registry],
+    }),
+    authRefusals: new Counter({
+      name: 'tally_auth_refusals_total',
+      help: 'Requests refused at authentication: missing, malformed, unknown, revoked, throttled (too many failures), rate_limited (a key past its rateLimitPerHour)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

@@ -4,6 +4,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Services } from './services';
+import { clientAddress } from './client-address';
+import { limitHeaders, refusalMessage } from './limit-headers';
 
 export const ADMIN_QUEUES_PATH = '/admin/queues';
 
@@ -23,7 +25,16 @@ export function createAdminQueuesHandler(services: Services) {
   app.use(ADMIN_QUEUES_PATH, serverAdapter.getRouter() as express.Router);
 
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const outcome = await services.authenticator.authenticate(bearerFrom(req.headers.authorization));
+    const outcome = await services.authenticator.authenticate(bearerFrom(req.headers.authorization), {
+      address: clientAddress(req, services.env.TRUST_PROXY),
+      userAgent: req.headers['user-agent'] ?? null,
+      target: ADMIN_QUEUES_PATH,
+    });
+    if (!outcome.ok && (outcome.reason === 'throttled' || outcome.reason === 'rate_limited')) {
+      res.writeHead(429, { ...limitHeaders(outcome.limit), 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: refusalMessage(outcome.reason, outcome.limit), code: 'TOO_MANY_REQUESTS' } }));
+      return;
+    }
     if (!outcome.ok || outcome.principal.role !== 'admin') {
       const status = outcome.ok ? 403 : 401;
       res.writeHead(status, {

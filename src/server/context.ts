@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Services } from './services';
+import { clientAddress } from './client-address';
 
 export interface RequestInfo {
   requestId: string;
@@ -16,18 +17,13 @@ export interface Context {
   res: ServerResponse;
 }
 
-function clientIp(req: IncomingMessage): string | null {
-  const raw = req.socket.remoteAddress ?? null;
-  return raw?.startsWith('::ffff:') ? raw.slice(7) : raw;
-}
-
 export function createContextFactory(services: Services) {
   return ({ req, res }: { req: IncomingMessage; res: ServerResponse }): Context => ({
     services,
     res,
     request: {
       requestId: String(req.headers['x-request-id'] ?? '').slice(0, 100) || crypto.randomUUID(),
-      ip: clientIp(req),
+      ip: clientAddress(req, services.env.TRUST_PROXY),
       userAgent: req.headers['user-agent'] ?? null,
       authorization: req.headers.authorization,
       actingTenant: typeof req.headers['x-tally-tenant'] === 'string' ? req.headers['x-tally-tenant'] : undefined,

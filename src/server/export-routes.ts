@@ -2,6 +2,8 @@ import type http from 'node:http';
 import { AppError, isUnavailableError } from '../lib/errors';
 import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
+import { clientAddress } from './client-address';
+import { limitHeaders, refusalMessage } from './limit-headers';
 
 export const EXPORT_PATH = '/api/export/';
 const EXPORT_ROLES = new Set(['owner', 'member', 'read']);
@@ -9,7 +11,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function fail(res: http.ServerResponse, status: number, code: string, message: string, issues?: unknown, headers: http.OutgoingHttpHeaders = {}) {
   const text = JSON.stringify({ error: { message, code, ...(issues ? { issues } : {}) } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -89,8 +91,17 @@ export function createExportHandler(services: Services) {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const kind = url.pathname.slice(EXPORT_PATH.length) as ExportKind;
     if (req.method !== 'GET' || !EXPORT_KINDS.includes(kind)) return fail(res, 404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
-    const outcome = await services.authenticator.authenticate(req.headers.authorization);
-    if (!outcome.ok) return fail(res, 401, 'UNAUTHORIZED', 'missing or invalid API key: send Authorization: Bearer <key>');
+    const outcome = await services.authenticator.authenticate(req.headers.authorization, {
+      address: clientAddress(req, services.env.TRUST_PROXY),
+      userAgent: req.headers['user-agent'] ?? null,
+      target: `${EXPORT_PATH}${kind}`,
+    });
+    if (!outcome.ok) {
+      if (outcome.reason === 'throttled' || outcome.reason === 'rate_limited') {
+        return fail(res, 429, 'TOO_MANY_REQUESTS', refusalMessage(outcome.reason, outcome.limit), undefined, limitHeaders(outcome.limit));
+      }
+      return fail(res, 401, 'UNAUTHORIZED', refusalMessage(outcome.reason));
+    }
     const { principal } = outcome;
     if (principal.role !== 'admin' && !EXPORT_ROLES.has(principal.role)) {
       return fail(res, 403, 'FORBIDDEN', `role "${principal.role}" may not export`);

@@ -7,8 +7,9 @@ import type { Services } from './services';
 import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
 import { QUEUES } from '../domain/jobs/catalog';
 import { EXPORT_PATH, createExportHandler } from './export-routes';
-
-const TRPC_BASE = '/api/trpc/';
+import { TRPC_BASE, createRouteLabeler } from './route-labels';
+import { createMetricsGate } from './metrics-access';
+import { clientAddress } from './client-address';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -38,9 +39,9 @@ export async function healthOf(services: Services) {
   return { status: database === 'up' && redis === 'up' ? ('ok' as const) : ('degraded' as const), database, redis };
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -74,17 +75,15 @@ export function createHttpServer(services: Services): http.Server {
 
   const adminQueues = createAdminQueuesHandler(services);
   const exportHandler = createExportHandler(services);
+  const routeLabel = createRouteLabeler(Object.keys(appRouter._def.procedures));
+  const metricsGate = createMetricsGate(services.env.METRICS_TOKEN);
 
   return http.createServer((req, res) => {
     const url = req.url ?? '/';
     const pathname = url.split('?')[0] ?? '/';
     const started = process.hrtime.bigint();
-    let label = pathname.startsWith(TRPC_BASE) ? pathname.slice(TRPC_BASE.length) || '(none)' : pathname;
-    if (pathname.startsWith(ADMIN_QUEUES_PATH)) label = ADMIN_QUEUES_PATH;
-    const known =
-      label === '/health' || label === '/metrics' || label === ADMIN_QUEUES_PATH || pathname.startsWith(TRPC_BASE) || pathname.startsWith(EXPORT_PATH);
     res.on('finish', () => {
-      const procedure = known ? label : '(unknown)';
+      const procedure = routeLabel(pathname);
       services.metrics.httpRequests.inc({ procedure, status: String(res.statusCode) });
       services.metrics.httpDuration.observe({ procedure }, Number(process.hrtime.bigint() - started) / 1e9);
     });
@@ -94,6 +93,12 @@ export function createHttpServer(services: Services): http.Server {
       return;
     }
     if (pathname === '/metrics' && req.method === 'GET') {
+      const refusal = metricsGate(req, clientAddress(req, services.env.TRUST_PROXY));
+      if (refusal) {
+        const code = refusal.status === 401 ? 'UNAUTHORIZED' : 'FORBIDDEN';
+        sendJson(res, refusal.status, { error: { message: refusal.message, code } }, refusal.headers);
+        return;
+      }
       void refreshQueueDepth(services)
         .then(() => services.metrics.registry.metrics())
         .then((text) => {

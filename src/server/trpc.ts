@@ -7,6 +7,7 @@ import { recordAudit } from '../domain/audit/audit-log';
 import { sdkVersionFromUserAgent } from '../domain/api-keys/key-material';
 import type { Principal } from '../domain/api-keys/authenticator';
 import type { Context } from './context';
+import { limitHeaders, refusalMessage } from './limit-headers';
 
 export type TenantRole = Exclude<ApiKeyRole, 'admin'>;
 
@@ -125,28 +126,19 @@ const guard = t.middleware(async ({ ctx, meta, path, type, next, getRawInput }) 
 /** Who is calling, and for which tenant; refusals (audited) throw. */
 async function authorise(ctx: Context, meta: Meta | undefined, path: string): Promise<{ principal: Principal; tenantId: string | null }> {
   if (!meta) throw new Error(`procedure ${path} declares no meta`);
-  const outcome = await ctx.services.authenticator.authenticate(
-    ctx.request.authorization,
-    sdkVersionFromUserAgent(ctx.request.userAgent ?? undefined),
-  );
+  const outcome = await ctx.services.authenticator.authenticate(ctx.request.authorization, {
+    address: ctx.request.ip,
+    userAgent: ctx.request.userAgent,
+    target: path,
+    sdkVersion: sdkVersionFromUserAgent(ctx.request.userAgent ?? undefined),
+  });
   if (!outcome.ok) {
-    void audit(ctx, null, {
-      tenantId: null,
-      action: 'auth.refused',
-      outcome: 'refused',
-      targetType: 'procedure',
-      targetId: path,
-      metadata: { reason: outcome.reason, presentedPrefix: outcome.prefix ?? null },
-    });
-    const message =
-      outcome.reason === 'missing'
-        ? 'missing API key: send Authorization: Bearer <key>'
-        : outcome.reason === 'malformed'
-          ? 'malformed API key'
-          : outcome.reason === 'revoked'
-            ? 'API key has been revoked'
-            : 'unknown API key';
-    throw new TRPCError({ code: 'UNAUTHORIZED', message });
+    // refusals are audited by the authenticator, one row per address and window
+    if (outcome.reason === 'throttled' || outcome.reason === 'rate_limited') {
+      if (!ctx.res.headersSent) for (const [name, value] of Object.entries(limitHeaders(outcome.limit))) ctx.res.setHeader(name, value);
+      throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: refusalMessage(outcome.reason, outcome.limit) });
+    }
+    throw new TRPCError({ code: 'UNAUTHORIZED', message: refusalMessage(outcome.reason) });
   }
   const principal = outcome.principal;
   const isAdmin = principal.role === 'admin';

@@ -28,7 +28,10 @@ export class TestApp {
 
   static async start(overrides: Partial<Record<keyof Env, string>> = {}): Promise<TestApp> {
     const app = new TestApp();
-    const env = loadEnv({ ...process.env, LOG_LEVEL: 'silent', PORT: '0', REDIS_KEY_PREFIX: app.prefix, ...overrides });
+    // Every test client comes from 127.0.0.1: suites that send hundreds of bad keys on purpose
+    // (the auth matrix) would be throttled; the throttle's own tests set the limits they test.
+    const throttle = { AUTH_FAILURE_LIMIT: '1000000', AUTH_FAILURE_PREFIX_LIMIT: '1000000' };
+    const env = loadEnv({ ...process.env, LOG_LEVEL: 'silent', PORT: '0', REDIS_KEY_PREFIX: app.prefix, ...throttle, ...overrides });
     app.services = await createServices(env, createLogger(env.LOG_LEVEL));
     await prepareData(app.services);
     app.server = createHttpServer(app.services);

@@ -1,32 +1,69 @@
 import type { Db } from '../../lib/db';
 import type { Redis } from '../../lib/redis';
 import type { ApiKeyRole } from '../../generated/prisma/client';
+import { LruMap } from '../../lib/bounded-cache';
+import type { RefusalAudit } from '../audit/refusal-audit';
 import { API_KEY_PATTERN, hashApiKey, publicPrefix } from './key-material';
+import type { FailedAuthThrottle, KeyRateLimiter, LimitState } from './throttles';
 
 export interface Principal {
   keyId: string;
   tenantId: string | null;
   role: ApiKeyRole;
   prefix: string;
+  /** Calls allowed per hour (null: no limit of its own). */
+  rateLimitPerHour: number | null;
 }
 
 export type AuthOutcome =
   | { ok: true; principal: Principal }
-  | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'revoked'; prefix?: string };
+  | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'revoked'; prefix?: string }
+  /** Too many failures from this address or with this key prefix: 429 until the window ends. */
+  | { ok: false; reason: 'throttled'; prefix?: string; limit: LimitState }
+  /** A valid key past its rateLimitPerHour: 429. */
+  | { ok: false; reason: 'rate_limited'; prefix: string; limit: LimitState };
 
-interface CachedKey {
-  principal: Principal | null;
-  revoked: boolean;
-  expiresAt: number;
+/** Who is knocking, for the failed-authentication throttle and the audit of refusals. */
+export interface AuthClient {
+  address?: string | null;
+  userAgent?: string | null;
+  /** The procedure or route asked for. */
+  target?: string;
+  /** The SDK named in the User-Agent, recorded on the key. */
+  sdkVersion?: string;
 }
+
+type Refusal = 'unknown' | 'revoked';
 
 const REVOCATION_CHANNEL = 'api-keys:revoked';
 
+export interface AuthenticatorOptions {
+  cacheTtlMs: number;
+  usageFlushMs: number;
+  redis?: Redis;
+  channelPrefix?: string;
+  /** Accepted keys held in memory (least recently used go first). */
+  maxKeys?: number;
+  /** Refused keys held apart, so a stream of random keys cannot push out the good ones. */
+  maxRefused?: number;
+  throttle?: FailedAuthThrottle;
+  rateLimiter?: KeyRateLimiter;
+  refusals?: RefusalAudit;
+  /** Counts refusals by reason (a closed set), for /metrics. */
+  onRefusal?: (reason: Exclude<AuthOutcome, { ok: true }>['reason']) => void;
+}
+
 /**
- * Resolves bearer keys to principals. Lookups are cached in memory; a revocation clears the
- * local cache at once and is broadcast to other processes over Redis pub/sub. Usage
- * (lastUsedAt, request count, SDK version) is counted in memory and written in one UPDATE
- * every few seconds instead of a write per request.
+ * Resolves bearer keys to principals. Lookups are cached in memory, in two bounded caches
+ * (accepted and refused keys); a revocation clears the local cache at once and is broadcast to
+ * other processes over Redis pub/sub. Usage (lastUsedAt, request count, SDK version) is counted
+ * in memory and written in one UPDATE every few seconds instead of a write per request.
+ *
+ * Failed authentication is counted per client address and key prefix (FailedAuthThrottle);
+ * past the limit a key this process has not accepted lately is refused with `throttled` before
+ * any database lookup. A key accepted lately skips that check: it is no guess, and a client
+ * sharing an address with a misconfigured one keeps working. Refusals are audited in aggregate
+ * (RefusalAudit). Keys with a rateLimitPerHour pay one Redis call per request; others none.
  */
 /** Told of every revocation, so the key fails at once in this process and every other one. */
 export interface KeyRevocations {
@@ -34,18 +71,22 @@ export interface KeyRevocations {
 }
 
 export class ApiKeyAuthenticator implements KeyRevocations {
-  private readonly cache = new Map<string, CachedKey>();
+  private readonly accepted: LruMap<string, { principal: Principal; expiresAt: number }>;
+  private readonly refused: LruMap<string, { reason: Refusal; expiresAt: number }>;
   private readonly usage = new Map<string, { count: number; lastUsedAt: Date; sdkVersion?: string }>();
   private flushTimer?: NodeJS.Timeout;
   private subscriber?: Redis;
 
   constructor(
     private readonly db: Db,
-    private readonly options: { cacheTtlMs: number; usageFlushMs: number; redis?: Redis; channelPrefix?: string },
-  ) {}
+    private readonly options: AuthenticatorOptions,
+  ) {
+    this.accepted = new LruMap(options.maxKeys ?? 10_000);
+    this.refused = new LruMap(options.maxRefused ?? 1_000);
+  }
 
   async start(): Promise<void> {
-    this.flushTimer = setInterval(() => void this.flushUsage().catch(() => undefined), this.options.usageFlushMs);
+    this.flushTimer = setInterval(() => void this.flush(), this.options.usageFlushMs);
     this.flushTimer.unref();
     if (this.options.redis) {
       this.subscriber = this.options.redis.duplicate();
@@ -57,38 +98,83 @@ export class ApiKeyAuthenticator implements KeyRevocations {
 
   async stop(): Promise<void> {
     if (this.flushTimer) clearInterval(this.flushTimer);
-    await this.flushUsage().catch(() => undefined);
+    await this.flush();
     if (this.subscriber) await this.subscriber.quit().catch(() => undefined);
+  }
+
+  /** Key usage and the counts of refused authentication, written now. */
+  async flush(): Promise<void> {
+    await Promise.all([this.flushUsage().catch(() => undefined), this.options.refusals?.flush()]);
+  }
+
+  /** How many keys each cache holds. */
+  cacheSizes(): { accepted: number; refused: number } {
+    return { accepted: this.accepted.size, refused: this.refused.size };
   }
 
   private get channel(): string {
     return `${this.options.channelPrefix ?? 'tally:'}${REVOCATION_CHANNEL}`;
   }
 
-  async authenticate(authorization: string | undefined, userAgentSdk?: string): Promise<AuthOutcome> {
-    if (!authorization) return { ok: false, reason: 'missing' };
+  async authenticate(authorization: string | undefined, client: AuthClient = {}): Promise<AuthOutcome> {
+    if (!authorization) return this.refuse('missing', undefined, client);
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     const presented = match?.[1];
-    if (!presented || !API_KEY_PATTERN.test(presented)) return { ok: false, reason: 'malformed' };
+    if (!presented || !API_KEY_PATTERN.test(presented)) return this.refuse('malformed', undefined, client);
     const prefix = publicPrefix(presented);
     const hash = hashApiKey(presented);
-    let entry = this.cache.get(hash);
-    if (!entry || entry.expiresAt <= Date.now()) {
-      const row = await this.db.apiKey.findUnique({
-        where: { keyHash: hash },
-        select: { id: true, tenantId: true, role: true, prefix: true, revokedAt: true },
-      });
-      entry = {
-        principal: row ? { keyId: row.id, tenantId: row.tenantId, role: row.role, prefix: row.prefix } : null,
-        revoked: Boolean(row?.revokedAt),
-        expiresAt: Date.now() + this.options.cacheTtlMs,
-      };
-      if (this.options.cacheTtlMs > 0) this.cache.set(hash, entry);
+    const now = Date.now();
+    const known = this.accepted.get(hash);
+    if (known && known.expiresAt > now) return this.admit(known.principal, client);
+    if (!known) {
+      const refused = this.refused.get(hash);
+      if (refused && refused.expiresAt > now) return this.refuse(refused.reason, prefix, client);
+      // a key not accepted lately: the throttle decides before the database is asked
+      const blocked = await this.options.throttle?.check(client.address ?? null, prefix);
+      if (blocked) return this.throttled(blocked, prefix, client);
     }
-    if (!entry.principal) return { ok: false, reason: 'unknown', prefix };
-    if (entry.revoked) return { ok: false, reason: 'revoked', prefix };
-    this.recordUse(entry.principal.keyId, userAgentSdk);
-    return { ok: true, principal: entry.principal };
+    const row = await this.db.apiKey.findUnique({
+      where: { keyHash: hash },
+      select: { id: true, tenantId: true, role: true, prefix: true, revokedAt: true, rateLimitPerHour: true },
+    });
+    const expiresAt = Date.now() + this.options.cacheTtlMs;
+    if (!row || row.revokedAt) {
+      const reason: Refusal = row ? 'revoked' : 'unknown';
+      this.accepted.delete(hash);
+      if (this.options.cacheTtlMs > 0) this.refused.set(hash, { reason, expiresAt });
+      return this.refuse(reason, prefix, client);
+    }
+    const principal: Principal = { keyId: row.id, tenantId: row.tenantId, role: row.role, prefix: row.prefix, rateLimitPerHour: row.rateLimitPerHour };
+    this.refused.delete(hash);
+    if (this.options.cacheTtlMs > 0) this.accepted.set(hash, { principal, expiresAt });
+    return this.admit(principal, client);
+  }
+
+  private async admit(principal: Principal, client: AuthClient): Promise<AuthOutcome> {
+    if (principal.rateLimitPerHour !== null && this.options.rateLimiter) {
+      const state = await this.options.rateLimiter.take(principal.keyId, principal.rateLimitPerHour);
+      if (!state.allowed) {
+        this.options.onRefusal?.('rate_limited');
+        return { ok: false, reason: 'rate_limited', prefix: principal.prefix, limit: { limit: state.limit, remaining: 0, resetSeconds: state.resetSeconds } };
+      }
+    }
+    this.recordUse(principal.keyId, client.sdkVersion);
+    return { ok: true, principal };
+  }
+
+  /** Counts the failure; an address or prefix already at its limit is told so instead. */
+  private async refuse(reason: 'missing' | 'malformed' | Refusal, prefix: string | undefined, client: AuthClient): Promise<AuthOutcome> {
+    const blocked = await this.options.throttle?.fail(client.address ?? null, prefix);
+    if (blocked) return this.throttled(blocked, prefix, client);
+    this.options.refusals?.record({ reason, address: client.address ?? null, prefix, target: client.target, userAgent: client.userAgent });
+    this.options.onRefusal?.(reason);
+    return { ok: false, reason, prefix };
+  }
+
+  private throttled(limit: LimitState, prefix: string | undefined, client: AuthClient): AuthOutcome {
+    this.options.refusals?.record({ reason: 'throttled', address: client.address ?? null, prefix, target: client.target, userAgent: client.userAgent });
+    this.options.onRefusal?.('throttled');
+    return { ok: false, reason: 'throttled', prefix, limit };
   }
 
   /** Called after a revocation: drop it here, and tell the other processes. */
@@ -98,7 +184,7 @@ export class ApiKeyAuthenticator implements KeyRevocations {
   }
 
   private forget(keyId: string): void {
-    for (const [hash, entry] of this.cache) if (entry.principal?.keyId === keyId) this.cache.delete(hash);
+    for (const [hash, entry] of [...this.accepted.entries()]) if (entry.principal.keyId === keyId) this.accepted.delete(hash);
   }
 
   private recordUse(keyId: string, sdkVersion: string | undefined): void {

@@ -1,0 +1,27 @@
+import { EXPORT_KINDS } from '../domain/analytics/export';
+import { ADMIN_QUEUES_PATH } from './admin-queues';
+import { EXPORT_PATH } from './export-routes';
+
+export const TRPC_BASE = '/api/trpc/';
+export const UNKNOWN_ROUTE = 'unknown';
+
+/**
+ * The `procedure` label of the HTTP metrics, from a closed set: every procedure of the router,
+ * the export routes by their template, /health, /metrics, the queue dashboard, else `unknown`.
+ * A label made from whatever path a client sends would grow the registry without bound (each
+ * new value is a new series held until the process ends).
+ */
+export function createRouteLabeler(procedureNames: Iterable<string>): (pathname: string) => string {
+  const labels = new Map<string, string>();
+  for (const name of procedureNames) labels.set(`${TRPC_BASE}${name}`, name);
+  for (const kind of EXPORT_KINDS) labels.set(`${EXPORT_PATH}${kind}`, `${EXPORT_PATH}${kind}`);
+  labels.set('/health', '/health');
+  labels.set('/metrics', '/metrics');
+  labels.set(ADMIN_QUEUES_PATH, ADMIN_QUEUES_PATH);
+  return (pathname) => {
+    const known = labels.get(pathname);
+    if (known !== undefined) return known;
+    // the dashboard's own pages and assets, all under one label
+    return pathname.startsWith(`${ADMIN_QUEUES_PATH}/`) ? ADMIN_QUEUES_PATH : UNKNOWN_ROUTE;
+  };
+}
