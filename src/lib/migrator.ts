@@ -122,26 +122,29 @@ export async function ensureDatabase(connectionString: string): Promise<boolean>
   }
 }
 
-/** Prisma's schema engine refuses after waiting 10 s for another migrator's advisory lock. */
-const LOCK_TIMED_OUT = /timed out trying to acquire a postgres advisory lock/i;
+/** The advisory lock Prisma's schema engine holds while it migrates. */
+const ENGINE_MIGRATION_LOCK = 72707369;
 
 /**
  * Applies prisma/migrations/* in order, recording them in _prisma_migrations like `migrate
  * deploy`. Every role migrates at start, so several processes starting together queue on the
- * engine's advisory lock; the engine gives up after 10 s, which a busy machine exceeds (the
- * chaos suite saw a scheduler fail to start beside a starting worker), so a timed-out wait is
- * waited again, up to `waitMs`.
+ * engine's advisory lock, and the engine gives up after waiting 10 s, which a busy machine
+ * exceeds (the chaos suite saw a scheduler fail to start beside a starting worker). So the
+ * wait happens here first, on a connection of our own and without a time limit: the lock is
+ * taken and given back at once, and the engine finds it free. (Retrying the engine instead
+ * left its timed-out lock request behind on a connection nobody released, which then held
+ * the lock against every later attempt.)
  */
-export async function applyMigrations(connectionString: string, waitMs = 300_000): Promise<string[]> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      return await applyMigrationsOnce(connectionString);
-    } catch (err) {
-      if (!LOCK_TIMED_OUT.test(err instanceof Error ? err.message : String(err)) || Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+export async function applyMigrations(connectionString: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [ENGINE_MIGRATION_LOCK]);
+    await client.query('SELECT pg_advisory_unlock($1)', [ENGINE_MIGRATION_LOCK]);
+  } finally {
+    await client.end();
   }
+  return applyMigrationsOnce(connectionString);
 }
 
 async function applyMigrationsOnce(connectionString: string): Promise<string[]> {
