@@ -5,7 +5,11 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Services } from './services';
 import { clientAddress } from './client-address';
-import { limitHeaders, refusalMessage } from './limit-headers';
+import { AccessRefused, resolveAccess } from './access';
+import { httpStatusOf } from './errors';
+
+/** Platform admins only. */
+const DASHBOARD_ACCESS = { roles: [], scope: 'platform' } as const;
 
 export const ADMIN_QUEUES_PATH = '/admin/queues';
 
@@ -25,23 +29,24 @@ export function createAdminQueuesHandler(services: Services) {
   app.use(ADMIN_QUEUES_PATH, serverAdapter.getRouter() as express.Router);
 
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const outcome = await services.authenticator.authenticate(bearerFrom(req.headers.authorization), {
-      address: clientAddress(req, services.env.TRUST_PROXY),
-      userAgent: req.headers['user-agent'] ?? null,
-      target: ADMIN_QUEUES_PATH,
-    });
-    if (!outcome.ok && (outcome.reason === 'throttled' || outcome.reason === 'rate_limited')) {
-      res.writeHead(429, { ...limitHeaders(outcome.limit), 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { message: refusalMessage(outcome.reason, outcome.limit), code: 'TOO_MANY_REQUESTS' } }));
-      return;
-    }
-    if (!outcome.ok || outcome.principal.role !== 'admin') {
-      const status = outcome.ok ? 403 : 401;
+    try {
+      const caller = {
+        authorization: bearerFrom(req.headers.authorization),
+        ip: clientAddress(req, services.env.TRUST_PROXY),
+        userAgent: req.headers['user-agent'] ?? null,
+        actingTenant: undefined,
+      };
+      await resolveAccess(services, caller, DASHBOARD_ACCESS, ADMIN_QUEUES_PATH);
+    } catch (error) {
+      if (!(error instanceof AccessRefused)) throw error;
+      const status = httpStatusOf(error);
       res.writeHead(status, {
+        ...error.headers,
         'content-type': 'application/json',
+        // a browser asks for the admin key as the password of HTTP Basic
         ...(status === 401 ? { 'www-authenticate': 'Basic realm="Tally admin", charset="UTF-8"' } : {}),
       });
-      res.end(JSON.stringify({ error: { message: status === 401 ? 'admin API key required' : 'admins only', code: status === 401 ? 'UNAUTHORIZED' : 'FORBIDDEN' } }));
+      res.end(JSON.stringify({ error: { message: error.message, code: error.code } }));
       return;
     }
     app(req as express.Request, res as express.Response);

@@ -1,4 +1,5 @@
 import { TRPCError } from '@trpc/server';
+import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/unstable-core-do-not-import';
 import type { AppError, AppErrorCode } from '../lib/errors';
 
@@ -19,4 +20,9 @@ const CODE_TO_TRPC = {
 
 export function toTRPCError(error: AppError): TRPCError {
   return new TRPCError({ code: CODE_TO_TRPC[error.code], message: error.message, cause: error });
+}
+
+/** The HTTP status of an application error, for doors outside tRPC (exports, the queue dashboard). */
+export function httpStatusOf(error: AppError): number {
+  return getHTTPStatusCodeFromError(toTRPCError(error));
 }

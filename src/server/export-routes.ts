@@ -3,11 +3,11 @@ import { AppError, isUnavailableError } from '../lib/errors';
 import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
 import { clientAddress } from './client-address';
-import { limitHeaders, refusalMessage } from './limit-headers';
+import { AccessRefused, resolveAccess } from './access';
+import { httpStatusOf } from './errors';
+import { EXPORT_ACCESS } from './routers/analytics/export';
 
 export const EXPORT_PATH = '/api/export/';
-const EXPORT_ROLES = new Set(['owner', 'member', 'read']);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function fail(res: http.ServerResponse, status: number, code: string, message: string, issues?: unknown, headers: http.OutgoingHttpHeaders = {}) {
   const text = JSON.stringify({ error: { message, code, ...(issues ? { issues } : {}) } });
@@ -91,36 +91,25 @@ export function createExportHandler(services: Services) {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const kind = url.pathname.slice(EXPORT_PATH.length) as ExportKind;
     if (req.method !== 'GET' || !EXPORT_KINDS.includes(kind)) return fail(res, 404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
-    const outcome = await services.authenticator.authenticate(req.headers.authorization, {
-      address: clientAddress(req, services.env.TRUST_PROXY),
-      userAgent: req.headers['user-agent'] ?? null,
-      target: `${EXPORT_PATH}${kind}`,
-    });
-    if (!outcome.ok) {
-      if (outcome.reason === 'throttled' || outcome.reason === 'rate_limited') {
-        return fail(res, 429, 'TOO_MANY_REQUESTS', refusalMessage(outcome.reason, outcome.limit), undefined, limitHeaders(outcome.limit));
-      }
-      return fail(res, 401, 'UNAUTHORIZED', refusalMessage(outcome.reason));
-    }
-    const { principal } = outcome;
-    if (principal.role !== 'admin' && !EXPORT_ROLES.has(principal.role)) {
-      return fail(res, 403, 'FORBIDDEN', `role "${principal.role}" may not export`);
-    }
-    let tenantId = principal.tenantId;
-    if (principal.role === 'admin') {
-      const acting = req.headers['x-tally-tenant'];
-      if (typeof acting !== 'string') return fail(res, 400, 'BAD_REQUEST', 'admin keys must name a tenant with the X-Tally-Tenant header');
-      if (!UUID.test(acting) || (await services.db.prisma.tenant.count({ where: { id: acting } })) === 0) {
-        return fail(res, 404, 'NOT_FOUND', 'X-Tally-Tenant: tenant not found');
-      }
-      tenantId = acting;
+    let tenantId: string;
+    try {
+      const caller = {
+        authorization: req.headers.authorization,
+        ip: clientAddress(req, services.env.TRUST_PROXY),
+        userAgent: req.headers['user-agent'] ?? null,
+        actingTenant: typeof req.headers['x-tally-tenant'] === 'string' ? req.headers['x-tally-tenant'] : undefined,
+      };
+      tenantId = (await resolveAccess(services, caller, EXPORT_ACCESS, `${EXPORT_PATH}${kind}`)).tenantId!;
+    } catch (error) {
+      if (!(error instanceof AccessRefused)) throw error;
+      return fail(res, httpStatusOf(error), error.code, error.message, undefined, error.headers);
     }
     const parsed = exportQuerySchema.safeParse(Object.fromEntries(url.searchParams));
     if (!parsed.success) {
       return fail(res, 400, 'BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), parsed.error.issues);
     }
     const query = parsed.data;
-    const slot = slots.take(tenantId!);
+    const slot = slots.take(tenantId);
     if (slot === 'tenant') {
       const message = `too many exports at once: this tenant already runs ${slots.perTenantMax} (EXPORT_MAX_PER_TENANT); retry when one has finished`;
       return fail(res, 429, 'TOO_MANY_REQUESTS', message, undefined, RETRY_LATER);
@@ -129,7 +118,7 @@ export function createExportHandler(services: Services) {
       const message = `export capacity is full: ${slots.total} exports are running (EXPORT_POOL_SIZE); retry later`;
       return fail(res, 503, 'SERVICE_UNAVAILABLE', message, undefined, RETRY_LATER);
     }
-    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId!, kind, query, {
+    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId, kind, query, {
       statementTimeoutMs: env.EXPORT_MAX_DURATION_MS,
     });
     let deadline: NodeJS.Timeout | undefined;

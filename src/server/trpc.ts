@@ -1,31 +1,21 @@
 import { TRPCError, initTRPC } from '@trpc/server';
 import { ZodError } from 'zod';
-import type { ApiKeyRole } from '../generated/prisma/client';
 import { AppError, isUnavailableError } from '../lib/errors';
 import { toTRPCError } from './errors';
 import { recordAudit } from '../domain/audit/audit-log';
-import { sdkVersionFromUserAgent } from '../domain/api-keys/key-material';
 import type { Principal } from '../domain/api-keys/authenticator';
 import type { Context } from './context';
-import { limitHeaders, refusalMessage } from './limit-headers';
+import { AccessRefused, type Access, type AccessRule, resolveAccess } from './access';
 
-export type TenantRole = Exclude<ApiKeyRole, 'admin'>;
+export type { TenantRole } from './access';
 
-export interface Meta {
-  /** Tenant roles allowed besides admin, who may call everything. */
-  roles: readonly TenantRole[];
-  /**
-   * tenant: works inside one tenant (an admin names it with X-Tally-Tenant);
-   * platform: admin-only platform operations; either: a tenant's view, or everything for an admin.
-   */
-  scope: 'tenant' | 'platform' | 'either';
+/** Who may call a procedure (the door's AccessRule), and how it is audited. */
+export interface Meta extends AccessRule {
   /** Mutations are audited unless they are usage data (events), which would flood the log. */
   audit?: false;
   /** What the procedure's id/target refers to, for the audit log. */
   target?: string;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const t = initTRPC
   .context<Context>()
@@ -73,7 +63,7 @@ function audit(ctx: Context, principal: Principal | null, entry: Omit<Parameters
   return recordAudit(ctx.services.db.prisma, {
     ...entry,
     actorKeyId: principal?.keyId ?? null,
-    actorPrefix: principal?.prefix ?? entry.metadata?.presentedPrefix?.toString() ?? null,
+    actorPrefix: principal?.prefix ?? null,
     ip: ctx.request.ip,
     userAgent: ctx.request.userAgent,
   }).catch((err: unknown) => ctx.services.logger.error({ err, action: entry.action }, 'audit write failed'));
@@ -123,49 +113,15 @@ const guard = t.middleware(async ({ ctx, meta, path, type, next, getRawInput }) 
   return result;
 });
 
-/** Who is calling, and for which tenant; refusals (audited) throw. */
-async function authorise(ctx: Context, meta: Meta | undefined, path: string): Promise<{ principal: Principal; tenantId: string | null }> {
+/** Who is calling, and for which tenant, by the access check every door shares; refusals throw. */
+async function authorise(ctx: Context, meta: Meta | undefined, path: string): Promise<Access> {
   if (!meta) throw new Error(`procedure ${path} declares no meta`);
-  const outcome = await ctx.services.authenticator.authenticate(ctx.request.authorization, {
-    address: ctx.request.ip,
-    userAgent: ctx.request.userAgent,
-    target: path,
-    sdkVersion: sdkVersionFromUserAgent(ctx.request.userAgent ?? undefined),
-  });
-  if (!outcome.ok) {
-    // refusals are audited by the authenticator, one row per address and window
-    if (outcome.reason === 'throttled' || outcome.reason === 'rate_limited') {
-      if (!ctx.res.headersSent) for (const [name, value] of Object.entries(limitHeaders(outcome.limit))) ctx.res.setHeader(name, value);
-      throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: refusalMessage(outcome.reason, outcome.limit) });
-    }
-    throw new TRPCError({ code: 'UNAUTHORIZED', message: refusalMessage(outcome.reason) });
+  try {
+    return await resolveAccess(ctx.services, ctx.request, meta, path);
+  } catch (error) {
+    if (error instanceof AccessRefused && !ctx.res.headersSent) for (const [name, value] of Object.entries(error.headers)) ctx.res.setHeader(name, value);
+    throw error;
   }
-  const principal = outcome.principal;
-  const isAdmin = principal.role === 'admin';
-  const allowed = isAdmin || (meta.scope !== 'platform' && (meta.roles as readonly string[]).includes(principal.role));
-  if (!allowed) {
-    void audit(ctx, principal, {
-      tenantId: principal.tenantId,
-      action: path,
-      outcome: 'denied',
-      metadata: { role: principal.role },
-    });
-    throw new TRPCError({ code: 'FORBIDDEN', message: `role "${principal.role}" may not call ${path}` });
-  }
-
-  let tenantId: string | null = principal.tenantId;
-  if (isAdmin && meta.scope !== 'platform') {
-    const acting = ctx.request.actingTenant;
-    if (acting !== undefined) {
-      const exists = UUID.test(acting) && (await ctx.services.db.prisma.tenant.count({ where: { id: acting } })) > 0;
-      if (!exists) throw new TRPCError({ code: 'NOT_FOUND', message: 'X-Tally-Tenant: tenant not found' });
-      tenantId = acting;
-    } else if (meta.scope === 'tenant') {
-      throw new TRPCError({ code: 'BAD_REQUEST', message: 'admin keys must name a tenant with the X-Tally-Tenant header' });
-    }
-  }
-
-  return { principal, tenantId };
 }
 
 function targetTenantOf(output: unknown): string | null {

@@ -513,3 +513,45 @@ it("never shows one tenant another tenant's audit log", async () => {
   const own = await app.call('auditLogs.list', { targetId: b.license }, b.owner, { method: 'GET' });
   expect(own.data.items.length).toBeGreaterThan(0);
 });
+
+/**
+ * The doors outside tRPC (the export routes and the queue dashboard) pass the same access
+ * check as every procedure (src/server/access.ts): the same answers for the same callers.
+ */
+describe('the export routes and the queue dashboard', () => {
+  const get = async (path: string, key: string | null, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${app.baseUrl}${path}`, { headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
+    const body = await res.text();
+    return { status: res.status, body, headers: res.headers };
+  };
+  const exportOf = (licenseId: string) => `/api/export/events?format=csv&licenseId=${licenseId}&startDate=${YESTERDAY}&endDate=${TODAY}`;
+
+  it('exports for the roles analytics.export allows, 403 for the others, 401 without a valid key', async () => {
+    for (const role of TENANT_ROLES) {
+      const res = await get(exportOf(world.a.license), keys[role]);
+      expect([role, res.status]).toEqual([role, ['owner', 'member', 'read'].includes(role) ? 200 : 403]);
+    }
+    for (const key of [null, 'nope', `tk_live_${'x'.repeat(24)}`, revokedKey]) expect((await get(exportOf(world.a.license), key)).status).toBe(401);
+  });
+
+  it("answers another tenant's license 404, and lets an admin in only naming a tenant that exists", async () => {
+    expect((await get(exportOf(world.b.license), world.a.owner, asAdminOf(world.b.tenantId))).status).toBe(404);
+    expect((await get(exportOf(world.a.license), app.adminKey)).status).toBe(400);
+    expect((await get(exportOf(world.a.license), app.adminKey, asAdminOf(randomUUID()))).status).toBe(404);
+    expect((await get(exportOf(world.a.license), app.adminKey, asAdminOf('not-a-uuid'))).status).toBe(404);
+    const admitted = await get(exportOf(world.a.license), app.adminKey, asAdminOf(world.a.tenantId));
+    expect(admitted.status).toBe(200);
+    expect(admitted.body.split('\n')[0]).toMatch(/^id,/);
+  });
+
+  it('serves the queue dashboard to admins only: 401 with a Basic challenge without a valid key, 403 for every tenant role', async () => {
+    const none = await get('/admin/queues', null);
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Basic /);
+    expect((await get('/admin/queues', revokedKey)).status).toBe(401);
+    for (const role of TENANT_ROLES) expect([role, (await get('/admin/queues', keys[role])).status]).toEqual([role, 403]);
+    expect((await get('/admin/queues', app.adminKey)).status).toBe(200);
+    const basic = Buffer.from(`admin:${app.adminKey}`).toString('base64');
+    expect((await get('/admin/queues', null, { authorization: `Basic ${basic}` })).status).toBe(200);
+  });
+});

@@ -1,6 +1,7 @@
 import type { PrismaClient, JobRun, JobRunStatus } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { decodeCursor, pageOf } from '../../lib/cursor';
+import { isUuid } from '../../lib/uuid';
 
 /** Job health: one JobRun row per job id, updated on every attempt. */
 
@@ -86,4 +87,3 @@ export async function getJobRun(prisma: PrismaClient, id: string) {
   return jobRunView(run);
 }
 
-const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);

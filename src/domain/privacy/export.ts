@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { AppError } from '../../lib/errors';
 import { assertLicenseOfTenant } from './erasure';
+import { isUuid } from '../../lib/uuid';
 
 export const EXPORT_PAGE_MAX = 1_000;
 
@@ -38,7 +39,6 @@ interface Position {
   id: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function encodePosition(p: Position): string {
   return Buffer.from(`${p.licenseId}|${p.occurredAt}|${p.id}`).toString('base64url');
@@ -46,7 +46,7 @@ function encodePosition(p: Position): string {
 
 function decodePosition(cursor: string): Position {
   const [licenseId, occurredAt, id] = Buffer.from(cursor, 'base64url').toString().split('|');
-  if (!licenseId || !UUID.test(licenseId) || !id || !UUID.test(id) || !occurredAt || Number.isNaN(Date.parse(occurredAt))) {
+  if (!licenseId || !isUuid(licenseId) || !id || !isUuid(id) || !occurredAt || Number.isNaN(Date.parse(occurredAt))) {
     throw new AppError('BAD_REQUEST', 'cursor: not a cursor returned by privacy.exportUser');
   }
   return { licenseId, occurredAt, id };
