@@ -3,6 +3,7 @@ import { AppError, isUnavailableError } from '../lib/errors';
 import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
 import { clientAddress } from './client-address';
+import { requestLogger } from './request-log';
 import { AccessRefused, resolveAccess } from './access';
 import { httpStatusOf } from './errors';
 import { EXPORT_ACCESS } from './routers/analytics/export';
@@ -88,6 +89,7 @@ export function createExportHandler(services: Services) {
   const { env } = services;
   const slots = new ExportSlots(env.EXPORT_POOL_SIZE, env.EXPORT_MAX_PER_TENANT);
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const log = requestLogger(services.logger, req);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const kind = url.pathname.slice(EXPORT_PATH.length) as ExportKind;
     if (req.method !== 'GET' || !EXPORT_KINDS.includes(kind)) return fail(res, 404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
@@ -129,7 +131,7 @@ export function createExportHandler(services: Services) {
         head = await rows.next(); // scope, range and the connection are settled before the first byte
       } catch (err) {
         if (err instanceof AppError && STATUS[err.code]) return fail(res, STATUS[err.code]!, err.code, err.message);
-        if (!isUnavailableError(err)) services.logger.error({ err, kind }, 'export could not start');
+        if (!isUnavailableError(err)) log.error({ err, kind }, 'export could not start');
         return fail(res, 503, 'SERVICE_UNAVAILABLE', 'export unavailable (database busy or unreachable), retry later', undefined, RETRY_LATER);
       }
       const filename = `tally-${kind}-${query.startDate}-${query.endDate}.${query.format}`;
@@ -150,14 +152,14 @@ export function createExportHandler(services: Services) {
         }
         res.end();
       } catch (err) {
-        if (expired) services.logger.info({ kind, limitMs: env.EXPORT_MAX_DURATION_MS }, 'export cut off: ran past EXPORT_MAX_DURATION_MS');
-        else if (err instanceof ClientGone) services.logger.info({ kind, reason: err.message }, 'export abandoned');
-        else services.logger.error({ err, kind }, 'export failed mid-stream');
+        if (expired) log.info({ kind, limitMs: env.EXPORT_MAX_DURATION_MS }, 'export cut off: ran past EXPORT_MAX_DURATION_MS');
+        else if (err instanceof ClientGone) log.info({ kind, reason: err.message }, 'export abandoned');
+        else log.error({ err, kind }, 'export failed mid-stream');
         res.destroy(); // the client sees a truncated body, never a partial file passed off as whole
       }
     } finally {
       clearTimeout(deadline);
-      await rows.return(undefined).catch((err: unknown) => services.logger.warn({ err, kind }, 'export did not close cleanly'));
+      await rows.return(undefined).catch((err: unknown) => log.warn({ err, kind }, 'export did not close cleanly'));
       slot();
     }
   };

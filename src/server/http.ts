@@ -4,6 +4,7 @@ import { appRouter } from './router';
 import { createContextFactory } from './context';
 import { createTrpcNodeHandler } from './trpc-node-handler';
 import type { Services } from './services';
+import { requestLogger } from './request-log';
 import { ADMIN_QUEUES_PATH, createAdminQueuesHandler } from './admin-queues';
 import { QUEUES } from '../domain/jobs/catalog';
 import { EXPORT_PATH, createExportHandler } from './export-routes';
@@ -64,12 +65,12 @@ export function createHttpServer(services: Services): http.Server {
     basePath: TRPC_BASE,
     createContext: createContextFactory(services),
     maxBodySize: services.env.MAX_BODY_BYTES,
-    onError({ error, path }) {
+    onError({ error, path, ctx, req }) {
       // Events refused by input validation never reach the domain; count them here.
       if (path === 'usage.trackEvent' && error.code === 'BAD_REQUEST' && error.cause instanceof ZodError) {
         services.metrics.eventsRejected.inc({ reason: 'INVALID_EVENT' });
       }
-      if (error.code === 'INTERNAL_SERVER_ERROR') services.logger.error({ err: error.cause ?? error, path }, 'request failed');
+      if (error.code === 'INTERNAL_SERVER_ERROR') (ctx?.log ?? requestLogger(services.logger, req)).error({ err: error.cause ?? error, path }, 'request failed');
     },
   });
 
@@ -109,14 +110,14 @@ export function createHttpServer(services: Services): http.Server {
     }
     if (pathname === ADMIN_QUEUES_PATH || pathname.startsWith(`${ADMIN_QUEUES_PATH}/`)) {
       adminQueues(req, res).catch((err: unknown) => {
-        services.logger.error({ err }, 'queue dashboard failed');
+        requestLogger(services.logger, req).error({ err }, 'queue dashboard failed');
         if (!res.headersSent) sendJson(res, 503, { error: { message: 'queue dashboard unavailable', code: 'SERVICE_UNAVAILABLE' } });
       });
       return;
     }
     if (pathname.startsWith(EXPORT_PATH)) {
       exportHandler(req, res).catch((err: unknown) => {
-        services.logger.error({ err }, 'export failed');
+        requestLogger(services.logger, req).error({ err }, 'export failed');
         if (!res.headersSent) sendJson(res, 503, { error: { message: 'export unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } });
       });
       return;

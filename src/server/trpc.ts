@@ -66,7 +66,7 @@ function audit(ctx: Context, principal: Principal | null, entry: Omit<Parameters
     actorPrefix: principal?.prefix ?? null,
     ip: ctx.request.ip,
     userAgent: ctx.request.userAgent,
-  }).catch((err: unknown) => ctx.services.logger.error({ err, action: entry.action }, 'audit write failed'));
+  }).catch((err: unknown) => ctx.log.error({ err, action: entry.action }, 'audit write failed'));
 }
 
 function targetIdOf(input: unknown, output: unknown): string | null {

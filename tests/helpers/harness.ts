@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { loadEnv, type Env } from '../../src/env';
-import { createLogger } from '../../src/lib/logger';
+import { createLogger, type Logger } from '../../src/lib/logger';
 import { closeServices, createServices, prepareData } from '../../src/app';
 import { createHttpServer } from '../../src/server/http';
 import type { Services } from '../../src/server/services';
@@ -26,13 +26,13 @@ export class TestApp {
   baseUrl!: string;
   adminKey!: string;
 
-  static async start(overrides: Partial<Record<keyof Env, string>> = {}): Promise<TestApp> {
+  static async start(overrides: Partial<Record<keyof Env, string>> = {}, options: { logger?: Logger } = {}): Promise<TestApp> {
     const app = new TestApp();
     // Every test client comes from 127.0.0.1: suites that send hundreds of bad keys on purpose
     // (the auth matrix) would be throttled; the throttle's own tests set the limits they test.
     const throttle = { AUTH_FAILURE_LIMIT: '1000000', AUTH_FAILURE_PREFIX_LIMIT: '1000000' };
     const env = loadEnv({ ...process.env, LOG_LEVEL: 'silent', PORT: '0', REDIS_KEY_PREFIX: app.prefix, ...throttle, ...overrides });
-    app.services = await createServices(env, createLogger(env.LOG_LEVEL));
+    app.services = await createServices(env, options.logger ?? createLogger(env.LOG_LEVEL));
     await prepareData(app.services);
     app.server = createHttpServer(app.services);
     await new Promise<void>((resolve) => app.server.listen(0, '127.0.0.1', resolve));
