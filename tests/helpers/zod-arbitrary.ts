@@ -249,10 +249,18 @@ function stringArb(schema: unknown, opts: ArbitraryOptions): fc.Arbitrary<unknow
       break;
   }
   const pattern = bag.patterns ? [...bag.patterns][0] : undefined;
+  // a character storage refuses, spliced into text that is otherwise fine
+  const spliced: [number, fc.Arbitrary<unknown>] = [
+    2 * edge,
+    fc.tuple(fc.string({ minLength: Math.max(0, min - 1), maxLength: Math.max(0, Math.min(max, 40) - 1) }), fc.constantFrom('\u0000', '\uD800', '\uDFFF'), fc.nat()).map(
+      ([s, c, at]) => s.slice(0, at % (s.length + 1)) + c + s.slice(at % (s.length + 1)),
+    ),
+  ];
   if (pattern) {
     return weighted<unknown>(
       [8, fc.stringMatching(pattern).filter((s) => s.length >= min && s.length <= max)],
       [edge, fc.string({ maxLength: 70 })],
+      spliced,
       ...pastBounds,
     );
   }
@@ -261,6 +269,7 @@ function stringArb(schema: unknown, opts: ArbitraryOptions): fc.Arbitrary<unknow
     [2, fc.string({ minLength: min, maxLength: Math.min(max, 40) })],
     [1, stringOfLength(max)],
     [min > 0 ? 1 : 0, stringOfLength(min)],
+    spliced,
     ...pastBounds,
   );
 }
@@ -274,8 +283,11 @@ function numberArb(schema: unknown, opts: ArbitraryOptions): fc.Arbitrary<unknow
   const inRange = isInt
     ? fc.integer({ min: Math.max(lo, Number.MIN_SAFE_INTEGER), max: Math.min(hi, Number.MAX_SAFE_INTEGER) })
     : fc.double({ min: lo, max: hi, noNaN: true });
+  const unbounded = bag.minimum === undefined && bag.exclusiveMinimum === undefined;
   return weighted<unknown>(
     [6, inRange],
+    // counts and quantities: what clients mostly send where the schema sets no bounds
+    [unbounded ? 6 : 0, fc.oneof(fc.nat(1_000), fc.nat(1_000_000).map((n) => n / 1000))],
     [2, fc.constantFrom(lo, hi)],
     [2 * edge, fc.constantFrom(lo - 1, hi + 1, lo + 0.5, hi - 0.5)],
     [edge, fc.constantFrom(String(lo), String(hi))],
