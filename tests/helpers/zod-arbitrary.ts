@@ -180,7 +180,11 @@ export const EDGE_DATES = [
 ];
 
 const dateArb = fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2040-12-31T23:59:59Z'), noInvalidDate: true });
-const recentDateArb = fc.date({ min: new Date(Date.now() - 120 * 86_400_000), max: new Date(Date.now() + 2 * 86_400_000), noInvalidDate: true });
+// recent: what live clients send (usage events may be at most 35 days old, 5 minutes ahead)
+const recentDateArb = fc.oneof(
+  { weight: 3, arbitrary: fc.date({ min: new Date(Date.now() - 30 * 86_400_000), max: new Date(), noInvalidDate: true }) },
+  fc.date({ min: new Date(Date.now() - 120 * 86_400_000), max: new Date(Date.now() + 2 * 86_400_000), noInvalidDate: true }),
+);
 
 function isoDateArb(): fc.Arbitrary<string> {
   return weighted(
@@ -192,7 +196,7 @@ function isoDateArb(): fc.Arbitrary<string> {
 
 function isoDateTimeArb(): fc.Arbitrary<string> {
   return weighted(
-    [3, recentDateArb.map((d) => d.toISOString())],
+    [8, recentDateArb.map((d) => d.toISOString())],
     [2, dateArb.map((d) => d.toISOString())],
     [1, fc.tuple(recentDateArb, fc.constantFrom('+14:00', '-12:00', '+05:45', '+00:00')).map(([d, z]) => d.toISOString().slice(0, 19) + z)],
     [1, fc.constantFrom(...EDGE_DATES).map((d) => `${d}T00:00:00Z`)],
@@ -251,8 +255,8 @@ function stringArb(schema: unknown, opts: ArbitraryOptions): fc.Arbitrary<unknow
   const pattern = bag.patterns ? [...bag.patterns][0] : undefined;
   // a character storage refuses, spliced into text that is otherwise fine
   const spliced: [number, fc.Arbitrary<unknown>] = [
-    2 * edge,
-    fc.tuple(fc.string({ minLength: Math.max(0, min - 1), maxLength: Math.max(0, Math.min(max, 40) - 1) }), fc.constantFrom('\u0000', '\uD800', '\uDFFF'), fc.nat()).map(
+    4 * edge,
+    fc.tuple(fc.string({ minLength: Math.max(0, min - 1), maxLength: Math.max(0, Math.min(max, 40) - 1) }), fc.constantFrom('\u0000', '\u0000', '\uD800', '\uDFFF'), fc.nat()).map(
       ([s, c, at]) => s.slice(0, at % (s.length + 1)) + c + s.slice(at % (s.length + 1)),
     ),
   ];
@@ -285,9 +289,9 @@ function numberArb(schema: unknown, opts: ArbitraryOptions): fc.Arbitrary<unknow
     : fc.double({ min: lo, max: hi, noNaN: true });
   const unbounded = bag.minimum === undefined && bag.exclusiveMinimum === undefined;
   return weighted<unknown>(
-    [6, inRange],
+    [unbounded ? 2 : 6, inRange],
     // counts and quantities: what clients mostly send where the schema sets no bounds
-    [unbounded ? 6 : 0, fc.oneof(fc.nat(1_000), fc.nat(1_000_000).map((n) => n / 1000))],
+    [unbounded ? 10 : 0, fc.oneof(fc.nat(1_000), fc.nat(1_000_000).map((n) => n / 1000))],
     [2, fc.constantFrom(lo, hi)],
     [2 * edge, fc.constantFrom(lo - 1, hi + 1, lo + 0.5, hi - 0.5)],
     [edge, fc.constantFrom(String(lo), String(hi))],

@@ -33,8 +33,9 @@ interface Procedure {
 const procedures: Procedure[] = Object.entries(
   appRouter._def.procedures as unknown as Record<string, { _def: { type: 'query' | 'mutation'; meta: Meta; inputs: z.ZodType[] } }>,
 ).map(([path, p]) => ({ path, type: p._def.type, meta: p._def.meta, input: p._def.inputs[0]! }));
-// Deleting, revoking and suspending last, so that earlier procedures meet live fixtures.
-const DESTRUCTIVE = /\.(delete|revoke|remove|setStatus)$/;
+// Updating, deleting, revoking and suspending last, so that earlier procedures meet live fixtures
+// (licenses.update turns usage tracking off, webhooks.update disables endpoints).
+const DESTRUCTIVE = /\.(update|delete|revoke|remove|setStatus)$/;
 procedures.sort((a, b) => Number(DESTRUCTIVE.test(a.path)) - Number(DESTRUCTIVE.test(b.path)));
 
 interface Caller {
