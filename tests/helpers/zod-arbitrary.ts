@@ -72,9 +72,12 @@ const MB = 1_048_576;
 export function hostileValue(): fc.Arbitrary<unknown> {
   return fc.oneof(
     // deep nesting, within and far past any sensible depth bound
-    fc.constantFrom(33, 100, 4_000, 100_000).chain((n) =>
-      fc.constantFrom(nested('[', '', ']', n), nested('{"a":', '1', '}', n), nested('[{"a":', '1', '}]', n)),
-    ),
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(33, 100, 4_000, 100_000).chain((n) =>
+        fc.constantFrom(nested('[', '', ']', n), nested('{"a":', '1', '}', n), nested('[{"a":', '1', '}]', n)),
+      ),
+    },
     // huge strings: short of the body limit, at it, and past it (multi-byte too)
     fc.constantFrom(MB - 4_096, MB - 200, MB + 1, 2 * MB).map((n) => 'x'.repeat(n)),
     fc.constant('é'.repeat(MB / 2 + 1)),
@@ -379,6 +382,8 @@ function derive(schema: z.ZodType, opts: ArbitraryOptions, path: readonly string
       const value = inner(def.valueType, [...path, '{value}']);
       return weighted(
         [6, fc.dictionary(key as fc.Arbitrary<string>, value, { maxKeys: 6 })],
+        // deep nesting that still fits a size rule such as 8 KB of properties
+        [2 * edge, fc.constantFrom(1_000, 4_000).map((n) => ({ a: nested('[', '', ']', n) }))],
         [edge, fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { minKeys: 45, maxKeys: 60 })],
       );
     }
