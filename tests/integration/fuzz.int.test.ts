@@ -7,7 +7,7 @@ import { usageEventInputSchema } from '../../src/domain/usage/event-schema';
 import { exportQuerySchema } from '../../src/domain/analytics/export';
 import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
-import { RawJson, arbitraryFor, describeValue, hostileValue, jsonLength, toJsonText, type ArbitraryOptions } from '../helpers/zod-arbitrary';
+import { EDGE_DATES, RawJson, arbitraryFor, describeValue, hostileValue, jsonLength, toJsonText, type ArbitraryOptions } from '../helpers/zod-arbitrary';
 import { eventCount, readScoreboard, scoreboardChanges, type Scoreboard } from '../helpers/scoreboard';
 
 /**
@@ -94,11 +94,29 @@ function ordered(value: unknown): unknown {
   return value;
 }
 
+/** Days a zone skipped or repeated, DST changes, leap days: as one-day ranges in a weird zone. */
+const EDGE_DAYS = EDGE_DATES.filter((d) => !Number.isNaN(Date.parse(d)) && d >= '1970' && d <= '2040');
+function fieldsOf(schema: z.ZodType): string[] {
+  let def = (schema as unknown as { _zod: { def: { innerType?: z.ZodType; shape?: Record<string, unknown> } } })._zod.def;
+  while (def.innerType) def = (def.innerType as unknown as { _zod: { def: typeof def } })._zod.def;
+  return Object.keys(def.shape ?? {});
+}
+function withEdgeRange(value: unknown, zoned: boolean): fc.Arbitrary<unknown> {
+  if (!value || typeof value !== 'object' || !('startDate' in value)) return fc.constant(value);
+  return fc.tuple(fc.constantFrom(...EDGE_DAYS), fc.constantFrom(...WEIRD_ZONES)).map(([day, timezone]) => ({
+    ...value,
+    startDate: day,
+    endDate: new Date(Date.parse(day) + 86_400_000).toISOString().slice(0, 10),
+    ...(zoned ? { timezone } : {}),
+  }));
+}
+
 /** Inputs for `p`: valid-ish (reaching the domain code), hostile, or hostile as a whole. */
 function inputsFor(p: Procedure): fc.Arbitrary<unknown> {
   const opts = (mix: 'valid' | 'hostile'): ArbitraryOptions => ({ mix, ids: fixtureIds(), hint: hintFor(p) });
   return fc.oneof(
-    { weight: 5, arbitrary: arbitraryFor(p.input, opts('valid')).map(ordered) },
+    { weight: 4, arbitrary: arbitraryFor(p.input, opts('valid')).map(ordered) },
+    { weight: 1, arbitrary: arbitraryFor(p.input, opts('valid')).chain((v) => withEdgeRange(v, fieldsOf(p.input).includes('timezone'))) },
     { weight: 4, arbitrary: arbitraryFor(p.input, opts('hostile')) },
     { weight: 1, arbitrary: hostileValue() },
   );
@@ -267,7 +285,7 @@ describe.each(procedures)('fuzz $path', (p) => {
       const seed = seedFor(p.path, caller.name);
       const cases = fc.sample(inputsFor(p), { numRuns: runs, seed });
       for (const [index, input] of cases.entries()) {
-        if (process.env.FUZZ_TRACE) process.stderr.write(`${p.path} ${caller.name} ${index} ${process.memoryUsage().heapUsed >> 20}MB ${jsonLength(input, 1e9)} chars\n`);
+        if (process.env.FUZZ_TRACE) process.stderr.write(`${p.path} ${caller.name} ${index} ${process.memoryUsage().heapUsed >> 20}MB ${jsonLength(input, 1e9)} chars ${jsonLength(input, 1000) < 1000 ? describeValue(input) : ''}\n`);
         const problem = await fuzzCall(p, input, caller);
         if (problem) failures.push(`${caller.name} (seed ${seed}, case ${index}): ${problem}\n    input: ${describeValue(input)}`);
       }
