@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ZodError } from 'zod';
 import { appRouter } from './router';
 import { createContextFactory } from './context';
@@ -79,7 +80,7 @@ export function createHttpServer(services: Services): http.Server {
   const routeLabel = createRouteLabeler(Object.keys(appRouter._def.procedures));
   const metricsGate = createMetricsGate(services.env.METRICS_TOKEN);
 
-  return http.createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     const pathname = url.split('?')[0] ?? '/';
     const started = process.hrtime.bigint();
@@ -133,4 +134,33 @@ export function createHttpServer(services: Services): http.Server {
     }
     sendJson(res, 404, { error: { message: `no route for ${req.method} ${pathname}`, code: 'NOT_FOUND' } });
   });
+  server.on('clientError', answerUnparsable);
+  return server;
+}
+
+/**
+ * node:http refuses a request it cannot parse (a request line or headers past
+ * --max-http-header-size, as a GET of a large query input makes them, or bytes that are not
+ * HTTP) with an empty 431 or 400 unless a listener answers; say why, as every refusal does.
+ */
+function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? 431 : timedOut ? 408 : 400;
+  const error = tooLarge
+    ? {
+        message: `request line and headers must be at most ${http.maxHeaderSize} bytes together (send a large input as the body of a POST)`,
+        code: 'REQUEST_HEADER_FIELDS_TOO_LARGE',
+      }
+    : timedOut
+      ? { message: 'request not received in time', code: 'REQUEST_TIMEOUT' }
+      : { message: `malformed HTTP request (${err.code ?? 'parse error'})`, code: 'BAD_REQUEST' };
+  const text = JSON.stringify({ error });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
 }

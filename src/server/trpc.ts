@@ -23,10 +23,14 @@ const t = initTRPC
   .create({
     errorFormatter({ shape, error }) {
       const cause = error.cause;
+      // An unexpected error's message is for the log (onError), not the client: Prisma's names
+      // the source file, the lines around the call and the database's own words.
       const message =
         cause instanceof ZodError
           ? cause.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')
-          : shape.message;
+          : error.code === 'INTERNAL_SERVER_ERROR'
+            ? 'internal error: the server logged it'
+            : shape.message;
       return {
         ...shape,
         message,

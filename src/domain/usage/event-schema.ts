@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { Decimal } from 'decimal.js';
 import { z } from 'zod';
 import { boundedJsonObject } from '../../lib/json-value';
+import { UNSTORABLE_MESSAGE, storableChars } from '../../lib/storable-text';
 
 export const USAGE_TYPE_PATTERN = /^[a-z0-9_.:-]{1,64}$/;
 export const MAX_PROPERTIES_KEYS = 50;
@@ -10,9 +11,8 @@ export const MAX_QUANTITY_SIGNIFICANT_DIGITS = 15;
 export const MAX_QUANTITY_DECIMALS = 6;
 
 /** PostgreSQL text cannot hold NUL, and jsonb rejects lone surrogates: refuse them up front. */
-const storableChars = (s: string) => !s.includes('\u0000') && s.isWellFormed();
 const storableText = (max: number) =>
-  z.string().max(max).refine(storableChars, 'must not contain NUL or unpaired surrogate characters');
+  z.string().max(max).refine(storableChars, UNSTORABLE_MESSAGE);
 
 /** The decimal a quantity stands for, or what is wrong with it. */
 function parseQuantity(value: string): { ok: true; decimal: Decimal } | { ok: false; problem: string } {

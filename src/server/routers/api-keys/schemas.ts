@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isoDate, isoDateOrNull, jsonValue, metadataSchema } from '../schemas';
+import { isoDate, isoDateOrNull, jsonValue, metadataSchema, trimmedText } from '../schemas';
 
 export const apiKeySchema = z.object({
   id: z.string(),
@@ -25,11 +25,11 @@ export const createdApiKeySchema = apiKeySchema.extend({
 });
 
 export const createApiKeyInput = z.strictObject({
-  name: z.string().trim().min(1).max(100),
+  name: trimmedText(1, 100),
   role: z.enum(['owner', 'member', 'ingest', 'read']),
   environment: z.enum(['live', 'test']).default('live'),
   userEmail: z.email().max(254).optional(),
-  organization: z.string().trim().min(1).max(200).optional(),
+  organization: trimmedText(1, 200).optional(),
   metadata: metadataSchema.optional(),
   rateLimitPerHour: z.number().int().min(1).max(100_000_000).optional(),
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { listAuditLogs } from '../../../domain/audit/audit-log';
 import { procedure } from '../../trpc';
-import { isoDate, jsonValue, pageInput, pageOutput } from '../schemas';
+import { instantSchema, isoDate, jsonValue, pageInput, pageOutput, text } from '../schemas';
 
 const auditLogSchema = z.object({
   id: z.string(),
@@ -18,19 +18,17 @@ const auditLogSchema = z.object({
   createdAt: isoDate,
 });
 
-const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
-
 /** A tenant's owner sees the tenant's log; an admin sees everything, or one tenant with X-Tally-Tenant. */
 export const listAuditLogsProcedure = procedure({ roles: ['owner'], scope: 'either' })
   .input(
     z
       .strictObject({
-        action: z.string().max(100).optional(),
+        action: text(100).optional(),
         actorKeyId: z.uuid().optional(),
-        targetId: z.string().max(100).optional(),
+        targetId: text(100).optional(),
         outcome: z.enum(['success', 'denied', 'refused']).optional(),
-        from: instant.optional(),
-        to: instant.optional(),
+        from: instantSchema.optional(),
+        to: instantSchema.optional(),
         ...pageInput,
       })
       .default({ limit: 50 }),

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { forecastAccuracy } from '../../../domain/forecasts/forecasts';
 import { usageTypeSchema } from '../../../domain/usage/event-schema';
 import { procedure, requireTenant } from '../../trpc';
+import { instantSchema } from '../schemas';
 import { accuracyGroupSchema, forecastMethodSchema, periodTypeSchema } from './schemas';
 
 export const forecastAccuracyInput = z
@@ -10,7 +11,7 @@ export const forecastAccuracyInput = z
     usageType: usageTypeSchema.optional(),
     periodType: periodTypeSchema.optional(),
     /** Periods that ended on or after this instant. */
-    since: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
+    since: instantSchema.optional(),
   })
   .default({});
 

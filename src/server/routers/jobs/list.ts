@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { listJobRuns } from '../../../domain/jobs/job-runs';
 import { procedure } from '../../trpc';
-import { pageInput, pageOutput } from '../schemas';
+import { pageInput, pageOutput, text } from '../schemas';
 import { jobRunOutput } from './schemas';
 
 export const listJobsProcedure = procedure({ roles: [], scope: 'platform' })
   .input(
     z.strictObject({
-      name: z.string().max(100).optional(),
+      name: text(100).optional(),
       status: z.enum(['active', 'completed', 'failed']).optional(),
       ...pageInput,
     }),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PLAN_CODES } from '../../../domain/plans/tiers';
 import { DEFAULT_PLAN_CODE } from '../../../domain/licenses/licenses';
-import { isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema } from '../schemas';
+import { instantSchema, isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema, trimmedText } from '../schemas';
 
 export const licenseStatusSchema = z.enum(['ACTIVE', 'SUSPENDED', 'EXPIRED', 'REVOKED']);
 
@@ -23,11 +23,11 @@ export const licenseSchema = z.object({
 });
 
 const fields = {
-  name: z.string().trim().min(1).max(200),
-  externalId: z.string().trim().min(1).max(200),
+  name: trimmedText(1, 200),
+  externalId: trimmedText(1, 200),
   plan: z.enum(PLAN_CODES),
   timezone: timezoneSchema,
-  billingAnchor: z.iso.datetime({ offset: true }).transform((s) => new Date(s)),
+  billingAnchor: instantSchema,
   stripeCustomerId: z.string().regex(/^cus_[A-Za-z0-9]{1,64}$/, 'must be a Stripe customer id (cus_...)'),
   usageTrackingEnabled: z.boolean(),
   metadata: metadataSchema,

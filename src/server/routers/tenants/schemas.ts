@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isoDate, timezoneSchema } from '../schemas';
+import { isoDate, timezoneSchema, trimmedText } from '../schemas';
 import { createdApiKeySchema } from '../api-keys/schemas';
 
 export const tenantSchema = z.object({
@@ -12,7 +12,7 @@ export const tenantSchema = z.object({
 });
 
 export const createTenantInput = z.strictObject({
-  name: z.string().trim().min(1).max(200),
+  name: trimmedText(1, 200),
   slug: z
     .string()
     .min(2)
@@ -20,7 +20,7 @@ export const createTenantInput = z.strictObject({
     .regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'must be lowercase letters, digits and single hyphens'),
   timezone: timezoneSchema.default('UTC'),
   ownerEmail: z.email().max(254).optional(),
-  organization: z.string().trim().min(1).max(200).optional(),
+  organization: trimmedText(1, 200).optional(),
   environment: z.enum(['live', 'test']).default('live'),
 });
 

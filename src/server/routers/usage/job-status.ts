@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { jobStatus } from '../../../domain/jobs/job-control';
 import { procedure } from '../../trpc';
+import { text } from '../schemas';
 
 export const jobStatusOutput = z.object({
   jobId: z.string(),
@@ -12,6 +13,6 @@ export const jobStatusOutput = z.object({
 });
 
 export const jobStatusProcedure = procedure({ roles: [], scope: 'either' })
-  .input(z.strictObject({ jobId: z.string().min(1).max(200) }))
+  .input(z.strictObject({ jobId: text(200).min(1) }))
   .output(jobStatusOutput)
   .query(({ ctx, input }) => jobStatus({ jobs: ctx.services.queues, prisma: ctx.services.db.prisma }, input.jobId));

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { updateEndpoint } from '../../../domain/webhooks/endpoints';
 import { webhookPolicy } from '../../../domain/webhooks/url-policy';
 import { procedure, requireTenant } from '../../trpc';
+import { text } from '../schemas';
 import { endpointSchema, webhookEventsSchema, webhookUrlSchema } from './schemas';
 
 export const updateWebhookProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'webhook' })
@@ -10,7 +11,7 @@ export const updateWebhookProcedure = procedure({ roles: ['owner'], scope: 'tena
       id: z.uuid(),
       url: webhookUrlSchema.optional(),
       events: webhookEventsSchema.optional(),
-      description: z.string().max(500).nullable().optional(),
+      description: text(500).nullable().optional(),
       enabled: z.boolean().optional(),
     }),
   )
