@@ -7,6 +7,7 @@ import { closeServices, createServices, prepareData } from '../../src/app';
 import { createHttpServer } from '../../src/server/http';
 import type { Services } from '../../src/server/services';
 import { createApiKey } from '../../src/domain/api-keys/api-keys';
+import { createIsolatedDatabase } from './isolated-db';
 
 export interface CallResult<T = unknown> {
   status: number;
@@ -107,4 +108,30 @@ export class TestApp {
     if (res.status !== 200) throw new Error(`licenses.create failed: ${JSON.stringify(res.body)}`);
     return res.data;
   }
+}
+
+/**
+ * The test file's TestApp, started before its tests and closed after them, on a database of its
+ * own when `isolatedDatabase` names one (for files whose jobs work across all licenses): the
+ * beforeAll/afterAll pair every integration file used to write. The answer stands for the app
+ * once it has started (use it inside hooks and tests, not at the top level of the file).
+ */
+export function useTestApp(overrides: Partial<Record<keyof Env, string>> = {}, options: { isolatedDatabase?: string; logger?: Logger } = {}): TestApp {
+  let app: TestApp | undefined;
+  let db: ReturnType<typeof createIsolatedDatabase> | undefined;
+  beforeAll(async () => {
+    if (options.isolatedDatabase) db = createIsolatedDatabase(options.isolatedDatabase);
+    app = await TestApp.start({ ...(db ? { DATABASE_URL: db.url } : {}), ...overrides }, { logger: options.logger });
+  }, 180_000);
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+  return new Proxy({} as TestApp, {
+    get(_target, key) {
+      if (!app) throw new Error('the TestApp is used before its beforeAll started it');
+      const value: unknown = Reflect.get(app, key);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(app) : value;
+    },
+  });
 }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { TestApp } from '../helpers/harness';
-import { createIsolatedDatabase } from '../helpers/isolated-db';
+import { useTestApp } from '../helpers/harness';
 import { rollupDifferences } from '../helpers/rollup-check';
 import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
@@ -11,17 +10,7 @@ const HOUR = 3_600_000;
 const DAY = 86_400_000;
 const ZONES = ['UTC', 'Asia/Kolkata', 'America/New_York'];
 
-let db: ReturnType<typeof createIsolatedDatabase>;
-let app: TestApp;
-
-beforeAll(async () => {
-  db = createIsolatedDatabase('aggregation');
-  app = await TestApp.start({ DATABASE_URL: db.url });
-}, 180_000);
-afterAll(async () => {
-  await app.close();
-  await db.drop();
-});
+const app = useTestApp({}, { isolatedDatabase: 'aggregation' });
 
 const pool = () => app.services.db.pool;
 const rollups = () => app.services.rollups;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { ApiKeyAuthenticator } from '../../src/domain/api-keys/authenticator';
 import { createApiKey } from '../../src/domain/api-keys/api-keys';
 import { hashApiKey, publicPrefix } from '../../src/domain/api-keys/key-material';
@@ -8,13 +8,11 @@ const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 const bogusKey = () => `tk_live_${Array.from(randomBytes(24), (b) => ALPHANUMERIC[b % 62]).join('')}`;
 const bearer = (key: string) => `Bearer ${key}`;
 
-let app: TestApp;
+const app = useTestApp();
 let tenantId: string;
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ tenantId } = await app.createTenant());
 });
-afterAll(() => app.close());
 
 /** Revoked in the database only, with no broadcast: a cached key still passes, a looked-up one does not. */
 const revokeQuietly = (id: string) => app.prisma.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { appRouter } from '../../src/server/router';
 import type { Meta, TenantRole } from '../../src/server/trpc';
-import { TestApp, type CallResult } from '../helpers/harness';
+import { useTestApp, type CallResult } from '../helpers/harness';
 
 /**
  * Every procedure of the router, enumerated from the router itself: a procedure without a
@@ -75,7 +75,7 @@ interface Fixture {
   cross: Cross | Cross[];
 }
 
-let app: TestApp;
+const app = useTestApp();
 let world: World;
 
 const foreign = (c: Omit<Extract<Cross, { kind: 'foreign' }>, 'kind'>): Cross => ({ kind: 'foreign', ...c });
@@ -303,7 +303,6 @@ async function holdings(tenantId: string) {
 }
 
 beforeAll(async () => {
-  app = await TestApp.start();
   const a = await populate();
   const b = await populate();
   keys = {
@@ -320,7 +319,6 @@ beforeAll(async () => {
   const jobRun = await app.prisma.jobRun.create({ data: { jobId: `matrix:${randomUUID()}`, name: 'usage.partitions.maintain', status: 'completed' } });
   world = { a, b, jobId: job.data.jobId, jobRun: jobRun.id };
 });
-afterAll(() => app.close());
 
 const call = (p: Procedure, input: unknown, key: string | null, headers?: Record<string, string>) =>
   app.call(p.path, input, key, { method: p.type === 'query' ? 'GET' : 'POST', headers });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { deleteLicense, updateLicense } from '../../src/domain/licenses/licenses';
 import { createThreshold, removeThreshold, updateThreshold } from '../../src/domain/quotas/thresholds';
 import { revokeApiKey } from '../../src/domain/api-keys/api-keys';
@@ -10,14 +10,9 @@ import { recalculateRange } from '../../src/domain/rollups/aggregate';
  * REST route would), not through a tRPC procedure, each still drops the caches its change makes
  * stale and broadcasts revocations. Every collaborator here is the real one of the app.
  */
-let app: TestApp;
-const OWNER = { mayChangeBilling: true };
-
-beforeAll(async () => {
   // Limits stay cached for an hour, so only an invalidation can make a change take effect.
-  app = await TestApp.start({ QUOTA_LIMITS_CACHE_SECONDS: '3600' });
-});
-afterAll(() => app.close());
+const app = useTestApp({ QUOTA_LIMITS_CACHE_SECONDS: '3600' });
+const OWNER = { mayChangeBilling: true };
 
 const generation = async (tenantId: string) => Number((await app.services.redis.get(`${app.prefix}analytics:gen:${tenantId}`)) ?? 0);
 

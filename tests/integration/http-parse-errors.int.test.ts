@@ -1,16 +1,12 @@
 import net from 'node:net';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 
 /**
  * Requests node:http refuses before any route sees them (a request line or headers past
  * --max-http-header-size, bytes that are not HTTP) still get a body that says why: a GET of a
  * query with a large input is refused this way, and an empty 431 tells a client nothing.
  */
-let app: TestApp;
-beforeAll(async () => {
-  app = await TestApp.start();
-});
-afterAll(() => app.close());
+const app = useTestApp();
 
 /** Writes raw bytes and reads the whole answer (the server closes the connection after it). */
 function raw(request: string): Promise<string> {

@@ -1,16 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { TestApp, useTestApp } from '../helpers/harness';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let licenseId: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey } = await app.createTenant());
   ({ id: licenseId } = await app.createLicense(ownerKey));
 });
-afterAll(() => app.close());
 
 const storedCount = async (where: Record<string, unknown> = {}) => app.prisma.usageEvent.count({ where: { licenseId, ...where } });
 

@@ -1,22 +1,11 @@
-import { TestApp } from '../helpers/harness';
-import { createIsolatedDatabase } from '../helpers/isolated-db';
+import { useTestApp } from '../helpers/harness';
 
 /**
  * A 500 carried the thrown error's message to the client: for a database error, Prisma's names
  * the source file, the lines around the call and the database's own words (found by the fuzz
  * suite). The client gets a fixed message; the log keeps the details.
  */
-let app: TestApp;
-let db: ReturnType<typeof createIsolatedDatabase>;
-
-beforeAll(async () => {
-  db = createIsolatedDatabase('internal_error'); // this file renames a table
-  app = await TestApp.start({ DATABASE_URL: db.url });
-});
-afterAll(async () => {
-  await app.close();
-  await db.drop();
-});
+const app = useTestApp({}, { isolatedDatabase: 'internal_error' });
 
 it('answers an unexpected error with a 500 that names nothing of the code or the database', async () => {
   await app.services.db.pool.query('ALTER TABLE job_runs RENAME TO job_runs_hidden');

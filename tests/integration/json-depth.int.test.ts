@@ -1,17 +1,15 @@
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { MAX_JSON_DEPTH } from '../../src/lib/json-value';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let tenantId: string;
 let licenseId: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey, tenantId } = await app.createTenant());
   ({ id: licenseId } = await app.createLicense(ownerKey));
 });
-afterAll(() => app.close());
 
 /** `{"a":[[…]]}` as JSON text, `depth` levels deep counting the object (so `levels - 1` arrays). */
 const nestedText = (levels: number) => `{"a":${'['.repeat(levels - 1)}${']'.repeat(levels - 1)}}`;

@@ -1,16 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { TestApp, useTestApp } from '../helpers/harness';
 import { closeServices } from '../../src/app';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let licenseId: string;
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey } = await app.createTenant());
   ({ id: licenseId } = await app.createLicense(ownerKey));
 });
-afterAll(() => app.close());
 
 async function keyWithLimit(rateLimitPerHour?: number, role: 'owner' | 'ingest' | 'read' = 'owner') {
   const res = await app.call<{ key: string; rateLimitPerHour: number | null }>('apiKeys.create', { name: 'limited', role, ...(rateLimitPerHour ? { rateLimitPerHour } : {}) }, ownerKey);

@@ -1,16 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { hashApiKey } from '../../src/domain/api-keys/key-material';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let tenantId: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey, tenantId } = await app.createTenant());
 });
-afterAll(() => app.close());
 
 describe('licenses', () => {
   it('creates with plan, zone and anchor, and validates both', async () => {

@@ -1,6 +1,6 @@
 import { TZDate } from '@date-fns/tz';
 import pg from 'pg';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { periodContaining, type PeriodType } from '../../src/domain/periods';
 import { QuotaEnforcer } from '../../src/domain/quotas/enforcer';
 import { createRedis } from '../../src/lib/redis';
@@ -8,15 +8,13 @@ import { trackEvent } from '../../src/domain/usage/track';
 import { usageEventInputSchema } from '../../src/domain/usage/event-schema';
 import { AppError } from '../../src/lib/errors';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let tenantId: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey, tenantId } = await app.createTenant());
 });
-afterAll(() => app.close());
 
 const track = (licenseId: string, quantity: number | string, usageType = 'api_call') =>
   app.call('usage.trackEvent', { licenseId, usageType, quantity }, ownerKey);

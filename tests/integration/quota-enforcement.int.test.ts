@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { dropQuotaCounters, licenseWithLimit } from '../helpers/quota';
 
-let app: TestApp;
+  // Redis answers slowly on a loaded 2-core CI box; a timed-out check would be decided from
+  // PostgreSQL instead, which is not what these tests are about (plan-tiers covers it).
+const app = useTestApp({ QUOTA_REDIS_TIMEOUT_MS: '10000' });
 let ownerKey: string;
 
 beforeAll(async () => {
-  // Redis answers slowly on a loaded 2-core CI box; a timed-out check would be decided from
-  // PostgreSQL instead, which is not what these tests are about (plan-tiers covers it).
-  app = await TestApp.start({ QUOTA_REDIS_TIMEOUT_MS: '10000' });
   ({ ownerKey } = await app.createTenant());
 });
-afterAll(() => app.close());
 
 const track = (licenseId: string, usageType: string, extra: Record<string, unknown> = {}) =>
   app.call('usage.trackEvent', { licenseId, usageType, ...extra }, ownerKey);

@@ -1,5 +1,4 @@
-import { TestApp } from '../helpers/harness';
-import { createIsolatedDatabase } from '../helpers/isolated-db';
+import { useTestApp } from '../helpers/harness';
 import { aggregateDailyWindow, aggregateHourlyWindow } from '../../src/domain/rollups/aggregate';
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
@@ -16,18 +15,11 @@ const SKIPS = [
   { zone: 'Pacific/Kiritimati', before: '1994-12-30', skipped: '1994-12-31', start: '1994-12-30T10:00:00.000Z', jump: '1994-12-31T10:00:00.000Z' },
 ] as const;
 
-let db: ReturnType<typeof createIsolatedDatabase>;
-let app: TestApp;
+const app = useTestApp({ USAGE_CACHE_TTL_SECONDS: '0' }, { isolatedDatabase: 'skipped_dates' });
 
 beforeAll(async () => {
-  db = createIsolatedDatabase('skipped_dates');
-  app = await TestApp.start({ DATABASE_URL: db.url, USAGE_CACHE_TTL_SECONDS: '0' });
   await ensureUsageEventPartitions(app.services.db.pool, new Date(Date.UTC(2012, 1, 1)), new Date(Date.UTC(2011, 11, 1)));
-});
-afterAll(async () => {
-  await app.close();
-  await db.drop();
-});
+}, 180_000);
 
 interface Usage {
   period: { start: string; end: string };

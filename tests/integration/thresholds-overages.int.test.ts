@@ -1,20 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 import { licenseWithLimit } from '../helpers/quota';
 import { checkLicenseThresholds } from '../../src/domain/quotas/threshold-check';
 import { loadLicenseLimits } from '../../src/domain/quotas/limits';
 import { periodContaining } from '../../src/domain/periods';
 
-let app: TestApp;
+const app = useTestApp();
 let ownerKey: string;
 let tenantId: string;
 
 beforeAll(async () => {
-  app = await TestApp.start();
   ({ ownerKey, tenantId } = await app.createTenant());
 });
-afterAll(() => app.close());
 
 const get = (path: string, input: unknown, key = ownerKey) => app.call(path, input, key, { method: 'GET' });
 const track = (licenseId: string, usageType: string, quantity: number | string = 1) =>

@@ -1,12 +1,8 @@
 import { createTRPCClient, httpLink, TRPCClientError } from '@trpc/client';
 import type { AppRouter } from '../../src/server/router';
-import { TestApp } from '../helpers/harness';
+import { useTestApp } from '../helpers/harness';
 
-let app: TestApp;
-beforeAll(async () => {
-  app = await TestApp.start();
-});
-afterAll(() => app.close());
+const app = useTestApp();
 
 // The README's typed-client example, run for real.
 const clientFor = (baseUrl: string, key: string) =>

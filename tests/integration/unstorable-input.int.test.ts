@@ -1,5 +1,4 @@
-import { TestApp } from '../helpers/harness';
-import { createIsolatedDatabase } from '../helpers/isolated-db';
+import { useTestApp } from '../helpers/harness';
 import { readScoreboard, scoreboardChanges } from '../helpers/scoreboard';
 
 /**
@@ -8,24 +7,17 @@ import { readScoreboard, scoreboardChanges } from '../helpers/scoreboard';
  * by the fuzz suite). Each is a 400 naming the field, and nothing is written; the values just
  * inside are accepted.
  */
-let app: TestApp;
-let db: ReturnType<typeof createIsolatedDatabase>;
+const app = useTestApp({}, { isolatedDatabase: 'unstorable' });
 let tenantId: string;
 let licenseId: string;
 let webhookId: string;
 
 beforeAll(async () => {
-  db = createIsolatedDatabase('unstorable');
-  app = await TestApp.start({ DATABASE_URL: db.url });
   const tenant = await app.createTenant();
   tenantId = tenant.tenantId;
   licenseId = (await app.createLicense(tenant.ownerKey)).id;
   webhookId = (await app.call('webhooks.create', { url: 'https://example.com/hook' }, tenant.ownerKey)).data?.id ?? licenseId;
-});
-afterAll(async () => {
-  await app.close();
-  await db.drop();
-});
+}, 180_000);
 
 const call = (path: string, input: unknown, method: 'GET' | 'POST') =>
   app.call(path, input, app.adminKey, { method, headers: { 'x-tally-tenant': tenantId } });
