@@ -1,5 +1,5 @@
 import { Decimal } from 'decimal.js';
-import { payloadHashOf, type ParsedUsageEvent } from '../usage/event-schema';
+import { payloadHashOf, type EventDimensions, type ParsedUsageEvent } from '../usage/event-schema';
 
 /**
  * Replaces each needle where it stands as a token of its own: not glued to a letter or digit
@@ -44,22 +44,12 @@ export function replaceTokensInJson(value: unknown, needles: readonly string[], 
 }
 
 /** A stored event as the erasure reads it. */
-export interface StoredEvent {
+export interface StoredEvent extends EventDimensions {
   licenseId: string;
   usageType: string;
   /** numeric text as PostgreSQL writes it ("1.000000"). */
   quantity: string;
   occurredAt: Date;
-  platform: string | null;
-  deviceType: string | null;
-  userId: string | null;
-  route: string | null;
-  method: string | null;
-  statusCode: number | null;
-  durationMs: number | null;
-  sdkVersion: string | null;
-  ipAddress: string | null;
-  properties: Record<string, unknown>;
 }
 
 /** Which optional parts the client sent: the stored row alone does not say (the server fills them in). */

@@ -182,18 +182,8 @@ export function fastParseEvent(raw: unknown): ParsedUsageEvent | null {
   return out as ParsedUsageEvent;
 }
 
-/** An event ready to store: validated, time-bounded, with defaults filled in and its payload hash. */
-export interface NormalizedEvent {
-  id: string;
-  tenantId: string;
-  licenseId: string;
-  usageType: string;
-  quantity: string;
-  occurredAt: Date;
-  /** occurredAt as `toISOString()` writes it, computed once (it is hashed and stored). */
-  occurredAtIso: string;
-  idempotencyKey: string | null;
-  payloadHash: string;
+/** The dimensions an event carries besides its license, type, quantity and time, as stored. */
+export interface EventDimensions {
   platform: string | null;
   deviceType: string | null;
   userId: string | null;
@@ -204,6 +194,20 @@ export interface NormalizedEvent {
   sdkVersion: string | null;
   ipAddress: string | null;
   properties: Record<string, unknown>;
+}
+
+/** An event ready to store: validated, time-bounded, with defaults filled in and its payload hash. */
+export interface NormalizedEvent extends EventDimensions {
+  id: string;
+  tenantId: string;
+  licenseId: string;
+  usageType: string;
+  quantity: string;
+  occurredAt: Date;
+  /** occurredAt as `toISOString()` writes it, computed once (it is hashed and stored). */
+  occurredAtIso: string;
+  idempotencyKey: string | null;
+  payloadHash: string;
 }
 
 export function canonicalJson(value: unknown): string {
