@@ -5,6 +5,7 @@ import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { appRouter } from '../../src/server/router';
 import { createContextFactory } from '../../src/server/context';
 import { TestApp } from '../helpers/harness';
+import { createIsolatedDatabase } from '../helpers/isolated-db';
 
 /**
  * Single JSON mutations skip tRPC's fetch adapter (src/server/trpc-node-handler.ts). Every
@@ -18,8 +19,14 @@ let ownerKey: string;
 let readKey: string;
 let licenseId: string;
 
+// A database of its own: platform-wide answers (analytics.platform, tenants.list) are compared
+// between two calls, and other test files would write between them in the run's shared one;
+let db: ReturnType<typeof createIsolatedDatabase>;
+
 beforeAll(async () => {
-  app = await TestApp.start();
+  db = createIsolatedDatabase('trpc_handler');
+  // key usage (lastUsedAt, request counts, shown by analytics.platform) is not written mid-test
+  app = await TestApp.start({ DATABASE_URL: db.url, API_KEY_USAGE_FLUSH_SECONDS: '3600' });
   ({ ownerKey } = await app.createTenant());
   ({ key: readKey } = await app.createKey(ownerKey, 'read'));
   ({ id: licenseId } = await app.createLicense(ownerKey));
@@ -44,6 +51,7 @@ afterAll(async () => {
     reference.closeAllConnections();
   });
   await app.close();
+  await db.drop();
 });
 
 interface Sent {
