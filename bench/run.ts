@@ -14,7 +14,6 @@
 import os from 'node:os';
 import path from 'node:path';
 import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { ingestConfigFromEnv, runIngestBench } from './ingest';
 import { rollupConfigFromEnv, runRollupBench } from './rollups';
@@ -27,6 +26,7 @@ import {
   type StartedServer,
   RESULTS_DIR,
   createDatabase,
+  deleteRedisKeys,
   databaseUrl,
   dropDatabase,
   randomAlphanumeric,
@@ -60,22 +60,6 @@ async function environmentFacts(url: string): Promise<Record<string, string>> {
     return facts;
   } finally {
     await client.end();
-  }
-}
-
-async function deleteRedisKeys(prefix: string): Promise<void> {
-  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
   }
 }
 

@@ -13,7 +13,6 @@
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import {
   type StartedServer,
   createDatabase,
@@ -28,6 +27,7 @@ import {
   startServer,
   stopServer,
   writeResults,
+  deleteRedisKeys,
 } from './lib';
 
 const SECONDS = intFromEnv('SOAK_SECONDS', 600);
@@ -233,14 +233,7 @@ async function main(): Promise<void> {
     if (server) {
       const prefix = server.redisKeyPrefix;
       await stopServer(server);
-      const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        if (keys.length) await redis.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-      redis.disconnect();
+      await deleteRedisKeys(prefix);
     }
     await dropDatabase(dbName);
     agent.destroy();

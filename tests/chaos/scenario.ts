@@ -19,7 +19,8 @@ import pg from 'pg';
 import { rollupDifferences } from '../helpers/rollup-check';
 import { startReceiver } from '../helpers/receiver';
 import { type Answer, request, requestWithRetry } from './http-client';
-import { Child, RedisServer, freePort, sleep, startTally, waitFor, waitHealthy } from './processes';
+import { freePort } from '../../bench/lib';
+import { Child, RedisServer, sleep, startTally, waitFor, waitHealthy } from './processes';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;

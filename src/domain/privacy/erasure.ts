@@ -2,7 +2,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { AppError } from '../../lib/errors';
 import { inTransaction } from '../../lib/transaction';
-import { rehashErased, replaceTokens, replaceTokensInJson, type StoredEvent } from './scrub';
+import { type DimensionColumns, dimensionsOf, rehashErased, replaceTokens, replaceTokensInJson, type StoredEvent } from './scrub';
 
 /** Events rewritten per transaction: a heavy user is erased in many short transactions, not one long one. */
 export const ERASURE_BATCH_SIZE = 1_000;
@@ -156,7 +156,7 @@ async function withRetry<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-interface EventRow {
+interface EventRow extends DimensionColumns {
   id: string;
   license_id: string;
   usage_type: string;
@@ -164,35 +164,11 @@ interface EventRow {
   occurred_at: Date;
   idempotency_key: string | null;
   payload_hash: string;
-  platform: string | null;
-  device_type: string | null;
   user_id: string;
-  route: string | null;
-  method: string | null;
-  status_code: number | null;
-  duration_ms: number | null;
-  sdk_version: string | null;
-  ip_address: string | null;
-  properties: Record<string, unknown>;
 }
 
 function storedEvent(r: EventRow): StoredEvent {
-  return {
-    licenseId: r.license_id,
-    usageType: r.usage_type,
-    quantity: r.quantity,
-    occurredAt: r.occurred_at,
-    platform: r.platform,
-    deviceType: r.device_type,
-    userId: r.user_id,
-    route: r.route,
-    method: r.method,
-    statusCode: r.status_code,
-    durationMs: r.duration_ms,
-    sdkVersion: r.sdk_version,
-    ipAddress: r.ip_address,
-    properties: r.properties,
-  };
+  return { licenseId: r.license_id, usageType: r.usage_type, quantity: r.quantity, occurredAt: r.occurred_at, ...dimensionsOf(r) };
 }
 
 /**

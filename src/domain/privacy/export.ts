@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { AppError } from '../../lib/errors';
 import { assertLicenseOfTenant } from './erasure';
 import { isUuid } from '../../lib/uuid';
+import type { EventDimensions } from '../usage/event-schema';
+import { type DimensionColumns, dimensionsOf } from './scrub';
 
 export const EXPORT_PAGE_MAX = 1_000;
 
@@ -14,23 +16,15 @@ export interface UserExportRequest {
   cursor?: string;
 }
 
-export interface ExportedEvent {
+export interface ExportedEvent extends Omit<EventDimensions, 'userId'> {
   id: string;
+  /** The user asked about: every exported event is theirs. */
+  userId: string;
   usageType: string;
   quantity: string;
   occurredAt: string;
   receivedAt: string;
   idempotencyKey: string | null;
-  platform: string | null;
-  deviceType: string | null;
-  userId: string;
-  route: string | null;
-  method: string | null;
-  statusCode: number | null;
-  durationMs: number | null;
-  sdkVersion: string | null;
-  ipAddress: string | null;
-  properties: unknown;
 }
 
 interface Position {
@@ -64,25 +58,9 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
   if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, licenseId);
   const after = request.cursor ? decodePosition(request.cursor) : null;
 
-  const { rows } = await pool.query<{
-    id: string;
-    license_id: string;
-    usage_type: string;
-    quantity: string;
-    occurred_at: Date;
-    received_at: Date;
-    idempotency_key: string | null;
-    platform: string | null;
-    device_type: string | null;
-    user_id: string;
-    route: string | null;
-    method: string | null;
-    status_code: number | null;
-    duration_ms: number | null;
-    sdk_version: string | null;
-    ip_address: string | null;
-    properties: unknown;
-  }>(
+  const { rows } = await pool.query<
+    DimensionColumns & { id: string; license_id: string; usage_type: string; quantity: string; occurred_at: Date; received_at: Date; idempotency_key: string | null; user_id: string }
+  >(
     `SELECT id, license_id, usage_type, trim_scale(quantity)::text AS quantity, occurred_at, received_at, idempotency_key,
             platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
        FROM usage_events
@@ -117,16 +95,8 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
           occurredAt: r.occurred_at.toISOString(),
           receivedAt: r.received_at.toISOString(),
           idempotencyKey: r.idempotency_key,
-          platform: r.platform,
-          deviceType: r.device_type,
+          ...dimensionsOf(r),
           userId: r.user_id,
-          route: r.route,
-          method: r.method,
-          statusCode: r.status_code,
-          durationMs: r.duration_ms,
-          sdkVersion: r.sdk_version,
-          ipAddress: r.ip_address,
-          properties: r.properties,
         }),
       ),
   }));

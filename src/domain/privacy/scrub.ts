@@ -43,6 +43,35 @@ export function replaceTokensInJson(value: unknown, needles: readonly string[], 
   return value;
 }
 
+/** The dimension columns of a usage_events row, as pg returns them. */
+export interface DimensionColumns {
+  platform: string | null;
+  device_type: string | null;
+  user_id: string | null;
+  route: string | null;
+  method: string | null;
+  status_code: number | null;
+  duration_ms: number | null;
+  sdk_version: string | null;
+  ip_address: string | null;
+  properties: Record<string, unknown>;
+}
+
+export function dimensionsOf(r: DimensionColumns): EventDimensions {
+  return {
+    platform: r.platform,
+    deviceType: r.device_type,
+    userId: r.user_id,
+    route: r.route,
+    method: r.method,
+    statusCode: r.status_code,
+    durationMs: r.duration_ms,
+    sdkVersion: r.sdk_version,
+    ipAddress: r.ip_address,
+    properties: r.properties,
+  };
+}
+
 /** A stored event as the erasure reads it. */
 export interface StoredEvent extends EventDimensions {
   licenseId: string;
