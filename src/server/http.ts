@@ -103,10 +103,17 @@ export function createHttpServer(services: Services): http.Server {
       }
       void refreshQueueDepth(services)
         .then(() => services.metrics.registry.metrics())
-        .then((text) => {
-          res.writeHead(200, { 'content-type': services.metrics.registry.contentType });
-          res.end(text);
-        });
+        .then(
+          (text) => {
+            res.writeHead(200, { 'content-type': services.metrics.registry.contentType });
+            res.end(text);
+          },
+          (err: unknown) => {
+            // a collector that throws must not become an unhandled rejection
+            requestLogger(services.logger, req).error({ err }, 'metrics failed');
+            if (!res.headersSent) sendJson(res, 503, { error: { message: 'metrics unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } }, { 'retry-after': '5' });
+          },
+        );
       return;
     }
     if (pathname === ADMIN_QUEUES_PATH || pathname.startsWith(`${ADMIN_QUEUES_PATH}/`)) {
@@ -119,7 +126,7 @@ export function createHttpServer(services: Services): http.Server {
     if (pathname.startsWith(EXPORT_PATH)) {
       exportHandler(req, res).catch((err: unknown) => {
         requestLogger(services.logger, req).error({ err }, 'export failed');
-        if (!res.headersSent) sendJson(res, 503, { error: { message: 'export unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } });
+        if (!res.headersSent) sendJson(res, 503, { error: { message: 'export unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } }, { 'retry-after': '5' });
       });
       return;
     }
