@@ -33,7 +33,7 @@ function rawDimension(column: string): BreakdownStrategy {
       `SELECT ${column} AS key, sum(quantity)::text AS quantity, count(*)::text AS events
          FROM usage_events
         WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
-          AND occurred_at >= $4 AND occurred_at < $5
+          AND occurred_at >= $4 AND occurred_at < $5 AND voided_at IS NULL
         GROUP BY 1`,
       [scope.tenantId, scope.licenses.map((l) => l.id), scope.usageType ?? null, new Date(range.start), new Date(range.end)],
     );

@@ -72,13 +72,13 @@ WITH raw AS (
     FROM licenses l
     JOIN unnest($4::text[], $5::timestamptz[]) AS z(timezone, hour) ON z.timezone = l.timezone,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
-                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.voided_at IS NULL
                      AND e.occurred_at >= z.hour AND e.occurred_at < z.hour + interval '1 hour' OFFSET 0) AS e
   UNION ALL
   SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
     FROM licenses l,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
-                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 OFFSET 0) AS e
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 AND e.voided_at IS NULL OFFSET 0) AS e
 )
 ${FOLDED}
   FROM raw

@@ -44,6 +44,9 @@ const exportedEvent = z.object({
   sdkVersion: z.string().nullable(),
   ipAddress: z.string().nullable(),
   properties: jsonValue,
+  /** Set for a voided event: still held (so part of the user's data), counted nowhere. */
+  voidedAt: z.string().nullable(),
+  voidReason: z.string().nullable(),
 });
 
 export const userExportSchema = z.object({
