@@ -201,6 +201,21 @@ describe('usage.voidEvents: usage, quotas, analytics, exports', () => {
     expect(await app.prisma.usageEvent.count({ where: { licenseId, voidedAt: null } })).toBe(3);
   });
 
+  it('checks thresholds again at once: a provisional overage follows the usage left after the void', async () => {
+    const { licenseId } = await licenseWithLimit(app, owner, 'gb', 2, { allowOverage: true, overageRateCents: 100, gracePercentage: 0 });
+    const ids = await track([
+      { licenseId, usageType: 'gb', quantity: '1.5' },
+      { licenseId, usageType: 'gb', quantity: '2' },
+      { licenseId, usageType: 'gb', quantity: '1.25' },
+    ]);
+    const overage = () => app.prisma.usageOverage.findFirst({ where: { tenantId, licenseId } });
+    // ingestion records the overage when the cap is crossed (3.5 used); the scheduled check would grow it later
+    expect((await overage())?.quantity.toFixed()).toBe('1.5');
+    await voidCall({ eventIds: [ids[1]], reason: 'double-counted upload' });
+    expect(await overage()).toMatchObject({ feeCents: 75n, final: false });
+    expect((await overage())?.quantity.toFixed()).toBe('0.75');
+  });
+
   it('leaves voided events out of analytics (totals, unique users, breakdowns) and exports unless includeVoided', async () => {
     const now = Date.now();
     const { id: licenseId } = await app.createLicense(owner);
