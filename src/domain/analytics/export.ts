@@ -154,9 +154,9 @@ function eventsQuery(
     text: `SELECT ${line} AS line
              FROM usage_events
             WHERE tenant_id = $1 AND license_id = $2 AND ($3::text IS NULL OR usage_type = $3)
-              AND occurred_at >= $4 AND occurred_at < $5 AND ($6::boolean OR voided_at IS NULL)
+              AND occurred_at >= $4 AND occurred_at < $5${includeVoided ? '' : ' AND voided_at IS NULL'}
             ORDER BY occurred_at`,
-    values: [tenantId, licenseId, usageType ?? null, new Date(range.start), new Date(range.end), includeVoided],
+    values: [tenantId, licenseId, usageType ?? null, new Date(range.start), new Date(range.end)],
   };
 }
 
