@@ -43,6 +43,7 @@ const exportedEvent = z.object({
   durationMs: z.number().nullable(),
   sdkVersion: z.string().nullable(),
   ipAddress: z.string().nullable(),
+  country: z.string().nullable(),
   properties: jsonValue,
 });
 
