@@ -27,6 +27,8 @@ function countryDatabase(): CountryLookup {
  * last few thousand answers are kept, so most lookups are a Map read.
  */
 const recent = new LruMap<string, string | null>(4096);
+/** The very last answer, before the LRU (whose hit reorders the Map): a batch from one caller repeats it. */
+let last: { ip: string; country: string | null } = { ip: '', country: null };
 
 const ISO_ALPHA2 = /^[A-Z]{2}$/;
 
@@ -75,8 +77,12 @@ function lookUp(ip: string): string | null {
  */
 export function countryOfAddress(ip: string | null | undefined): string | null {
   if (typeof ip !== 'string' || ip.length === 0 || ip.length > 64) return null;
+  if (ip === last.ip) return last.country;
   const known = recent.get(ip);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    last = { ip, country: known };
+    return known;
+  }
   let country: string | null;
   try {
     country = lookUp(ip);
@@ -84,5 +90,6 @@ export function countryOfAddress(ip: string | null | undefined): string | null {
     country = null;
   }
   recent.set(ip, country);
+  last = { ip, country };
   return country;
 }
