@@ -4,7 +4,7 @@ import { describeRange, rangeOf, type Span } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries, type SeriesScope } from '../usage-reader/series';
 
-export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType'] as const;
+export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType', 'country'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];
 
 export interface BreakdownInput {
@@ -61,6 +61,9 @@ function strategyFor(by: BreakdownDimension): BreakdownStrategy {
       return rawDimension(`CASE WHEN status_code IS NULL THEN NULL ELSE (status_code / 100)::text || 'xx' END`);
     case 'usageType':
       return byUsageType;
+    case 'country':
+      // Looked up from ipAddress at ingestion (ISO 3166-1 alpha-2); null: no public address, or unplaced.
+      return rawDimension('country');
     default: {
       const never: never = by;
       throw new Error(`unknown breakdown ${String(never)}`);

@@ -44,6 +44,8 @@ const EVENT_COLUMNS: Column[] = [
   col('occurred_at', utcStamp('occurred_at')), col('received_at', utcStamp('received_at')), col('idempotency_key'), col('platform'),
   col('device_type'), col('user_id'), col('route'), col('method'), col('status_code', 'status_code::text', 'status_code'),
   col('duration_ms', 'duration_ms::text', 'duration_ms'), col('sdk_version'), col('properties', 'properties::text', 'properties'),
+  // Appended, so readers of the earlier columns by position are unaffected.
+  col('country'),
 ];
 /** The void columns, appended when an export includes voided events (null for the others). */
 const VOID_COLUMNS: Column[] = [
