@@ -96,7 +96,16 @@ export interface TallyStats {
   retries: number;
 }
 
-type Pending = { event: TrackEvent; body: Record<string, unknown> };
+type Pending = { event: TrackEvent; body: Record<string, unknown>; conflictIsDuplicate: boolean };
+
+export interface TrackOptions {
+  /**
+   * Count an idempotency conflict (the key already stored for a different payload) as a duplicate
+   * instead of reporting it. The middleware sets it: a client's retry of a request id differs
+   * from the first attempt in duration and maybe status, and must simply not be billed again.
+   */
+  conflictIsDuplicate?: boolean;
+}
 
 class SendError extends Error {
   constructor(
@@ -236,14 +245,14 @@ export class Tally {
    * Buffers one event; it is sent within `flushIntervalMs` or as soon as a batch is full. Resolves
    * at once, except under `block` with a full buffer, where it resolves when there is room.
    */
-  track(event: TrackEvent): Promise<void> {
+  track(event: TrackEvent, options: TrackOptions = {}): Promise<void> {
     this.counters.tracked += 1;
     if (this.closed) {
       this.counters.dropped += 1;
       this.report({ kind: 'shutdown', events: [event] });
       return Promise.resolve();
     }
-    const pending: Pending = { event, body: toWire(event) };
+    const pending: Pending = { event, body: toWire(event), conflictIsDuplicate: options.conflictIsDuplicate ?? false };
     if (this.queue.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
       this.queue.push(pending);
       if (this.queue.length >= this.options.maxBatchSize) this.pump(false);
@@ -414,8 +423,12 @@ export class Tally {
       else if (r.status === 'duplicate') this.counters.duplicates += 1;
     }
     for (const r of data.rejected ?? []) {
-      this.counters.rejected += 1;
       const pending = batch[r.index];
+      if (r.code === 'IDEMPOTENCY_CONFLICT' && pending?.conflictIsDuplicate) {
+        this.counters.duplicates += 1;
+        continue;
+      }
+      this.counters.rejected += 1;
       if (pending) this.report({ kind: 'rejected', event: pending.event, code: r.code, message: r.message });
     }
   }

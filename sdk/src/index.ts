@@ -12,6 +12,7 @@ export {
   type TallyOptions,
   type TallyStats,
   type TrackEvent,
+  type TrackOptions,
 } from './client.js';
 export {
   DEFAULT_EXCLUDE,

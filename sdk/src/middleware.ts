@@ -32,6 +32,12 @@ export interface BillingOptions<Req, Res> {
    * 503 (false). Recording never blocks a request either way: events wait in the SDK's buffer.
    */
   failOpen?: boolean;
+  /**
+   * Use the caller's X-Request-ID as the idempotency key (default true), so a retried request is
+   * billed once. A caller who reuses one id for many requests is billed once for them all; when
+   * callers are not trusted with that, set false: every request then gets a new id (still echoed).
+   */
+  trustRequestId?: boolean;
   /** How long the check before the handler may take. Default 2,000 ms. */
   checkTimeoutMs?: number;
 }
@@ -170,7 +176,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
 
   return {
     async before(req, method, path, requestIdHeader) {
-      const requestId = requestIdFrom(requestIdHeader);
+      const requestId = options.trustRequestId === false ? newRequestId() : requestIdFrom(requestIdHeader);
       const route = matchRoute(billable, method, path);
       if (!route || matchRoute(excluded, method, path)) return { billable: false, requestId };
       const started = now();
@@ -220,7 +226,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         if (userEmail) event.userEmail = userEmail;
         const organization = options.organization?.(decision.req);
         if (organization) event.organization = organization;
-        void options.tally.track(event);
+        void options.tally.track(event, { conflictIsDuplicate: true });
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }

@@ -260,7 +260,7 @@ describe.each(adapters)('$name', (adapter) => {
   it('echoes X-Request-ID, bills a retried request id once, and replaces a malformed one', async () => {
     const { ownerKey } = await app.createTenant();
     const { id: licenseId } = await app.createLicense(ownerKey);
-    const { tally } = tallyFor(ownerKey);
+    const { tally, reports } = tallyFor(ownerKey);
     const api = await serve(tally);
     const who = { 'x-license-id': licenseId, 'x-request-id': 'req-2026-abc' };
 
@@ -276,6 +276,22 @@ describe.each(adapters)('$name', (adapter) => {
 
     const keys = (await eventsOf(licenseId)).map((e) => e.idempotency_key).sort();
     expect(keys).toEqual([`req:${licenseId}:${bad.headers.get('x-request-id')}`, `req:${licenseId}:req-2026-abc`].sort());
+    // The retry is a duplicate, not an error, even though its duration (and so its payload) differs.
+    expect(tally.stats()).toMatchObject({ accepted: 2, duplicates: 1, rejected: 0 });
+    expect(reports).toEqual([]);
+  });
+
+  it('trustRequestId: false ignores the caller\'s id: every request is billed under an id of its own', async () => {
+    const { ownerKey } = await app.createTenant();
+    const { id: licenseId } = await app.createLicense(ownerKey);
+    const { tally } = tallyFor(ownerKey);
+    const api = await serve(tally, { trustRequestId: false });
+    const who = { 'x-license-id': licenseId, 'x-request-id': 'same-id' };
+    const answers = [await api.request('GET', '/v1/items/1', who), await api.request('GET', '/v1/items/1', who)];
+    expect(answers.map((a) => a.headers.get('x-request-id'))).not.toContain('same-id');
+    await tracked(tally, 2);
+    await tally.flush();
+    expect(await eventsOf(licenseId)).toHaveLength(2);
   });
 
   it('enforce: answers 429 with Tally\'s rate-limit headers once the quota is used up, without running the handler', async () => {
