@@ -285,6 +285,12 @@ describe('Dockerfile, read against the repository', () => {
     expect(cmd.slice(-1)).toEqual(['src/main.ts']);
     const { files, packages } = importClosure('src/main.ts');
     expect(files.size).toBeGreaterThan(50);
+    // and what an operator runs inside the container: the first admin key, migrations alone
+    for (const entry of ['src/cli.ts', 'scripts/migrate.ts']) {
+      const other = importClosure(entry);
+      for (const file of other.files) files.add(file);
+      for (const name of other.packages) packages.add(name);
+    }
     // read at run time, not imported: the schema and migrations (migrations at start) and tsx's tsconfig
     const migrations = checkoutFiles('prisma/migrations');
     expect(migrations.filter((f) => f.endsWith('/migration.sql')).length).toBeGreaterThan(0);
@@ -390,6 +396,7 @@ describe('the runtime stage, assembled without a container engine', () => {
   const dbName = `${base.pathname.slice(1)}_deploy`;
   const databaseUrl = Object.assign(new URL(base.toString()), { pathname: `/${dbName}` }).toString();
   const redisPrefix = `test:deploy:${process.pid}:`;
+  const bootstrapKey = `tk_live_${'Deploy1'.repeat(4)}`;
   let tmp: string;
 
   afterAll(async () => {
@@ -461,6 +468,7 @@ describe('the runtime stage, assembled without a container engine', () => {
       REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       REDIS_KEY_PREFIX: redisPrefix,
       LOG_LEVEL: 'info',
+      BOOTSTRAP_ADMIN_KEY: bootstrapKey,
     };
     // a database that does not exist yet: the start creates and migrates it
     const [command, ...args] = cmd;
@@ -493,6 +501,16 @@ describe('the runtime stage, assembled without a container engine', () => {
           timeout: 30_000,
         }).status;
       expect(check()).toBe(0);
+
+      // the first admin key: BOOTSTRAP_ADMIN_KEY at start, or the CLI inside the container
+      const cli = spawnSync('npm', ['run', '-s', 'cli', '--', 'keys:create', '--admin', '--name', 'first'], { cwd: app, env: runEnv, encoding: 'utf8', timeout: 120_000 });
+      expect([cli.status, cli.stderr]).toEqual([0, expect.stringMatching(/shown only this once/)]);
+      const cliKey = cli.stdout.trim();
+      expect(cliKey).toMatch(/^tk_live_[A-Za-z0-9]{24}$/);
+      for (const key of [bootstrapKey, cliKey]) {
+        const res = await fetch(`http://127.0.0.1:${port}/api/trpc/tenants.list`, { headers: { authorization: `Bearer ${key}` } });
+        expect(res.status).toBe(200);
+      }
 
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
