@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { parseAllowlist } from './lib/net-guard';
+import { parseOrigins } from './lib/origins';
 
 const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -65,6 +66,13 @@ export const envShape = {
   AUTH_FAILURE_WINDOW_SECONDS: intFrom(60, 1, 86_400),
   API_KEY_CACHE_MAX_KEYS: intFrom(10_000, 1, 1_000_000),
   API_KEY_CACHE_MAX_REFUSED: intFrom(1_000, 0, 1_000_000),
+  // Browser origins other than the API's own that may call /api/* (CORS); empty = same origin only.
+  CORS_ALLOWED_ORIGINS: z
+    .string()
+    .default('')
+    .superRefine((spec, ctx) => {
+      for (const message of parseOrigins(spec).errors) ctx.addIssue({ code: 'custom', message });
+    }),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -12,6 +12,7 @@ import { EXPORT_PATH, createExportHandler } from './export-routes';
 import { TRPC_BASE, createRouteLabeler } from './route-labels';
 import { createMetricsGate } from './metrics-access';
 import { clientAddress } from './client-address';
+import { CORS_PATH_PREFIX, VaryMergingResponse, createCors } from './cors';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -79,17 +80,19 @@ export function createHttpServer(services: Services): http.Server {
   const exportHandler = createExportHandler(services);
   const routeLabel = createRouteLabeler(Object.keys(appRouter._def.procedures));
   const metricsGate = createMetricsGate(services.env.METRICS_TOKEN);
+  const cors = createCors(services.env.CORS_ALLOWED_ORIGINS);
 
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ ServerResponse: VaryMergingResponse }, (req, res) => {
     const url = req.url ?? '/';
     const pathname = url.split('?')[0] ?? '/';
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      const procedure = routeLabel(pathname);
+      const procedure = routeLabel(pathname, req.method);
       services.metrics.httpRequests.inc({ procedure, status: String(res.statusCode) });
       services.metrics.httpDuration.observe({ procedure }, Number(process.hrtime.bigint() - started) / 1e9);
     });
 
+    if (pathname.startsWith(CORS_PATH_PREFIX) && cors(req, res) === 'answered') return;
     if (pathname === '/health' && req.method === 'GET') {
       void healthOf(services).then((h) => sendJson(res, h.status === 'ok' ? 200 : 503, h));
       return;
