@@ -117,7 +117,7 @@ export const jobCatalog = {
     payload: z.object({ window: isoHour, tenantId: z.uuid().nullable().optional() }).strict(),
     attempts: 5,
     backoffMs: 30_000,
-    windowOf: (p) => (p.tenantId ? `${p.window}:${p.tenantId}` : p.window),
+    windowOf: (p) => (p.tenantId ? `${p.window}/${p.tenantId}` : p.window), // BullMQ ids take no colon
     description: 'Report to Stripe every rolled-up hour not yet billed (and corrections of reported ones), final approved overage fees, and send the outbox.',
   }),
   'billing.reconcile': defineJob({
