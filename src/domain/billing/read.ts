@@ -78,7 +78,7 @@ export async function billingUsageSummary(deps: Pick<BillingDeps, 'prisma' | 'po
   }>(
     `SELECT m.usage_type, m.event_name, m.unit_multiplier::text, m.unit_amount_decimal::text,
             coalesce((SELECT sum(quantity) FROM usage_rollups_hourly h WHERE h.tenant_id = $1 AND h.license_id = $2 AND h.usage_type = m.usage_type AND h.hour >= $4 AND h.hour < $5), 0)::text AS quantity,
-            coalesce(sum(w.live_units), 0)::text AS live, coalesce(sum(w.credited_units), 0)::text AS credited, coalesce(sum(w.invoiced_units), 0)::text AS invoiced,
+            coalesce(sum(w.live_units), 0)::text AS live, coalesce(sum(w.credited_units), 0)::text AS credited, coalesce(sum(w.invoiced_units + w.stray_units), 0)::text AS invoiced,
             coalesce(sum(w.metered_quantity), 0)::text AS metered
      FROM billing_meters m
      LEFT JOIN billing_report_windows w ON w.tenant_id = m.tenant_id AND w.meter_id = m.id AND w.license_id = $2 AND w.hour >= $4 AND w.hour < $5

@@ -57,7 +57,7 @@ async function reconcileConnection(deps: BillingDeps, connection: OpenConnection
   const { rows } = await deps.pool.query<DayStream>(
     `WITH lic AS (SELECT id, stripe_customer_id FROM licenses WHERE tenant_id = $1 AND environment = $2::api_key_environment AND stripe_customer_id IS NOT NULL),
      met AS (SELECT * FROM billing_meters WHERE tenant_id = $1 AND mode = $2::api_key_environment),
-     w AS (SELECT license_id, meter_id, sum(live_units) AS live_units, sum(metered_quantity) AS metered FROM billing_report_windows
+     w AS (SELECT license_id, meter_id, sum(live_units + stray_units) AS live_units, sum(metered_quantity) AS metered FROM billing_report_windows
            WHERE tenant_id = $1 AND hour >= $3 AND hour < $4 GROUP BY 1, 2),
      r AS (SELECT h.license_id, met.id AS meter_id, sum(h.quantity) AS quantity FROM usage_rollups_hourly h JOIN met ON met.usage_type = h.usage_type
            WHERE h.tenant_id = $1 AND h.hour >= $3 AND h.hour < $4 GROUP BY 1, 2)
@@ -103,7 +103,7 @@ async function reconcileConnection(deps: BillingDeps, connection: OpenConnection
 async function healHours(deps: BillingDeps, connection: OpenConnection, s: DayStream, start: Date, end: Date): Promise<number> {
   const stripe = await deps.gateway.meterHourly(connection.secretKey, s.stripe_meter_id!, s.customer, start, end);
   const { rows: windows } = await deps.pool.query<{ id: string; hour: Date; live_units: string; pending: boolean }>(
-    `SELECT w.id, w.hour, w.live_units, EXISTS (SELECT 1 FROM stripe_usage_reports o WHERE o.tenant_id = w.tenant_id AND o.window_id = w.id AND o.status = 'PENDING') AS pending
+    `SELECT w.id, w.hour, (w.live_units + w.stray_units)::text AS live_units, EXISTS (SELECT 1 FROM stripe_usage_reports o WHERE o.tenant_id = w.tenant_id AND o.window_id = w.id AND o.status = 'PENDING') AS pending
      FROM billing_report_windows w WHERE w.tenant_id = $1 AND w.license_id = $2 AND w.meter_id = $3 AND w.hour >= $4 AND w.hour < $5`,
     [connection.tenantId, s.license_id, s.meter_id, start, end],
   );
@@ -139,9 +139,10 @@ async function healHours(deps: BillingDeps, connection: OpenConnection, s: DaySt
     }
   }
   const inserted = await insertOutbox(deps.pool, connection.tenantId, calls);
-  // Credited units count once: only when their call was new (the same state reconciled twice inserts nothing).
+  // Units Stripe holds beyond the ledger stay there (Tally cannot cancel what it did not send): the
+  // ledger expects them from now on, and credits them. Counted once: only when the call was new.
   if (inserted === calls.length) {
-    for (const c of credits) await deps.pool.query(`UPDATE billing_report_windows SET credited_units = credited_units + $2 WHERE id = $1`, [c.id, c.units.toString()]);
+    for (const c of credits) await deps.pool.query(`UPDATE billing_report_windows SET credited_units = credited_units + $2, stray_units = stray_units + $2 WHERE id = $1`, [c.id, c.units.toString()]);
   }
   return inserted;
 }

@@ -70,6 +70,7 @@ CREATE TABLE "billing_report_windows" (
     "live_units" BIGINT NOT NULL DEFAULT 0,
     "credited_units" BIGINT NOT NULL DEFAULT 0,
     "invoiced_units" BIGINT NOT NULL DEFAULT 0,
+    "stray_units" BIGINT NOT NULL DEFAULT 0,
     "revision" INTEGER NOT NULL DEFAULT 0,
     "stripe_invoice_id" TEXT,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
