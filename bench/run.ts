@@ -19,6 +19,7 @@ import { ingestConfigFromEnv, runIngestBench } from './ingest';
 import { rollupConfigFromEnv, runRollupBench } from './rollups';
 import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
+import { billingConfigFromEnv, runBillingBench } from './billing';
 import {
   type BenchContext,
   type BenchReport,
@@ -47,6 +48,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   rollups: (ctx) => runRollupBench(ctx, rollupConfigFromEnv()),
   analytics: (ctx) => runAnalyticsBench(ctx, analyticsConfigFromEnv()),
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
+  billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

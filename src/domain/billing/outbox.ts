@@ -91,7 +91,7 @@ async function claim(deps: Pick<BillingDeps, 'pool'>, connectionId: string, limi
        LEFT JOIN stripe_usage_reports d ON d.id = c.depends_on_id
        WHERE c.status = 'PENDING' AND c.connection_id = $1 AND c.next_attempt_at <= now()
          AND (c.depends_on_id IS NULL OR d.status IS DISTINCT FROM 'PENDING')
-       ORDER BY c.created_at, c.id LIMIT $2 FOR UPDATE OF c SKIP LOCKED
+       ORDER BY c.next_attempt_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED
      ) picked
      WHERE r.id = picked.id
      RETURNING r.id, r.kind, r.reason, r.identifier, r.request, r.attempts, r.overage_id, r.license_id, r.window_id, r.amount_cents, picked.dependency_status`,
@@ -142,40 +142,65 @@ export async function sendOutbox(deps: BillingDeps, connection: OpenConnection, 
   let recording: Promise<void> = Promise.resolve();
   const failures: Claimed[] = [];
 
-  while (performance.now() < deadline) {
-    const batch = await claim(deps, connection.id, batchSize, deps.send.leaseMs);
-    if (batch.length === 0) {
-      await recording;
-      // Nothing due: stop when nothing is pending at all, else wait for the earliest retry.
-      const { rows } = await deps.pool.query<{ pending: string; wait_ms: number | null }>(
-        `SELECT count(*) AS pending, greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)::float8 AS wait_ms
-         FROM stripe_usage_reports WHERE connection_id = $1 AND status = 'PENDING'`,
-        [connection.id],
-      );
-      const pending = Number(rows[0]?.pending ?? 0);
-      if (pending === 0) break;
-      const left = deadline - performance.now();
-      if (left <= 0) break;
-      await sleep(Math.min(Math.max(10, rows[0]?.wait_ms ?? 1000), left));
-      continue;
-    }
-    const outcomes: Outcome[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(deps.send.concurrency, batch.length) }, async () => {
-        while (next < batch.length) {
-          const row = batch[next++]!;
-          outcomes.push(await sendOne(deps, connection, gate, row, failures));
-        }
-      }),
-    );
-    await recording;
-    recording = record(deps, outcomes);
-    for (const o of outcomes) {
+  // Senders pull from a buffer that is refilled (claimed) while they send, and outcomes are
+  // recorded in batches while they keep sending: the database never stalls the requests.
+  const buffer: Claimed[] = [];
+  let outcomes: Outcome[] = [];
+  const flush = async () => {
+    const done = outcomes;
+    outcomes = [];
+    const previous = recording;
+    recording = previous.then(() => record(deps, done));
+    await previous;
+    for (const o of done) {
       if (o.status === 'SENT') total.sent += 1;
       else if (o.status === 'FAILED') total.failed += 1;
       else total.retried += 1;
     }
+  };
+  while (performance.now() < deadline) {
+    let exhausted = false;
+    let refilling: Promise<void> | null = null;
+    const refill = () => {
+      refilling ??= claim(deps, connection.id, batchSize, deps.send.leaseMs)
+        .then((rows) => {
+          if (rows.length === 0) exhausted = true;
+          buffer.push(...rows);
+        })
+        .finally(() => (refilling = null));
+      return refilling;
+    };
+    await Promise.all(
+      Array.from({ length: deps.send.concurrency }, async () => {
+        for (;;) {
+          if (buffer.length < deps.send.concurrency * 2 && !exhausted && performance.now() < deadline) void refill();
+          const row = buffer.shift();
+          if (!row) {
+            if (refilling) {
+              await refilling;
+              continue;
+            }
+            return;
+          }
+          // Not `outcomes.push(await …)`: that would push into the array a flush took meanwhile.
+          const outcome = await sendOne(deps, connection, gate, row, failures);
+          outcomes.push(outcome);
+          if (outcomes.length >= 200) await flush();
+        }
+      }),
+    );
+    await flush();
+    await recording;
+    // Nothing due: stop when nothing is pending at all, else wait for the earliest retry.
+    const { rows } = await deps.pool.query<{ pending: string; wait_ms: number | null }>(
+      `SELECT count(*) AS pending, greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)::float8 AS wait_ms
+       FROM stripe_usage_reports WHERE connection_id = $1 AND status = 'PENDING'`,
+      [connection.id],
+    );
+    if (Number(rows[0]?.pending ?? 0) === 0) break;
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    await sleep(Math.min(Math.max(10, rows[0]?.wait_ms ?? 1000), left));
   }
   await recording;
   for (const row of failures) await announceFailure(deps, connection, row).catch((err: unknown) => deps.logger.error({ err }, 'billing.sync.failed not published'));

@@ -30,7 +30,7 @@ interface StreamInfo {
   unitAmount: Decimal | null;
 }
 
-const STREAMS_PER_TRANSACTION = 100;
+const STREAMS_PER_TRANSACTION = 500;
 
 /** Candidate windows of a connection, optionally for some streams only (`license|meter` pairs). */
 async function candidates(client: pg.Pool | pg.PoolClient, connection: OpenConnection, streams?: { licenses: string[]; meters: string[] }): Promise<Candidate[]> {
