@@ -379,7 +379,8 @@ function readmeRoleTable(): Map<string, Set<string>> {
     const [names, ...marks] = cells(line);
     const allowed = new Set(roles.filter((_, i) => marks[i] === '✓'));
     expect([line, marks.every((m) => m === '✓' || m === '')]).toEqual([line, true]);
-    for (const [, name] of names!.matchAll(/`([A-Za-z]+\.(?:[A-Za-z]+|\*))`/g)) {
+    // nested routers too: `billing.meters.upsert`
+    for (const [, name] of names!.matchAll(/`([A-Za-z]+(?:\.[A-Za-z]+)*\.(?:[A-Za-z]+|\*))`/g)) {
       const matching = name!.endsWith('.*') ? procedures.filter((p) => p.path.startsWith(name!.slice(0, -1))) : procedures.filter((p) => p.path === name);
       expect([name, matching.length > 0]).toEqual([name, true]); // the table names no procedure the router lacks
       for (const p of matching) {
