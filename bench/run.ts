@@ -20,6 +20,7 @@ import { rollupConfigFromEnv, runRollupBench } from './rollups';
 import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import { runSdkBench, sdkConfigFromEnv } from './sdk';
+import { billingConfigFromEnv, runBillingBench } from './billing';
 import {
   type BenchContext,
   type BenchReport,
@@ -49,6 +50,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   analytics: (ctx) => runAnalyticsBench(ctx, analyticsConfigFromEnv()),
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
   sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
+  billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

@@ -19,6 +19,9 @@ import { DAY_MS } from './lib/time';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
 import { FinalDayCache } from './domain/usage-reader/final-days';
+import { SecretBox, parseEncryptionKey } from './lib/secret-box';
+import { StripeGateway } from './domain/billing/stripe-gateway';
+import type { BillingDeps } from './domain/billing/deps';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
@@ -83,8 +86,26 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     metrics,
     quota: { enforcer: quota, reactions },
   };
+  const encryptionKey = env.BILLING_ENCRYPTION_KEY ? parseEncryptionKey(env.BILLING_ENCRYPTION_KEY) : null;
+  const billing: BillingDeps = {
+    prisma: db.prisma,
+    pool: db.pool,
+    logger,
+    box: encryptionKey ? new SecretBox(encryptionKey) : null,
+    gateway: new StripeGateway({ apiBase: env.STRIPE_API_BASE, timeoutMs: env.BILLING_STRIPE_TIMEOUT_MS }),
+    webhooks: reactions.webhooks,
+    send: {
+      rps: env.BILLING_STRIPE_RPS,
+      concurrency: env.BILLING_STRIPE_CONCURRENCY,
+      budgetMs: env.BILLING_SEND_BUDGET_MS,
+      retryBaseMs: env.BILLING_RETRY_BASE_MS,
+      leaseMs: env.BILLING_STRIPE_TIMEOUT_MS * 2 + 5000,
+      maxAttempts: 12,
+    },
+    onReconciliationDifferences: (count) => metrics.billingReconciliationDifferences.inc(count),
+  };
   return {
-    env, db, redis, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,
+    env, db, redis, billing, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,
     licenses: { prisma: db.prisma, limits: quota, analytics: analyticsCache },
     thresholds: { prisma: db.prisma, limits: quota },
     apiKeys: { prisma: db.prisma, revocations: authenticator },
@@ -95,7 +116,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
 /** What the workers' job handlers get, from the same parts as the API's. */
 export function jobDepsOf(services: Services): JobDeps {
   const { db, env, logger, metrics, reactions, rollups } = services;
-  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, reactions, rollups, jobs: services.queues };
+  return { pool: db.pool, prisma: db.prisma, env, logger, metrics, reactions, rollups, jobs: services.queues, billing: services.billing };
 }
 
 /** Idempotent start-up data: plan tiers, the bootstrap admin key, event partitions. */

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
+import { parseEncryptionKey } from './lib/secret-box';
 import { parseAllowlist } from './lib/net-guard';
 import { parseOrigins } from './lib/origins';
 
@@ -73,6 +74,18 @@ export const envShape = {
     .superRefine((spec, ctx) => {
       for (const message of parseOrigins(spec).errors) ctx.addIssue({ code: 'custom', message });
     }),
+  // Billing with Stripe (all optional: without a connected account billing jobs do nothing).
+  BILLING_ENCRYPTION_KEY: z
+    .string()
+    .refine((v) => parseEncryptionKey(v) !== null, 'must be 32 bytes, as 64 hex digits or base64')
+    .optional(),
+  STRIPE_API_BASE: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  BILLING_STRIPE_RPS: intFrom(90, 1, 100_000),
+  BILLING_STRIPE_CONCURRENCY: intFrom(32, 1, 1000),
+  BILLING_STRIPE_TIMEOUT_MS: intFrom(20_000, 50, 120_000),
+  BILLING_SEND_BUDGET_MS: intFrom(240_000, 1000, 3_600_000),
+  BILLING_RETRY_BASE_MS: intFrom(1000, 1, 600_000),
+  BILLING_WEBHOOK_MAX_BYTES: intFrom(524_288, 1024, 16 * 1_048_576),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

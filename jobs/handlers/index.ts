@@ -9,6 +9,7 @@ import { thresholdsCheck } from './usage-thresholds-check';
 import { forecastDaily } from './usage-forecast-daily';
 import { forecastAlerts } from './usage-forecast-alerts';
 import { deliverWebhook } from './webhooks-deliver';
+import { billingReconcile, billingUsageReport } from './billing';
 
 /** One handler per catalog entry; the type makes a missing one a compile error. */
 export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
@@ -21,4 +22,6 @@ export const jobHandlers: { [N in JobName]: JobHandler<N> } = {
   'usage.forecast.daily': forecastDaily,
   'usage.forecast.alerts': forecastAlerts,
   'webhooks.deliver': deliverWebhook,
+  'billing.usage.report': billingUsageReport,
+  'billing.reconcile': billingReconcile,
 };

@@ -7,6 +7,7 @@ import type { RollupDeps } from '../../src/domain/rollups/aggregate';
 import type { JobPort } from '../../src/domain/jobs/port';
 import type { ReactionDeps } from '../../src/domain/quotas/reactions';
 import type { Metrics } from '../../src/lib/metrics';
+import type { BillingDeps } from '../../src/domain/billing/deps';
 
 /** What job handlers work with; built once per process by src/app.ts (jobDepsOf). */
 export interface JobDeps {
@@ -21,6 +22,8 @@ export interface JobDeps {
   reactions: ReactionDeps;
   /** Rollup changes drop the cached analytics answers they make stale. */
   rollups: RollupDeps;
+  /** Stripe reporting, reconciliation and their outbox. */
+  billing: BillingDeps;
 }
 
 export interface JobContext {

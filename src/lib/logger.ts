@@ -6,6 +6,6 @@ export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { service: 'tally' },
-    redact: { paths: ['req.headers.authorization', '*.apiKey', '*.key', '*.secret'], censor: '[redacted]' },
+    redact: { paths: ['req.headers.authorization', '*.apiKey', '*.key', '*.secret', '*.secretKey', '*.webhookSecret', 'req.headers["stripe-signature"]'], censor: '[redacted]' },
   });
 }

@@ -13,6 +13,7 @@ export interface Metrics {
   queueDepth: Gauge<'queue' | 'state'>;
   analyticsCache: Counter<'view' | 'result'>;
   authRefusals: Counter<'reason'>;
+  billingReconciliationDifferences: Counter;
 }
 
 export function createMetrics(): Metrics {
@@ -84,6 +85,11 @@ export function createMetrics(): Metrics {
       name: 'tally_auth_refusals_total',
       help: 'Requests refused at authentication: missing, malformed, unknown, revoked, throttled (too many failures), rate_limited (a key past its rateLimitPerHour)',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    billingReconciliationDifferences: new Counter({
+      name: 'tally_billing_reconciliation_differences_total',
+      help: "Differences billing.reconcile found between Stripe's meter event summaries and the ledger or rollups (per license, meter and day checked)",
       registers: [registry],
     }),
   };

@@ -13,6 +13,7 @@ import { TRPC_BASE, createRouteLabeler } from './route-labels';
 import { createMetricsGate } from './metrics-access';
 import { clientAddress } from './client-address';
 import { CORS_PATH_PREFIX, VaryMergingResponse, createCors } from './cors';
+import { STRIPE_WEBHOOK_PATH, createStripeWebhookHandler } from './stripe-webhook';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -81,6 +82,7 @@ export function createHttpServer(services: Services): http.Server {
   const routeLabel = createRouteLabeler(Object.keys(appRouter._def.procedures));
   const metricsGate = createMetricsGate(services.env.METRICS_TOKEN);
   const cors = createCors(services.env.CORS_ALLOWED_ORIGINS);
+  const stripeWebhook = createStripeWebhookHandler(services);
 
   const server = http.createServer({ ServerResponse: VaryMergingResponse }, (req, res) => {
     const url = req.url ?? '/';
@@ -130,6 +132,14 @@ export function createHttpServer(services: Services): http.Server {
       exportHandler(req, res).catch((err: unknown) => {
         requestLogger(services.logger, req).error({ err }, 'export failed');
         if (!res.headersSent) sendJson(res, 503, { error: { message: 'export unavailable, retry later', code: 'SERVICE_UNAVAILABLE' } }, { 'retry-after': '5' });
+      });
+      return;
+    }
+    if (pathname.startsWith(STRIPE_WEBHOOK_PATH)) {
+      stripeWebhook(req, res, pathname).catch((err: unknown) => {
+        requestLogger(services.logger, req).error({ err }, 'Stripe webhook failed');
+        // Stripe retries a 503; the event was not recorded, so the retry is handled in full.
+        if (!res.headersSent) sendJson(res, 503, { error: { message: 'webhook not processed, retry later', code: 'SERVICE_UNAVAILABLE' } }, { 'retry-after': '5' });
       });
       return;
     }

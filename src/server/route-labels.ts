@@ -26,6 +26,7 @@ export function createRouteLabeler(procedureNames: Iterable<string>): (pathname:
     const known = labels.get(pathname);
     if (known !== undefined) return known;
     // the dashboard's own pages and assets, all under one label
+    if (pathname.startsWith('/api/stripe/webhook/')) return '/api/stripe/webhook/:tenantId';
     return pathname.startsWith(`${ADMIN_QUEUES_PATH}/`) ? ADMIN_QUEUES_PATH : UNKNOWN_ROUTE;
   };
 }

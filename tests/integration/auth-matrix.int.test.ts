@@ -4,6 +4,7 @@ import path from 'node:path';
 import { appRouter } from '../../src/server/router';
 import type { Meta, TenantRole } from '../../src/server/trpc';
 import { useTestApp, type CallResult } from '../helpers/harness';
+import { useFakeStripe, secretKey, webhookSecret } from '../helpers/billing';
 
 /**
  * Every procedure of the router, enumerated from the router itself: a procedure without a
@@ -75,6 +76,8 @@ interface Fixture {
   cross: Cross | Cross[];
 }
 
+// Stripe is the fake one (billing.createCustomer calls it); started before the app so the app points at it.
+useFakeStripe();
 const app = useTestApp();
 let world: World;
 
@@ -92,7 +95,34 @@ const freshThreshold = async (w: World) =>
     .id as string;
 const freshOverage = async (w: World) => (await overageFor(w.a, new Date(Date.now() - Math.floor(Math.random() * 1e12)))).id;
 
+const connectA = async (w: World) => {
+  const res = await app.call('billing.connect', { secretKey: secretKey('live'), webhookSecret: webhookSecret() }, w.a.owner);
+  expect(res.status).toBe(200);
+};
+const connectionTenant = async (d: any) => (await app.prisma.billingConnection.findUnique({ where: { id: d.id } }))?.tenantId;
+const billingRange = { from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date().toISOString() };
+
 const fixtures: Record<string, Fixture> = {
+  'billing.connect': { input: () => ({ secretKey: secretKey('live'), webhookSecret: webhookSecret() }), cross: { kind: 'lands', tenantOf: connectionTenant } },
+  'billing.disconnect': { input: () => ({ mode: 'test' }), cross: { kind: 'spares' } },
+  'billing.createCustomer': {
+    input: async (w) => {
+      await connectA(w);
+      return { licenseId: await freshLicense(w) };
+    },
+    cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }),
+  },
+  'billing.meters.upsert': {
+    input: () => ({ usageType: USAGE_TYPE, eventName: 'matrix_events', mode: 'live' }),
+    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.billingMeter.findUnique({ where: { id: d.id } }))?.tenantId },
+  },
+  'billing.meters.list': { input: () => ({}), cross: { kind: 'spares' } },
+  'billing.planPrices.set': { input: () => ({ stripePriceId: 'price_matrix', plan: 'starter', mode: 'live' }), cross: { kind: 'spares' } },
+  'billing.reportNow': { input: () => ({}), cross: { kind: 'spares' } },
+  'billing.health': { input: () => ({}), cross: { kind: 'spares' } },
+  'billing.usageSummary': { input: (w) => ({ licenseId: w.a.license }), cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }) },
+  'billing.usageReport': { input: (w) => ({ licenseId: w.a.license, ...billingRange }), cross: foreign({ input: (w) => ({ licenseId: w.b.license, ...billingRange }) }) },
+  'billing.reconciliation': { input: (w) => ({ licenseId: w.a.license, from: YESTERDAY, to: TODAY }), cross: { kind: 'spares' } },
   'tenants.create': { input: () => ({ name: 'Matrix', slug: `m-${randomUUID().slice(0, 8)}` }), cross: adminOnly },
   'tenants.list': { input: () => ({}), cross: adminOnly },
   'tenants.get': { input: (w) => ({ id: w.a.tenantId }), cross: adminOnly },
@@ -364,7 +394,8 @@ function readmeRoleTable(): Map<string, Set<string>> {
     const [names, ...marks] = cells(line);
     const allowed = new Set(roles.filter((_, i) => marks[i] === '✓'));
     expect([line, marks.every((m) => m === '✓' || m === '')]).toEqual([line, true]);
-    for (const [, name] of names!.matchAll(/`([A-Za-z]+\.(?:[A-Za-z]+|\*))`/g)) {
+    // nested routers too: `billing.meters.upsert`
+    for (const [, name] of names!.matchAll(/`([A-Za-z]+(?:\.[A-Za-z]+)*\.(?:[A-Za-z]+|\*))`/g)) {
       const matching = name!.endsWith('.*') ? procedures.filter((p) => p.path.startsWith(name!.slice(0, -1))) : procedures.filter((p) => p.path === name);
       expect([name, matching.length > 0]).toEqual([name, true]); // the table names no procedure the router lacks
       for (const p of matching) {

@@ -12,7 +12,8 @@ const isoHour = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}Z$/, 'must be an hour 
 const isoDate = z.iso.date();
 
 // Webhook deliveries get their own queue so they never wait behind a long maintenance job.
-export const QUEUES = ['maintenance', 'backfill', 'webhooks'] as const;
+// Stripe reporting has its own queue too: a long send (rate-limited by Stripe) must not hold up rollups.
+export const QUEUES = ['maintenance', 'backfill', 'webhooks', 'billing'] as const;
 export type QueueName = (typeof QUEUES)[number];
 
 interface JobDefinition<S extends z.ZodType> {
@@ -110,6 +111,22 @@ export const jobCatalog = {
     backoffMs: 10_000,
     windowOf: (p) => p.deliveryId,
     description: 'POST one signed webhook delivery; retried with exponential backoff, each attempt logged.',
+  }),
+  'billing.usage.report': defineJob({
+    queue: 'billing',
+    payload: z.object({ window: isoHour, tenantId: z.uuid().nullable().optional() }).strict(),
+    attempts: 5,
+    backoffMs: 30_000,
+    windowOf: (p) => (p.tenantId ? `${p.window}/${p.tenantId}` : p.window), // BullMQ ids take no colon
+    description: 'Report to Stripe every rolled-up hour not yet billed (and corrections of reported ones), final approved overage fees, and send the outbox.',
+  }),
+  'billing.reconcile': defineJob({
+    queue: 'billing',
+    payload: z.object({ window: isoDate }).strict(),
+    attempts: 5,
+    backoffMs: 60_000,
+    windowOf: (p) => p.window,
+    description: "Compare Stripe's meter event summaries of one UTC date with the ledger and the rollups; record and heal differences.",
   }),
 };
 

@@ -17,6 +17,7 @@ export type Scheduled = Extract<
   | 'usage.thresholds.check'
   | 'usage.forecast.daily'
   | 'usage.forecast.alerts'
+  | 'billing.reconcile'
 >;
 
 export interface ScheduleEntry {
@@ -39,6 +40,8 @@ export const SCHEDULE: readonly ScheduleEntry[] = [
   // alerts follow later in the morning, from those forecasts.
   { job: 'usage.forecast.daily', cron: '0 3 * * *', windowAt: (at) => dateWindow(at) },
   { job: 'usage.forecast.alerts', cron: '0 9 * * *', windowAt: (at) => dateWindow(at) },
+  // Reconciliation checks the UTC date before, once its last hour was rolled up and reported.
+  { job: 'billing.reconcile', cron: '0 5 * * *', windowAt: (at) => dateWindow(new Date(floorTo(at, DAY_MS) - DAY_MS)) },
 ];
 
 export function floorTo(date: Date, unit: number): number {

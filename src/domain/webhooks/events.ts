@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 
-export const WEBHOOK_EVENT_TYPES = ['usage.threshold.warning', 'usage.threshold.exceeded', 'usage.overage.detected', 'usage.forecast.breach'] as const;
+export const WEBHOOK_EVENT_TYPES = ['usage.threshold.warning', 'usage.threshold.exceeded', 'usage.overage.detected', 'usage.forecast.breach', 'billing.sync.failed'] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /** What a receiver gets: the same envelope for every event type. */
