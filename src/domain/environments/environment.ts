@@ -43,8 +43,9 @@ export async function assertLicenseInEnvironment(db: Db, tenantId: string, envir
 
 /**
  * The environment of something a caller creates (a license, an API key): the caller's own
- * unless it names one. Only a platform operator (`mayChoose`) may name the other: a test key
- * that could make live licenses or keys would be a way from test into live.
+ * unless it names one. Only a caller that `mayChoose` may name the other (a platform operator;
+ * for API keys also a live owner): a test key that could make live licenses or keys would be a
+ * way from test into live.
  */
 export function environmentOfNew(own: Environment, requested: Environment | undefined, mayChoose: boolean, what: string): Environment {
   if (requested === undefined || requested === own || mayChoose) return requested ?? own;

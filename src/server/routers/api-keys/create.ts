@@ -9,8 +9,9 @@ export const createApiKeyProcedure = procedure({ roles: ['owner'], scope: 'tenan
   .mutation(({ ctx, input }) =>
     createApiKey(ctx.services.db.prisma, {
       ...input,
-      // a key makes keys of its own environment (an admin may name either)
-      environment: environmentOfNew(ctx.environment, input.environment, ctx.principal.role === 'admin', 'keys'),
+      // A key makes keys of its own environment. A live owner may make test keys too (to onboard
+      // developers), an admin either; a test key never makes a live one: that would lead from test into live.
+      environment: environmentOfNew(ctx.environment, input.environment, ctx.principal.role === 'admin' || ctx.environment === 'live', 'keys'),
       tenantId: requireTenant(ctx.tenantId),
       createdByKeyId: ctx.principal.keyId,
     }),
