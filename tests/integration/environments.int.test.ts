@@ -3,6 +3,7 @@ import { TestApp } from '../helpers/harness';
 import { licenseWithLimit } from '../helpers/quota';
 import { startReceiver } from '../helpers/receiver';
 import { startTestWorkers } from '../helpers/workers';
+import { createIsolatedDatabase } from '../helpers/isolated-db';
 
 /**
  * Test and live never mix: a key reaches only licenses (and webhook endpoints, and keys) of its
@@ -13,14 +14,19 @@ import { startTestWorkers } from '../helpers/workers';
 
 let app: TestApp;
 let workers: Awaited<ReturnType<typeof startTestWorkers>>;
+// a database of its own: the platform view counts every tenant's usage
+let db: ReturnType<typeof createIsolatedDatabase>;
 
 beforeAll(async () => {
-  app = await TestApp.start({ WEBHOOK_RETRY_BASE_MS: '20', WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' }); // receivers listen on loopback
+  db = createIsolatedDatabase('environments');
+  // receivers listen on loopback
+  app = await TestApp.start({ DATABASE_URL: db.url, WEBHOOK_RETRY_BASE_MS: '20', WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' });
   workers = await startTestWorkers(app);
 }, 180_000);
 afterAll(async () => {
-  await workers.close();
-  await app.close();
+  await workers?.close();
+  await app?.close();
+  await db?.drop();
 });
 
 const TODAY = new Date().toISOString().slice(0, 10);
@@ -165,7 +171,7 @@ describe('webhooks', () => {
 
       const { licenseId: live } = await licenseWithLimit(app, t.live, 'api_call', 2);
       const { licenseId: test } = await licenseWithLimit(app, t.test, 'api_call', 2);
-      for (let i = 0; i < 2; i++) expect((await send(t.test, test, 1)).status).toBe(200); // 50% and 100% of the test license
+      for (let i = 0; i < 2; i++) expect((await send(t.test, test, 1)).status).toBe(200); // levels 50, then 80, 95 and 100 of the test license
       expect((await send(t.live, live, 1)).status).toBe(200); // 50% of the live license
 
       const delivered = async (key: string, count: number) => {
@@ -174,15 +180,15 @@ describe('webhooks', () => {
         for (const d of list.data.items) await workers.finished(`webhooks.deliver@${d.id}`);
         return list.data.items as { endpointId: string }[];
       };
-      expect((await delivered(t.test, 2)).every((d) => d.endpointId === testHook.data.id)).toBe(true);
+      expect((await delivered(t.test, 4)).every((d) => d.endpointId === testHook.data.id)).toBe(true);
       expect((await delivered(t.live, 1)).every((d) => d.endpointId === liveHook.data.id)).toBe(true);
       const licensesIn = (received: { body: string }[]) => received.map((r) => (JSON.parse(r.body) as { data: { licenseId: string } }).data.licenseId);
-      expect(licensesIn(testReceiver.received)).toEqual([test, test]);
+      expect(licensesIn(testReceiver.received)).toEqual([test, test, test, test]);
       expect(licensesIn(liveReceiver.received)).toEqual([live]);
 
       // alerts are listed per environment too
       const alerts = async (key: string) => ((await get('alerts.list', {}, key)).data.items as { licenseId: string }[]).map((a) => a.licenseId);
-      expect([await alerts(t.test), await alerts(t.live)]).toEqual([[test, test], [live]]);
+      expect([await alerts(t.test), await alerts(t.live)]).toEqual([[test, test, test, test], [live]]);
     } finally {
       await liveReceiver.close();
       await testReceiver.close();
@@ -219,6 +225,24 @@ describe('keys and admins', () => {
     // the header does not count for tenant keys
     expect(await listed(t.test, { 'x-tally-environment': 'live' })).toEqual([test.id]);
     expect(await listed(t.live, { 'x-tally-environment': 'test' })).toEqual([live.id]);
+  });
+});
+
+describe('the platform view', () => {
+  it('counts one environment: the admin key’s, or the one X-Tally-Environment names', async () => {
+    const t = await tenantWithBothKeys();
+    const live = await app.createLicense(t.live);
+    const test = await app.createLicense(t.test);
+    expect((await send(t.live, live.id, 1)).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await send(t.test, test.id, 1)).status).toBe(200);
+    const ours = async (headers?: Record<string, string>) => {
+      const res = await get('analytics.platform', { days: 1, top: 50 }, app.adminKey, headers);
+      expect(res.status).toBe(200);
+      return (res.data.topTenants as { tenantId: string; events: number }[]).find((x) => x.tenantId === t.tenantId)?.events;
+    };
+    expect(await ours()).toBe(1); // the harness's admin key is live
+    expect(await ours({ 'x-tally-environment': 'test' })).toBe(3);
+    expect(await ours({ 'x-tally-environment': 'live' })).toBe(1);
   });
 });
 

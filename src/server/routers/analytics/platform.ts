@@ -21,4 +21,5 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
       sdkVersions: z.array(z.object({ sdkVersion: z.string().nullable(), keys: z.number() })),
     }),
   )
-  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, input));
+  // The admin key's environment, or the one X-Tally-Environment names: test and live are never summed.
+  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, ctx.environment, input));
