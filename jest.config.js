@@ -8,6 +8,7 @@ const common = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] },
   moduleFileExtensions: ['ts', 'js', 'json'],
+  resolver: '<rootDir>/tests/setup/sdk-resolver.js',
   setupFilesAfterEnv: ['<rootDir>/tests/setup/has-assertions.ts'],
 };
 

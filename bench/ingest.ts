@@ -332,11 +332,11 @@ async function singlePhase(ctx: BenchContext, tenant: BenchTenant, cfg: IngestBe
 const RAW_INSERT_SQL = `
 INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
   payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-  ip_address, properties)
+  ip_address, properties, country)
 SELECT * FROM unnest(
   $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[], $8::text[],
   $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::text[],
-  $17::text[], $18::jsonb[])
+  $17::text[], $18::jsonb[], $19::text[])
 ON CONFLICT DO NOTHING`;
 
 interface RawRow {
@@ -367,6 +367,7 @@ function rawParams(tenantId: string, rows: RawRow[]): unknown[] {
     nulls,
     col(() => '127.0.0.1'),
     col(() => '{}'),
+    nulls, // country: loopback has none
   ];
 }
 

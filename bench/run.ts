@@ -19,6 +19,7 @@ import { ingestConfigFromEnv, runIngestBench } from './ingest';
 import { rollupConfigFromEnv, runRollupBench } from './rollups';
 import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
+import { runSdkBench, sdkConfigFromEnv } from './sdk';
 import {
   type BenchContext,
   type BenchReport,
@@ -47,6 +48,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   rollups: (ctx) => runRollupBench(ctx, rollupConfigFromEnv()),
   analytics: (ctx) => runAnalyticsBench(ctx, analyticsConfigFromEnv()),
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
+  sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

@@ -4,6 +4,7 @@ import type pg from 'pg';
  * Differences between the rollups of the given licenses and a from-scratch GROUP BY of
  * their raw events: hourly rows for hours before `hoursBefore`, daily rows for the
  * license-local dates that ended before `daysEndedBefore`. Empty when rollups are exact.
+ * Voided events count nowhere, so they are left out of the GROUP BY.
  */
 export async function rollupDifferences(
   pool: pg.Pool,
@@ -16,7 +17,7 @@ export async function rollupDifferences(
               sum(quantity) AS quantity, count(*) AS event_count, max(quantity) AS max_quantity,
               count(DISTINCT user_id) AS distinct_users, count(*) FILTER (WHERE status_code >= 400) AS error_count,
               coalesce(sum(duration_ms), 0) AS duration_ms_sum
-         FROM usage_events WHERE license_id = ANY($1) AND occurred_at < $2 GROUP BY 1, 2, 3, 4),
+         FROM usage_events WHERE license_id = ANY($1) AND occurred_at < $2 AND voided_at IS NULL GROUP BY 1, 2, 3, 4),
      r AS (SELECT * FROM usage_rollups_hourly WHERE license_id = ANY($1) AND hour < $2)
      SELECT coalesce(raw.license_id, r.license_id) AS license_id, coalesce(raw.usage_type, r.usage_type) AS usage_type,
             coalesce(raw.hour, r.hour) AS hour, raw.quantity::text AS raw_quantity, r.quantity::text AS rollup_quantity,
@@ -35,7 +36,7 @@ export async function rollupDifferences(
               count(DISTINCT e.user_id) AS distinct_users, count(*) FILTER (WHERE e.status_code >= 400) AS error_count,
               coalesce(sum(e.duration_ms), 0) AS duration_ms_sum
          FROM usage_events e JOIN licenses l ON l.id = e.license_id
-        WHERE e.license_id = ANY($1) GROUP BY 1, 2, 3, 4),
+        WHERE e.license_id = ANY($1) AND e.voided_at IS NULL GROUP BY 1, 2, 3, 4),
      ended AS (SELECT raw.* FROM raw JOIN licenses l ON l.id = raw.license_id
                 WHERE ((raw.date + 1)::timestamp AT TIME ZONE l.timezone) <= $2),
      r AS (SELECT d.* FROM usage_rollups_daily d JOIN licenses l ON l.id = d.license_id

@@ -173,6 +173,21 @@ const fixtures: Record<string, Fixture> = {
     cross: foreign({ caller: 'admin', input: (w) => ({ licenseId: w.b.license, startDate: YESTERDAY, endDate: YESTERDAY }) }),
   },
   'usage.jobStatus': { input: (w) => ({ jobId: w.jobId }), cross: adminOnly },
+  'usage.voidEvents': {
+    input: async (w) => {
+      const res = await app.call('usage.trackEvent', { licenseId: w.a.license, usageType: 'matrix' }, w.a.owner);
+      if (res.status !== 200) throw new Error(`event for usage.voidEvents: ${res.status}`);
+      return { eventIds: [res.data.eventId], reason: 'matrix' };
+    },
+    cross: foreign({
+      input: (w) => ({ eventIds: [w.b.event], reason: 'matrix' }),
+      // answered per id: another tenant's event is not found, and stays as it was
+      expect: (res) => {
+        expect(res.status).toBe(200);
+        expect(res.data).toMatchObject({ voided: 0, results: [{ eventId: null, status: 'not_found' }] });
+      },
+    }),
+  },
   'analytics.usage': {
     input: (w) => ({ licenseId: w.a.license, ...range, granularity: 'daily' }),
     cross: foreign({ input: (w) => ({ licenseId: w.b.license, ...range, granularity: 'daily' }) }),

@@ -50,6 +50,7 @@ function stored(raw: Record<string, unknown>): { row: StoredEvent; hash: string 
       durationMs: e.durationMs,
       sdkVersion: e.sdkVersion,
       ipAddress: e.ipAddress,
+      country: e.country,
       properties: JSON.parse(JSON.stringify(e.properties)), // through jsonb
     },
   };

@@ -5,7 +5,7 @@ import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries, type SeriesScope } from '../usage-reader/series';
 import type { Environment } from '../environments/environment';
 
-export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType'] as const;
+export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType', 'country'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];
 
 export interface BreakdownInput {
@@ -34,7 +34,7 @@ function rawDimension(column: string): BreakdownStrategy {
       `SELECT ${column} AS key, sum(quantity)::text AS quantity, count(*)::text AS events
          FROM usage_events
         WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
-          AND occurred_at >= $4 AND occurred_at < $5
+          AND occurred_at >= $4 AND occurred_at < $5 AND voided_at IS NULL
         GROUP BY 1`,
       [scope.tenantId, scope.licenses.map((l) => l.id), scope.usageType ?? null, new Date(range.start), new Date(range.end)],
     );
@@ -62,6 +62,9 @@ function strategyFor(by: BreakdownDimension): BreakdownStrategy {
       return rawDimension(`CASE WHEN status_code IS NULL THEN NULL ELSE (status_code / 100)::text || 'xx' END`);
     case 'usageType':
       return byUsageType;
+    case 'country':
+      // Looked up from ipAddress at ingestion (ISO 3166-1 alpha-2); null: no public address, or unplaced.
+      return rawDimension('country');
     default: {
       const never: never = by;
       throw new Error(`unknown breakdown ${String(never)}`);

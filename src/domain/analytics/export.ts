@@ -18,6 +18,11 @@ export const exportQuerySchema = z.strictObject({
   startDate: calendarDate,
   endDate: calendarDate,
   timezone: z.string().max(64).refine(isIanaTimeZone, 'must be an IANA time zone name').optional(),
+  /**
+   * Events export only: voided events too, with their void columns (voided_at, void_reason,
+   * voided_by_key_id). A query string says `true` or `false`; JSON callers may send a boolean.
+   */
+  includeVoided: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
 });
 export type ExportQuery = z.output<typeof exportQuerySchema>;
 
@@ -40,6 +45,12 @@ const EVENT_COLUMNS: Column[] = [
   col('occurred_at', utcStamp('occurred_at')), col('received_at', utcStamp('received_at')), col('idempotency_key'), col('platform'),
   col('device_type'), col('user_id'), col('route'), col('method'), col('status_code', 'status_code::text', 'status_code'),
   col('duration_ms', 'duration_ms::text', 'duration_ms'), col('sdk_version'), col('properties', 'properties::text', 'properties'),
+  // Appended, so readers of the earlier columns by position are unaffected.
+  col('country'),
+];
+/** The void columns, appended when an export includes voided events (null for the others). */
+const VOID_COLUMNS: Column[] = [
+  col('voided_at', utcStamp('voided_at')), col('void_reason'), col('voided_by_key_id', 'voided_by_key_id::text'),
 ];
 const ROLLUP_COLUMNS: Column[] = [
   col('license_id', 'license_id::text'), col('usage_type'), col('date', "to_char(date, 'YYYY-MM-DD')"), col('timezone'),
@@ -88,7 +99,8 @@ export async function* exportRows(
 ): AsyncGenerator<string> {
   const { licenses, timezone } = await resolveScope(deps, tenantId, environment, query);
   const range = rangeOf(query.startDate, query.endDate, 'daily', timezone);
-  const columns = kind === 'events' ? EVENT_COLUMNS : ROLLUP_COLUMNS;
+  const includeVoided = kind === 'events' && query.includeVoided === true;
+  const columns = kind === 'events' ? (includeVoided ? [...EVENT_COLUMNS, ...VOID_COLUMNS] : EVENT_COLUMNS) : ROLLUP_COLUMNS;
   const client = await deps.exportPool.connect();
   let broken: Error | undefined;
   let open = false;
@@ -101,7 +113,7 @@ export async function* exportRows(
     for (const license of [...licenses].sort((a, b) => (a.id < b.id ? -1 : 1))) {
       const select =
         kind === 'events'
-          ? eventsQuery(lineSql(columns, query.format), tenantId, license.id, query.usageType, range)
+          ? eventsQuery(lineSql(columns, query.format), tenantId, license.id, query.usageType, range, includeVoided)
           : rollupsQuery(lineSql(columns, query.format), tenantId, license.id, query);
       await client.query(`DECLARE export_rows NO SCROLL CURSOR FOR ${select.text}`, select.values);
       for (;;) {
@@ -134,12 +146,19 @@ export async function* exportRows(
   if (query.format === 'json') yield '\n]\n';
 }
 
-function eventsQuery(line: string, tenantId: string, licenseId: string, usageType: string | undefined, range: { start: number; end: number }) {
+function eventsQuery(
+  line: string,
+  tenantId: string,
+  licenseId: string,
+  usageType: string | undefined,
+  range: { start: number; end: number },
+  includeVoided: boolean,
+) {
   return {
     text: `SELECT ${line} AS line
              FROM usage_events
             WHERE tenant_id = $1 AND license_id = $2 AND ($3::text IS NULL OR usage_type = $3)
-              AND occurred_at >= $4 AND occurred_at < $5
+              AND occurred_at >= $4 AND occurred_at < $5${includeVoided ? '' : ' AND voided_at IS NULL'}
             ORDER BY occurred_at`,
     values: [tenantId, licenseId, usageType ?? null, new Date(range.start), new Date(range.end)],
   };

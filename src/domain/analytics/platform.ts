@@ -75,14 +75,14 @@ WITH raw AS (
     FROM licenses l
     JOIN unnest($4::text[], $5::timestamptz[]) AS z(timezone, hour) ON z.timezone = l.timezone,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
-                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.voided_at IS NULL
                      AND e.occurred_at >= z.hour AND e.occurred_at < z.hour + interval '1 hour' OFFSET 0) AS e
    WHERE l.environment = $7::api_key_environment
   UNION ALL
   SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
     FROM licenses l,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
-                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 OFFSET 0) AS e
+                   WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 AND e.voided_at IS NULL OFFSET 0) AS e
    WHERE l.environment = $7::api_key_environment
 )
 ${FOLDED}
@@ -100,6 +100,60 @@ async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[]): Pr
 }
 
 /**
+ * Per license-local date in [$1, $2]: p50/p95/p99 of durationMs over the raw events (exact,
+ * percentile_cont: interpolated between the two nearest values, rounded to 3 decimals), with
+ * the events that carry a duration. The first read is a day early, for zones ahead of UTC.
+ */
+const RESPONSE_TIMES_SQL = `
+SELECT to_char(d.date, 'YYYY-MM-DD') AS date, count(*)::int AS events,
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d.duration_ms)::numeric, 3)::float8 AS p50,
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY d.duration_ms)::numeric, 3)::float8 AS p95,
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY d.duration_ms)::numeric, 3)::float8 AS p99
+  FROM (SELECT (e.occurred_at AT TIME ZONE l.timezone)::date AS date, e.duration_ms
+          FROM usage_events e JOIN licenses l ON l.tenant_id = e.tenant_id AND l.id = e.license_id
+         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2 AND e.duration_ms IS NOT NULL
+           AND l.environment = $3::api_key_environment) AS d
+ WHERE d.date >= $1::date AND d.date <= $2::date
+ GROUP BY d.date ORDER BY d.date`;
+
+/** Events per country (null: none) over license-local dates [$1, $2], the $3 most frequent. */
+const COUNTRIES_SQL = `
+SELECT d.country, count(*)::text AS events
+  FROM (SELECT e.country, (e.occurred_at AT TIME ZONE l.timezone)::date AS date
+          FROM usage_events e JOIN licenses l ON l.tenant_id = e.tenant_id AND l.id = e.license_id
+         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2 AND l.environment = $4::api_key_environment) AS d
+ WHERE d.date >= $1::date AND d.date <= $2::date
+ GROUP BY d.country ORDER BY count(*) DESC, d.country NULLS LAST
+ LIMIT $3`;
+
+export interface PlatformSections {
+  /** Events per country of the range, from raw events. */
+  countries?: boolean;
+  /** p50/p95/p99 of durationMs per day, from raw events. */
+  percentiles?: boolean;
+}
+
+/**
+ * The sections of the platform view read from raw events (within USAGE_EVENT_RETENTION_DAYS),
+ * asked for by name: unlike the rest of the view, which reads rollups, they read every event of
+ * the range, so the default view does not pay for them.
+ */
+async function rawSections(pool: pg.Pool, environment: Environment, firstDate: string, lastDate: string, top: number, sections: PlatformSections) {
+  const read = <R extends pg.QueryResultRow>(sql: string, params: unknown[]) =>
+    inTransaction(pool, { begin: 'BEGIN READ ONLY', settings: ['jit = off'] }, async (client) => (await client.query<R>(sql, params)).rows);
+  const [countries, responseTimes] = await Promise.all([
+    sections.countries ? read<{ country: string | null; events: string }>(COUNTRIES_SQL, [firstDate, lastDate, top, environment]) : null,
+    sections.percentiles
+      ? read<{ date: string; events: number; p50: number; p95: number; p99: number }>(RESPONSE_TIMES_SQL, [firstDate, lastDate, environment])
+      : null,
+  ]);
+  return {
+    ...(countries ? { countries: countries.map((r) => ({ country: r.country, events: Number(r.events) })) } : {}),
+    ...(responseTimes ? { responseTimes: responseTimes.map((r) => ({ date: r.date, events: r.events, p50DurationMs: r.p50, p95DurationMs: r.p95, p99DurationMs: r.p99 })) } : {}),
+  };
+}
+
+/**
  * The operator's view across tenants over the last `days` days. Days are license-local
  * dates: final ones come from daily rollups, the unfinished tail (the last day or two)
  * from hourly rollups and, for hours not rolled up yet, raw events. Hours a late event
@@ -107,7 +161,12 @@ async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[]): Pr
  * One environment at a time: licenses, events and the keys' organizations and SDK versions of
  * that environment (tenants are counted whole: a tenant has both).
  */
-export async function platformOverview(pool: pg.Pool, environment: Environment, args: { days: number; top: number }, now = new Date()) {
+export async function platformOverview(
+  pool: pg.Pool,
+  environment: Environment,
+  args: { days: number; top: number } & PlatformSections,
+  now = new Date(),
+) {
   const todayUtc = Math.floor(now.getTime() / DAY_MS) * DAY_MS;
   const firstDate = new Date(todayUtc - (args.days - 1) * DAY_MS).toISOString().slice(0, 10);
   const activeSince = new Date(todayUtc - 29 * DAY_MS).toISOString().slice(0, 10);
@@ -162,7 +221,8 @@ export async function platformOverview(pool: pg.Pool, environment: Environment, 
     }
     return (await Promise.all(reads)).flat();
   };
-  const [tenants, licenses, finalDays, tailDays, orgs, sdks] = await Promise.all([
+  const lastDate = new Date(todayUtc).toISOString().slice(0, 10);
+  const [tenants, licenses, finalDays, tailDays, orgs, sdks, raw] = await Promise.all([
     pool.query<{ n: string }>('SELECT count(*)::text AS n FROM tenants'),
     pool.query<{ status: string; n: string }>(
       `SELECT status::text, count(*)::text AS n FROM licenses WHERE deleted_at IS NULL AND environment = $1::api_key_environment GROUP BY 1`,
@@ -182,6 +242,7 @@ export async function platformOverview(pool: pg.Pool, environment: Environment, 
         GROUP BY sdk_version ORDER BY count(*) DESC, sdk_version NULLS LAST`,
       [new Date(now.getTime() - 30 * DAY_MS), environment],
     ),
+    rawSections(pool, environment, firstDate, lastDate, args.top, args),
   ]);
 
   // Every rollup row and event is in exactly one of the reads: their dates and licenses add up.
@@ -228,5 +289,6 @@ export async function platformOverview(pool: pg.Pool, environment: Environment, 
     topTenants: top.map(([tenantId, n]) => ({ tenantId, name: names.get(tenantId) ?? '', events: Number(n) })),
     topOrganizations: orgs.rows.map((r) => ({ organization: r.organization, keys: Number(r.keys), requests: Number(r.requests) })),
     sdkVersions: sdks.rows.map((r) => ({ sdkVersion: r.sdk_version, keys: Number(r.keys) })),
+    ...raw,
   };
 }

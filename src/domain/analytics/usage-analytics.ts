@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
-import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity } from './buckets';
+import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity, type Span } from './buckets';
 import type { FinalDayCache } from '../usage-reader/final-days';
 import { licenseWithCoverage, seriesTotals, type ScopedLicense, type SeriesScope } from '../usage-reader/series';
 import type { Environment } from '../environments/environment';
@@ -14,6 +14,61 @@ export interface UsageAnalyticsInput {
   endDate: string;
   granularity: Granularity;
   timezone?: string;
+  /** Add p50/p95/p99 of durationMs, computed from raw events (opt-in: it reads every event of the range). */
+  percentiles?: boolean;
+}
+
+/** Longest range, in local days, for which percentiles are computed: every event of it is read and sorted. */
+export const MAX_PERCENTILE_RANGE_DAYS = 92;
+
+export interface DurationPercentiles {
+  p50DurationMs: number | null;
+  p95DurationMs: number | null;
+  p99DurationMs: number | null;
+}
+
+const NO_DURATIONS: DurationPercentiles = { p50DurationMs: null, p95DurationMs: null, p99DurationMs: null };
+
+/**
+ * p50/p95/p99 of durationMs over the raw events of the range, per bucket (bucket = the last
+ * bucket start at or before the event, $4 being the starts in order) and over all of it
+ * (bucket NULL, the GROUPING SETS' empty set). Exact: percentile_cont, PostgreSQL's
+ * continuous percentile (linear interpolation between the two nearest values, as numpy's
+ * default and most APMs compute it), rounded half away from zero to 3 decimals. Events without
+ * a duration do not count.
+ */
+const PERCENTILES_SQL = `
+SELECT CASE WHEN GROUPING(b) = 0 THEN b END AS bucket,
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::numeric, 3)::float8 AS p50,
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)::numeric, 3)::float8 AS p95,
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::numeric, 3)::float8 AS p99
+  FROM (SELECT width_bucket(occurred_at, $4::timestamptz[]) AS b, duration_ms
+          FROM usage_events
+         WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
+           AND occurred_at >= $5 AND occurred_at < $6 AND duration_ms IS NOT NULL) AS e
+ GROUP BY GROUPING SETS ((b), ())`;
+
+async function durationPercentiles(pool: pg.Pool, scope: SeriesScope, buckets: Span[], range: Span) {
+  const { rows } = await pool.query<{ bucket: number | null; p50: number; p95: number; p99: number }>(PERCENTILES_SQL, [
+    scope.tenantId,
+    scope.licenses.map((l) => l.id),
+    scope.usageType ?? null,
+    buckets.map((b) => new Date(b.start).toISOString()),
+    new Date(range.start),
+    new Date(range.end),
+  ]);
+  const byBucket = new Map<number, DurationPercentiles>();
+  let overall = NO_DURATIONS;
+  for (const r of rows) {
+    const values = { p50DurationMs: r.p50, p95DurationMs: r.p95, p99DurationMs: r.p99 };
+    if (r.bucket === null) overall = values;
+    else byBucket.set(r.bucket - 1, values); // width_bucket counts from 1
+  }
+  return { overall, byBucket };
+}
+
+function localDays(startDate: string, endDate: string): number {
+  return Math.round((Date.parse(`${endDate}T00:00:00Z`) - Date.parse(`${startDate}T00:00:00Z`)) / 86_400_000) + 1;
 }
 
 export interface AnalyticsDeps {
@@ -86,7 +141,16 @@ export async function usageAnalytics(
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
   const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
-  const totals = await seriesTotals(deps.pool, scope, buckets, timezone, range, finalDays);
+  if (args.percentiles && localDays(args.startDate, args.endDate) > MAX_PERCENTILE_RANGE_DAYS) {
+    throw new AppError(
+      'BAD_REQUEST',
+      `endDate: with percentiles a range covers at most ${MAX_PERCENTILE_RANGE_DAYS} days (this one has ${localDays(args.startDate, args.endDate)})`,
+    );
+  }
+  const [totals, percentiles] = await Promise.all([
+    seriesTotals(deps.pool, scope, buckets, timezone, range, finalDays),
+    args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
+  ]);
   const { total, uniqueUsers } = totals;
   return {
     period: { ...describeRange(args, timezone, range), granularity: args.granularity },
@@ -97,10 +161,12 @@ export async function usageAnalytics(
       errorCount: Number(total.errors),
       errorRate: ratio(total.errors, total.events, 6) ?? 0,
       avgDurationMs: ratio(total.durationMsSum, total.events, 3),
+      ...(percentiles ? percentiles.overall : {}),
     },
     timeSeries: buckets.map((bucket, i) => {
       const cell = totals.byBucket.get(i);
-      return { period: isoInZone(bucket.start, timezone), quantity: cell?.quantity ?? '0', events: cell?.events ?? 0 };
+      const entry = { period: isoInZone(bucket.start, timezone), quantity: cell?.quantity ?? '0', events: cell?.events ?? 0 };
+      return percentiles ? { ...entry, ...(percentiles.byBucket.get(i) ?? NO_DURATIONS) } : entry;
     }),
     byUsageType: [...totals.byUsageType]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

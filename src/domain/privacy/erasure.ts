@@ -195,7 +195,7 @@ async function eraseBatch(
     const table = quoteIdent(partition);
     const { rows } = await client.query<EventRow>(
       `SELECT id, license_id, usage_type, quantity::text AS quantity, occurred_at, idempotency_key, payload_hash,
-              platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+              platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, country, properties
          FROM ${table}
         WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3) AND id > $4
           AND license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $6::api_key_environment)
@@ -212,6 +212,7 @@ async function eraseBatch(
         ...before,
         userId: pseudonym,
         ipAddress: null,
+        country: null, // derived from the address: it goes with it
         properties: {},
         platform: scrub(r.platform),
         deviceType: scrub(r.device_type),
@@ -224,7 +225,7 @@ async function eraseBatch(
 
     const updated = await client.query(
       `UPDATE ${table} e
-          SET user_id = $3, ip_address = NULL, properties = '{}', idempotency_key = n.idempotency_key, payload_hash = n.payload_hash,
+          SET user_id = $3, ip_address = NULL, country = NULL, properties = '{}', idempotency_key = n.idempotency_key, payload_hash = n.payload_hash,
               platform = n.platform, device_type = n.device_type, route = n.route, method = n.method, sdk_version = n.sdk_version
          FROM unnest($4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
               AS n(id, occurred_at, idempotency_key, payload_hash, platform, device_type, route, method, sdk_version)

@@ -28,6 +28,12 @@ export interface ExportedEvent extends Omit<EventDimensions, 'userId'> {
   occurredAt: string;
   receivedAt: string;
   idempotencyKey: string | null;
+  /**
+   * Voided events are still data Tally holds about the user, so a subject-access export
+   * includes them, marked (they count nowhere else).
+   */
+  voidedAt: string | null;
+  voidReason: string | null;
 }
 
 interface Position {
@@ -62,10 +68,22 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
   const after = request.cursor ? decodePosition(request.cursor) : null;
 
   const { rows } = await pool.query<
-    DimensionColumns & { id: string; license_id: string; usage_type: string; quantity: string; occurred_at: Date; received_at: Date; idempotency_key: string | null; user_id: string }
+    DimensionColumns & {
+      id: string;
+      license_id: string;
+      usage_type: string;
+      quantity: string;
+      occurred_at: Date;
+      received_at: Date;
+      idempotency_key: string | null;
+      user_id: string;
+      voided_at: Date | null;
+      void_reason: string | null;
+    }
   >(
     `SELECT id, license_id, usage_type, trim_scale(quantity)::text AS quantity, occurred_at, received_at, idempotency_key,
-            platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+            platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, country, properties,
+            voided_at, void_reason
        FROM usage_events
       WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3)
         AND ($4::uuid IS NULL OR (license_id, occurred_at, id) > ($4::uuid, $5::timestamptz, $6::uuid))
@@ -101,6 +119,8 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
           idempotencyKey: r.idempotency_key,
           ...dimensionsOf(r),
           userId: r.user_id,
+          voidedAt: r.voided_at?.toISOString() ?? null,
+          voidReason: r.void_reason,
         }),
       ),
   }));

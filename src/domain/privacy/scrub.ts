@@ -54,6 +54,7 @@ export interface DimensionColumns {
   duration_ms: number | null;
   sdk_version: string | null;
   ip_address: string | null;
+  country: string | null;
   properties: Record<string, unknown>;
 }
 
@@ -68,6 +69,7 @@ export function dimensionsOf(r: DimensionColumns): EventDimensions {
     durationMs: r.duration_ms,
     sdkVersion: r.sdk_version,
     ipAddress: r.ip_address,
+    country: r.country,
     properties: r.properties,
   };
 }

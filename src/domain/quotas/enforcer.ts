@@ -164,10 +164,15 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * and cached with it: no extra round trip.
    */
   private limitsOf(tenantId: string, environment: Environment, licenseId: string): Promise<LicenseLimits | null> {
+    return this.tenantLimitsOf(tenantId, licenseId).then((v) => limitsInScope(v, tenantId, environment));
+  }
+
+  /** The limits of a license of this tenant, whatever its environment: for events already judged (giveBack). */
+  private tenantLimitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
     const cached = this.limitsCache.get(licenseId);
     const now = Date.now();
     if (cached && now - cached.at < this.options.limitsCacheMs) {
-      return cached.value.then((v) => limitsInScope(v, tenantId, environment));
+      return cached.value.then((v) => (v && v.tenantId !== tenantId ? null : v));
     }
     const value = loadLicenseLimits(this.deps.prisma, tenantId, licenseId);
     // Another tenant's id loads as null; cache only what belongs to the caller's tenant.
@@ -175,7 +180,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       (v) => (v ? this.limitsCache.set(licenseId, { at: now, value }) : undefined),
       () => this.limitsCache.delete(licenseId),
     );
-    return value.then((v) => limitsInScope(v, tenantId, environment));
+    return value;
   }
 
   /** The hot path: periods (time-zone arithmetic) and caps (decimal arithmetic) are worked out once per period. */
@@ -396,6 +401,12 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       if (!r) continue;
       if (r.viaRedis) for (const { counter } of r.counters) amounts.set(counter.key, (amounts.get(counter.key) ?? 0n) + r.amount);
     }
+    await this.decrement(amounts, 'could not give back reserved quota');
+    for (const r of reservations) if (r) this.forget(r);
+  }
+
+  /** Takes amounts off existing counters, one call per license; a counter that is gone is left to its rebuild. */
+  private async decrement(amounts: Map<string, bigint>, failure: string): Promise<void> {
     // One call per license: a license's counters share a Redis Cluster slot.
     const byTag = new Map<string, string[]>();
     for (const key of amounts.keys()) {
@@ -406,11 +417,39 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       [...byTag.values()].map((keys) =>
         runScript(this.deps.redis, RELEASE_LUA, keys, keys.map((k) => amounts.get(k)!.toString())).catch((err: unknown) =>
           // A counter left too high only refuses early; the next rebuild corrects it.
-          this.deps.logger.warn({ err }, 'could not give back reserved quota'),
+          this.deps.logger.warn({ err }, failure),
         ),
       ),
     );
-    for (const r of reservations) if (r) this.forget(r);
+  }
+
+  /**
+   * Stored events stopped counting (they were voided, and that is committed): each one's
+   * amount comes off the counters of the periods its occurredAt falls in, under the
+   * license's limits, exactly as it was added. A counter that is gone is left alone: its
+   * rebuild reads PostgreSQL, where voided events no longer count. (Should a counter vanish
+   * and be rebuilt in the moment between the void's commit and this call, the event comes
+   * off twice; that needs Redis to lose the key in that very window.)
+   */
+  async giveBack(tenantId: string, events: QuotaEvent[]): Promise<void> {
+    const byLicense = new Map<string, QuotaEvent[]>();
+    for (const e of events) {
+      const list = byLicense.get(e.licenseId);
+      if (list) list.push(e);
+      else byLicense.set(e.licenseId, [e]);
+    }
+    const amounts = new Map<string, bigint>();
+    for (const [licenseId, licenseEvents] of byLicense) {
+      // the voided events were found in the caller's environment already
+      const limits = await this.tenantLimitsOf(tenantId, licenseId);
+      if (!limits) continue;
+      for (const e of licenseEvents) {
+        const amount = floorMicro(e.quantity);
+        for (const c of this.computeCounters(limits, e.usageType, e.occurredAt)) amounts.set(c.key, (amounts.get(c.key) ?? 0n) + amount);
+      }
+    }
+    if (amounts.size === 0) return;
+    await this.decrement(amounts, 'could not give voided usage back to the quota counters');
   }
 
   /** The events are stored: they stop being in flight. Returns the levels and caps they crossed. */

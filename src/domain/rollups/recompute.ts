@@ -63,7 +63,7 @@ const HOURLY_SQL = `
 WITH fresh AS (
   SELECT e.tenant_id, e.license_id, e.usage_type, date_trunc('hour', e.occurred_at) AS hour, ${AGGREGATES}
     FROM usage_events e
-   WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+   WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.voided_at IS NULL
      AND ($3::uuid[] IS NULL OR e.license_id = ANY($3::uuid[]))
    -- license first: it varies most, so the sort compares (abbreviated) uuids, rarely text
    GROUP BY e.license_id, e.usage_type, 4, e.tenant_id
@@ -93,7 +93,7 @@ INSERT INTO usage_rollups_hourly (tenant_id, license_id, usage_type, hour, quant
   max_quantity, distinct_users, error_count, duration_ms_sum)
 SELECT e.tenant_id, e.license_id, e.usage_type, date_trunc('hour', e.occurred_at) AS hour, ${AGGREGATES}
   FROM usage_events e
- WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+ WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.voided_at IS NULL
    AND ($3::uuid[] IS NULL OR e.license_id = ANY($3::uuid[]))
  GROUP BY e.license_id, e.usage_type, 4, e.tenant_id`;
 
@@ -115,7 +115,7 @@ fresh AS (
   SELECT e.tenant_id, e.license_id, e.usage_type, t.day AS date, t.timezone, ${AGGREGATES}
     FROM usage_events e
     JOIN target t ON t.license_id = e.license_id AND t.tenant_id = e.tenant_id
-   WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+   WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.voided_at IS NULL
      AND e.occurred_at >= t.day_start AND e.occurred_at < t.day_end
    GROUP BY e.license_id, e.usage_type, t.day, e.tenant_id, t.timezone
 ),

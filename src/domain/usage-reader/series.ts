@@ -363,7 +363,7 @@ function planUnion(scope: { tenantId: string; licenseIds: string[]; usageType?: 
                        CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END AS error_count, coalesce(e.duration_ms, 0) AS duration_ms_sum
                   FROM usage_events e
                  CROSS JOIN LATERAL (SELECT (${map}::int[])[width_bucket(e.occurred_at, ${points}::timestamptz[])] AS bucket) b
-                 WHERE ${scoped('e')} AND e.occurred_at >= ${param(new Date(wb.points[0]!))} AND e.occurred_at < ${param(new Date(wb.points.at(-1)!))}
+                 WHERE ${scoped('e')} AND e.voided_at IS NULL AND e.occurred_at >= ${param(new Date(wb.points[0]!))} AND e.occurred_at < ${param(new Date(wb.points.at(-1)!))}
                    AND b.bucket IS NOT NULL`);
   }
   return parts.length === 0 ? null : { sql: parts.join('\n UNION ALL \n'), params };
@@ -478,7 +478,8 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
                 SELECT 3, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
                  WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
                    AND ($3::text IS NULL OR usage_type = $3)
-                   AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}`;
+                   AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}
+                   AND voided_at IS NULL`;
       },
     );
     for (const rows of results) {
@@ -518,7 +519,7 @@ export async function distinctUsers(pool: pg.Pool, scope: SeriesScope, range: Sp
     name: 'analytics.distinct-users',
     text: `SELECT count(DISTINCT user_id)::text AS n FROM usage_events
             WHERE tenant_id = $1 AND license_id = ANY($2::uuid[]) AND ($3::text IS NULL OR usage_type = $3)
-              AND occurred_at >= $4 AND occurred_at < $5`,
+              AND occurred_at >= $4 AND occurred_at < $5 AND voided_at IS NULL`,
     values: [scope.tenantId, scope.licenses.map((l) => l.id), scope.usageType ?? null, new Date(range.start), new Date(range.end)],
   });
   return Number(rows[0]!.n);

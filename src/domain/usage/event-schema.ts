@@ -194,6 +194,8 @@ export interface EventDimensions {
   durationMs: number | null;
   sdkVersion: string | null;
   ipAddress: string | null;
+  /** ISO 3166-1 alpha-2 country of ipAddress, looked up at ingestion; never sent by clients (not hashed). */
+  country: string | null;
   properties: Record<string, unknown>;
 }
 

@@ -6,6 +6,7 @@ import { pgArray } from '../../lib/pg-array';
 import { ensureUsageEventPartitions } from './partitions';
 import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './event-schema';
 import { DAY_MS } from '../../lib/time';
+import { countryOfAddress } from '../../lib/geoip';
 import type { Environment } from '../environments/environment';
 
 export type EventOutcome =
@@ -51,6 +52,7 @@ export function normalizeEvent(
     };
   }
   const occurredAtIso = occurredAt.toISOString();
+  const ipAddress = event.ipAddress ?? requestIp ?? null;
   return {
     id: randomUUID(),
     tenantId,
@@ -70,7 +72,8 @@ export function normalizeEvent(
     statusCode: event.statusCode ?? null,
     durationMs: event.durationMs ?? null,
     sdkVersion: event.sdkVersion ?? null,
-    ipAddress: event.ipAddress ?? requestIp ?? null,
+    ipAddress,
+    country: countryOfAddress(ipAddress),
     properties: event.properties ?? {},
   };
 }
@@ -92,10 +95,10 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[], $8::text[],
     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::text[],
-    $17::text[], $18::jsonb[]
+    $17::text[], $18::jsonb[], $20::text[]
   ) AS t(id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash,
          platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-         ip_address, properties)
+         ip_address, properties, country)
 ),
 claimed AS (
   INSERT INTO idempotency_keys (tenant_id, key, event_id, occurred_at, payload_hash)
@@ -106,9 +109,9 @@ claimed AS (
 stored AS (
   INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
     payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-    ip_address, properties)
+    ip_address, properties, country)
   SELECT id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash, platform,
-         device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties
+         device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties, country
     FROM input
    WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM claimed)
   RETURNING id, tenant_id, license_id, occurred_at
@@ -162,6 +165,8 @@ const COLUMNS: readonly Column[] = [
 function insertParams(events: NormalizedEvent[]): unknown[] {
   const params: unknown[] = COLUMNS.map(([get, plain]) => pgArray(events, plain, get));
   params.push(LATE_MARK_LEAD_SECONDS);
+  // $20, after $19: the country came with the column, appended so the other numbers stay put.
+  params.push(pgArray(events, true, (e) => e.country));
   return params;
 }
 

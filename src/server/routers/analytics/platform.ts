@@ -3,7 +3,17 @@ import { platformOverview } from '../../../domain/analytics/platform';
 import { procedure } from '../../trpc';
 
 export const platformProcedure = procedure({ roles: [], scope: 'platform' })
-  .input(z.strictObject({ days: z.number().int().min(1).max(90).default(30), top: z.number().int().min(1).max(50).default(10) }).default({ days: 30, top: 10 }))
+  .input(
+    z
+      .strictObject({
+        days: z.number().int().min(1).max(90).default(30),
+        top: z.number().int().min(1).max(50).default(10),
+        // Sections read from raw events, on request (see platformOverview).
+        countries: z.boolean().default(false),
+        percentiles: z.boolean().default(false),
+      })
+      .default({ days: 30, top: 10, countries: false, percentiles: false }),
+  )
   .output(
     z.object({
       days: z.number(),
@@ -19,6 +29,10 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
       topTenants: z.array(z.object({ tenantId: z.string(), name: z.string(), events: z.number() })),
       topOrganizations: z.array(z.object({ organization: z.string(), keys: z.number(), requests: z.number() })),
       sdkVersions: z.array(z.object({ sdkVersion: z.string().nullable(), keys: z.number() })),
+      countries: z.array(z.object({ country: z.string().nullable(), events: z.number() })).optional(),
+      responseTimes: z
+        .array(z.object({ date: z.string(), events: z.number(), p50DurationMs: z.number(), p95DurationMs: z.number(), p99DurationMs: z.number() }))
+        .optional(),
     }),
   )
   // The admin key's environment, or the one X-Tally-Environment names: test and live are never summed.

@@ -3,6 +3,13 @@ import { usageAnalytics } from '../../../domain/analytics/usage-analytics';
 import { procedure, requireTenant } from '../../trpc';
 import { granularitySchema, periodOutput, rangeInput } from './schemas';
 
+/** Present when asked for with `percentiles: true`; null when no event of the period has a duration. */
+const durationPercentiles = {
+  p50DurationMs: z.number().nullable().optional(),
+  p95DurationMs: z.number().nullable().optional(),
+  p99DurationMs: z.number().nullable().optional(),
+};
+
 export const usageAnalyticsOutput = z.object({
   period: periodOutput,
   overview: z.object({
@@ -12,13 +19,14 @@ export const usageAnalyticsOutput = z.object({
     errorCount: z.number(),
     errorRate: z.number(),
     avgDurationMs: z.number().nullable(),
+    ...durationPercentiles,
   }),
-  timeSeries: z.array(z.object({ period: z.string(), quantity: z.string(), events: z.number() })),
+  timeSeries: z.array(z.object({ period: z.string(), quantity: z.string(), events: z.number(), ...durationPercentiles })),
   byUsageType: z.array(z.object({ usageType: z.string(), quantity: z.string(), events: z.number(), errorCount: z.number() })),
 });
 
 export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
-  .input(z.strictObject({ ...rangeInput, granularity: granularitySchema }))
+  .input(z.strictObject({ ...rangeInput, granularity: granularitySchema, percentiles: z.boolean().optional() }))
   .output(usageAnalyticsOutput)
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);

@@ -43,7 +43,11 @@ const exportedEvent = z.object({
   durationMs: z.number().nullable(),
   sdkVersion: z.string().nullable(),
   ipAddress: z.string().nullable(),
+  country: z.string().nullable(),
   properties: jsonValue,
+  /** Set for a voided event: still held (so part of the user's data), counted nowhere. */
+  voidedAt: z.string().nullable(),
+  voidReason: z.string().nullable(),
 });
 
 export const userExportSchema = z.object({

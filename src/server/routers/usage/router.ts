@@ -5,6 +5,7 @@ import { jobStatusProcedure } from './job-status';
 import { recalculateAggregatesProcedure } from './recalculate-aggregates';
 import { trackEventProcedure } from './track-event';
 import { trackEventsProcedure } from './track-events';
+import { voidEventsProcedure } from './void-events';
 
 export const usageRouter = router({
   trackEvent: trackEventProcedure,
@@ -13,4 +14,5 @@ export const usageRouter = router({
   check: checkProcedure,
   recalculateAggregates: recalculateAggregatesProcedure,
   jobStatus: jobStatusProcedure,
+  voidEvents: voidEventsProcedure,
 });

@@ -1,0 +1,300 @@
+/**
+ * SDK and middleware benchmark (issue 14): `npm run bench -- sdk`.
+ *
+ * 1. Middleware overhead, `enforce: false`: one trivial Express route served twice in this process,
+ *    bare and behind `tallyExpress` (every request billed through the buffered `track`, really sent
+ *    to the API), driven by keep-alive clients in alternating rounds (A B A B …) so drift in the
+ *    machine's load hits both alike. Figures: p99 added, throughput with ÷ without.
+ * 2. `enforce: true`, check cache off: one client alternating bare and enforced calls (no queueing),
+ *    p50 added, beside the p50 of one `usage.check` round trip from the same process.
+ * 3. SDK throughput into Tally: N events through `tally.track` and `flush`, from the first track to
+ *    the last answer, beside N events of the same shape sent as raw 1,000-event `usage.trackEvents`
+ *    calls by 4 clients (the method of ingest (a)), in rounds SDK, raw, raw, SDK of N/2 events.
+ *    Both counts are checked in PostgreSQL.
+ *
+ * The load generator shares this process with the served app (and the machine with the API and
+ * PostgreSQL); both variants of each comparison pay that alike.
+ */
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import pg from 'pg';
+import { Tally, type TallyErrorReport } from '../sdk/src/index';
+import { tallyExpress } from '../sdk/src/express';
+import { SDK_VERSION } from '../sdk/src/version';
+import {
+  type BenchContext,
+  type BenchReport,
+  type Figure,
+  type PhaseReport,
+  createTenantWithLicense,
+  httpRequest,
+  intFromEnv,
+  measurePhase,
+  round,
+  summarizeLatencies,
+  type LatencySummary,
+} from './lib';
+
+export interface SdkBenchConfig {
+  clients: number;
+  warmupSeconds: number;
+  roundSeconds: number;
+  rounds: number;
+  serialPairs: number;
+  events: number;
+}
+
+export function sdkConfigFromEnv(): SdkBenchConfig {
+  return {
+    clients: intFromEnv('BENCH_SDK_CLIENTS', 16),
+    warmupSeconds: intFromEnv('BENCH_SDK_WARMUP_SECONDS', 2),
+    roundSeconds: intFromEnv('BENCH_SDK_ROUND_SECONDS', 3),
+    rounds: intFromEnv('BENCH_SDK_ROUNDS', 4),
+    serialPairs: intFromEnv('BENCH_SDK_SERIAL_PAIRS', 1000),
+    events: intFromEnv('BENCH_SDK_EVENTS', 200_000),
+  };
+}
+
+interface Served {
+  url: string;
+  close(): Promise<void>;
+}
+
+async function serveTrivial(middleware?: express.RequestHandler): Promise<Served> {
+  const app = express();
+  if (middleware) app.use(middleware);
+  app.get('/v1/ping', (_req, res) => {
+    res.json({ ok: true });
+  });
+  const server = http.createServer(app);
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/ping`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+interface LoadResult {
+  latencies: number[];
+  requests: number;
+  seconds: number;
+  errors: string[];
+}
+
+async function drive(url: string, headers: Record<string, string>, clients: number, seconds: number, into?: LoadResult): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const deadline = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        const res = await httpRequest(url, { method: 'GET', headers, agent }).catch((e: unknown) => ({ status: 0, body: String(e) }));
+        if (!into) continue;
+        if (res.status !== 200) {
+          if (into.errors.length < 20) into.errors.push(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+          continue;
+        }
+        into.latencies.push(performance.now() - t0);
+        into.requests += 1;
+      }
+    }),
+  );
+  if (into) into.seconds += (performance.now() - started) / 1000;
+  agent.destroy();
+}
+
+async function storedFor(databaseUrl: string, licenseId: string): Promise<number> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>('SELECT count(*)::text AS n FROM usage_events WHERE license_id = $1', [licenseId]);
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
+
+const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, errors: [] });
+
+export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promise<BenchReport> {
+  const tenant = await createTenantWithLicense(ctx.server, `sdk-${ctx.runId}`, 'enterprise');
+  const reports: TallyErrorReport[] = [];
+  const onError = (r: TallyErrorReport) => {
+    if (reports.length < 20) reports.push(r);
+  };
+  const phases: PhaseReport[] = [];
+  const headers = { 'x-license-id': tenant.licenseId };
+
+  // 1. enforce: false, throughput and p99 under load.
+  const recorder = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000 });
+  const bare = await serveTrivial();
+  const billed = await serveTrivial(tallyExpress({ tally: recorder, billableRoutes: ['GET /v1/ping'], licenseId: (req) => req.header('x-license-id') }));
+  const enforcer = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000 });
+  const enforced = await serveTrivial(
+    tallyExpress({ tally: enforcer, billableRoutes: ['GET /v1/ping'], licenseId: (req) => req.header('x-license-id'), enforce: true, failOpen: false }),
+  );
+  const variants = [
+    { name: 'bare route', url: bare.url, load: blank() },
+    { name: 'with middleware (enforce: false)', url: billed.url, load: blank() },
+  ];
+  try {
+    for (const v of variants) await drive(v.url, headers, cfg.clients, cfg.warmupSeconds);
+    const { resources } = await measurePhase(ctx.server, async () => {
+      for (let r = 0; r < cfg.rounds; r++) {
+        for (const v of r % 2 === 0 ? variants : [...variants].reverse()) await drive(v.url, headers, cfg.clients, cfg.roundSeconds, v.load);
+      }
+      await recorder.flush();
+    });
+    for (const v of variants) {
+      phases.push({
+        name: v.name,
+        resources,
+        errors: v.load.errors,
+        metrics: { requests: v.load.requests, requestsPerSecond: round(v.load.requests / v.load.seconds, 0), latency: summarizeLatencies(v.load.latencies) },
+      });
+    }
+
+    // 2. enforce: true, cache off: one client, alternating calls; and check round trips.
+    const serial = [[], [], []] as number[][];
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const serialErrors: string[] = [];
+    const { resources: serialResources } = await measurePhase(ctx.server, async () => {
+      for (let i = 0; i < cfg.serialPairs; i++) {
+        for (const [j, url] of [bare.url, enforced.url].entries()) {
+          const t0 = performance.now();
+          const res = await httpRequest(url, { method: 'GET', headers, agent });
+          if (res.status !== 200 && serialErrors.length < 20) serialErrors.push(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+          serial[j]!.push(performance.now() - t0);
+        }
+        const t0 = performance.now();
+        await enforcer.check({ licenseId: tenant.licenseId, usageType: 'api_call', quantity: 1 });
+        serial[2]!.push(performance.now() - t0);
+      }
+      await enforcer.flush();
+    });
+    agent.destroy();
+    const [sBare, sEnforced, sCheck] = serial.map((s) => summarizeLatencies(s)) as [LatencySummary, LatencySummary, LatencySummary];
+    phases.push({ name: 'serial: bare / enforce: true / usage.check', resources: serialResources, errors: serialErrors, metrics: { pairs: cfg.serialPairs, bare: sBare, enforced: sEnforced, check: sCheck } });
+  } finally {
+    await Promise.all([bare.close(), billed.close(), enforced.close()]);
+    await recorder.shutdown({ timeoutMs: 30_000 });
+    await enforcer.shutdown({ timeoutMs: 30_000 });
+  }
+
+  // 3. SDK throughput vs raw batch calls of the same events (same fields, random UUID keys, the
+  //    SDK's sdkVersion), in the order SDK, raw, raw, SDK so that drift hits both alike.
+  const half = Math.ceil(cfg.events / 2);
+  const sdkTenant = await createTenantWithLicense(ctx.server, `sdk-tp-${ctx.runId}`, 'enterprise');
+  const rawTenant = await createTenantWithLicense(ctx.server, `sdk-raw-${ctx.runId}`, 'enterprise');
+  const throughput = { sdk: { seconds: 0, events: 0, errors: [] as string[], resources: [] as PhaseReport['resources'][] }, raw: { seconds: 0, events: 0, errors: [] as string[], resources: [] as PhaseReport['resources'][] } };
+  const sdkRound = async () => {
+    const tally = new Tally({ apiKey: sdkTenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: half });
+    const { result, resources } = await measurePhase(ctx.server, async () => {
+      const t0 = performance.now();
+      for (let i = 0; i < half; i++) void tally.track({ licenseId: sdkTenant.licenseId, usageType: 'api_call', quantity: 1, userId: `u-${i % 1000}` });
+      await tally.flush();
+      return (performance.now() - t0) / 1000;
+    });
+    await tally.shutdown();
+    const stats = tally.stats();
+    if (stats.accepted !== half) throughput.sdk.errors.push(`SDK: ${JSON.stringify(stats)}`);
+    throughput.sdk.seconds += result;
+    throughput.sdk.events += half;
+    throughput.sdk.resources.push(resources);
+  };
+  const rawRound = async () => {
+    const { result, resources } = await measurePhase(ctx.server, async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      const batches = Math.ceil(half / 1000);
+      let next = 0;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let b = next++; b < batches; b = next++) {
+            const events = Array.from({ length: Math.min(1000, half - b * 1000) }, (_, k) => ({
+              licenseId: rawTenant.licenseId,
+              usageType: 'api_call',
+              quantity: 1,
+              userId: `u-${k % 1000}`,
+              idempotencyKey: randomUUID(),
+              occurredAt: new Date().toISOString(),
+              sdkVersion: `tally-sdk-node/${SDK_VERSION}`,
+            }));
+            const res = await httpRequest(`${ctx.server.baseUrl}/api/trpc/usage.trackEvents`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${rawTenant.ownerKey}` },
+              body: JSON.stringify({ events }),
+              agent,
+            });
+            if (res.status !== 200 && throughput.raw.errors.length < 20) throughput.raw.errors.push(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+          }
+        }),
+      );
+      agent.destroy();
+      return (performance.now() - t0) / 1000;
+    });
+    throughput.raw.seconds += result;
+    throughput.raw.events += half;
+    throughput.raw.resources.push(resources);
+  };
+  await sdkRound();
+  await rawRound();
+  await rawRound();
+  await sdkRound();
+  for (const [name, t, licenseId] of [
+    ['SDK track + flush', throughput.sdk, sdkTenant.licenseId],
+    ['raw trackEvents, 4 clients', throughput.raw, rawTenant.licenseId],
+  ] as const) {
+    const stored = await storedFor(ctx.databaseUrl, licenseId);
+    if (stored !== t.events) t.errors.push(`stored ${stored} of ${t.events} events`);
+    phases.push({ name: `${name}, 2 × ${half} events`, resources: t.resources.at(-1)!, errors: t.errors, metrics: { seconds: round(t.seconds, 3), eventsPerSecond: round(t.events / t.seconds, 0) } });
+  }
+  if (reports.length) phases[0]!.errors.push(...reports.map((r) => `onError: ${JSON.stringify(r).slice(0, 300)}`));
+
+  const lat = (i: number) => phases[i]!.metrics.latency as LatencySummary;
+  const rps = (i: number) => phases[i]!.metrics.requestsPerSecond as number;
+  const serialMetrics = phases[2]!.metrics as { bare: LatencySummary; enforced: LatencySummary; check: LatencySummary };
+  const sdkRate = phases[3]!.metrics.eventsPerSecond as number;
+  const rawRate = phases[4]!.metrics.eventsPerSecond as number;
+  const figures: Figure[] = [
+    {
+      what: `middleware, enforce: false, p99 added (${cfg.clients} clients)`,
+      value: round(lat(1).p99Ms - lat(0).p99Ms, 2),
+      unit: 'ms',
+      digits: 2,
+      target: { value: 1, better: 'lower' },
+      baseline: `p99 ${round(lat(0).p99Ms, 2)} → ${round(lat(1).p99Ms, 2)} ms; p50 ${round(lat(0).p50Ms, 2)} → ${round(lat(1).p50Ms, 2)} ms`,
+    },
+    {
+      what: 'middleware, enforce: false, throughput vs bare route',
+      value: round((100 * rps(1)) / rps(0), 1),
+      unit: '%',
+      digits: 1,
+      target: { value: 90, better: 'higher' },
+      baseline: `${rps(1)} vs ${rps(0)} req/s, same run`,
+    },
+    {
+      what: 'middleware, enforce: true (cache off), p50 added, 1 client',
+      value: round(serialMetrics.enforced.p50Ms - serialMetrics.bare.p50Ms, 2),
+      unit: 'ms',
+      digits: 2,
+      baseline: `one usage.check round trip: p50 ${round(serialMetrics.check.p50Ms, 2)} ms, p99 ${round(serialMetrics.check.p99Ms, 2)} ms`,
+    },
+    {
+      what: 'SDK throughput into Tally (track + flush, one process)',
+      value: sdkRate,
+      unit: 'events/s',
+      target: { value: 20_000, better: 'higher' },
+      baseline: `the same events as raw 1,000-event trackEvents calls, 4 clients (ingest (a)'s method): ${rawRate} events/s, same run (rounds SDK, raw, raw, SDK)`,
+    },
+  ];
+  return { name: 'sdk', figures, phases, config: { ...cfg } };
+}

@@ -1,0 +1,461 @@
+/**
+ * The Tally client. Only `fetch`, timers and Web Crypto: no `node:` import, so the same code
+ * runs in Node ≥ 20, Bun, Deno and edge runtimes. The Node-only shutdown hooks are reached
+ * through `globalThis.process` and only when asked for (`handleSignals`).
+ */
+import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
+import type { AppRouter } from '../../src/server/router';
+import { EventQueue } from './event-queue.js';
+import { SDK_VERSION } from './version.js';
+
+export type { AppRouter };
+export type RouterInputs = inferRouterInputs<AppRouter>;
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
+
+/** One usage event as `usage.trackEvent` takes it, plus who caused it. */
+export type TrackEvent = RouterInputs['usage']['trackEvent'] & {
+  /**
+   * The person's email and organization. Tally has no columns for them yet: they travel in
+   * `properties` (`userEmail`, `organization`), which analytics never shows and
+   * `privacy.eraseUser` empties with the rest of the user's properties.
+   */
+  userEmail?: string;
+  organization?: string;
+};
+
+export type CheckInput = RouterInputs['usage']['check'];
+export type CheckResult = RouterOutputs['usage']['check'];
+
+/** What went wrong, with the events it concerns. Never thrown from `track`: handed to `onError`. */
+export type TallyErrorReport =
+  /** Tally refused this event (bad field, inactive license, quota, idempotency conflict). Not retried. */
+  | { kind: 'rejected'; event: TrackEvent; code: string; message: string }
+  /** The whole batch was refused for good (401, 403, 400, 413): these events are dropped. */
+  | { kind: 'batch_refused'; events: TrackEvent[]; status: number; message: string }
+  /** A send failed and will be retried (network error, timeout, 5xx, 429). */
+  | { kind: 'retrying'; events: number; attempt: number; delayMs: number; status?: number; message: string }
+  /** The buffer was full under `drop-oldest`: this event was dropped to make room. */
+  | { kind: 'dropped'; event: TrackEvent }
+  /** The buffer was full under `block`: `track` waits for room (reported once per episode). */
+  | { kind: 'buffer_full'; buffered: number }
+  /** Events still unsent when `shutdown` gave up waiting, or tracked after it. */
+  | { kind: 'shutdown'; events: TrackEvent[] };
+
+export interface RetryOptions {
+  /** First backoff delay (doubles each attempt, full jitter). Default 200 ms. */
+  initialDelayMs?: number;
+  /** Backoff ceiling, also for Retry-After. Default 30 s. */
+  maxDelayMs?: number;
+}
+
+export interface TallyOptions {
+  apiKey: string;
+  /** Where Tally listens, e.g. `http://localhost:3000` (the client adds `/api/trpc`). */
+  baseUrl: string;
+  /** Sent as `X-Tally-Environment` (e.g. `production`, `staging`). */
+  environment?: string;
+  /** Send what is buffered at least this often. Default 1,000 ms. */
+  flushIntervalMs?: number;
+  /** Events per `usage.trackEvents` call (Tally takes up to 1,000). Default 1,000. */
+  maxBatchSize?: number;
+  /** Events held while waiting to be sent. Default 100,000. */
+  maxBufferedEvents?: number;
+  /** What `track` does when the buffer is full. Default `drop-oldest` (never holds up the caller). */
+  bufferPolicy?: 'block' | 'drop-oldest';
+  /** Batches sent at the same time. Default 4. */
+  maxConcurrentBatches?: number;
+  /** Per-request timeout of batch sends and checks. Default 10,000 ms. */
+  requestTimeoutMs?: number;
+  retry?: RetryOptions;
+  /** Reports rejected and dropped events and retried sends. Default: nothing. */
+  onError?: (report: TallyErrorReport) => void;
+  /** Remember `check` answers this long (0 = off, the default). */
+  checkCacheMs?: number;
+  /** Flush on `beforeExit` and SIGTERM/SIGINT (Node, Bun); off by default. */
+  handleSignals?: boolean;
+  /** Another fetch (tests, proxies, edge runtimes). Default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+}
+
+export interface TallyStats {
+  /** `track` calls so far. */
+  tracked: number;
+  /** Events waiting in the buffer. */
+  buffered: number;
+  /** Events in batches being sent or retried. */
+  inFlight: number;
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+  /** Events dropped: buffer full (drop-oldest), batch refused for good, or unsent at shutdown. */
+  dropped: number;
+  /** `track` calls that had to wait for room (block). */
+  blocked: number;
+  /** Batch sends retried. */
+  retries: number;
+}
+
+type Pending = { event: TrackEvent; body: Record<string, unknown>; conflictIsDuplicate: boolean };
+
+export interface TrackOptions {
+  /**
+   * Count an idempotency conflict (the key already stored for a different payload) as a duplicate
+   * instead of reporting it. The middleware sets it: a client's retry of a request id differs
+   * from the first attempt in duration and maybe status, and must simply not be billed again.
+   */
+  conflictIsDuplicate?: boolean;
+}
+
+class SendError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; never holds the process open by itself. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    (timer as { unref?: () => void }).unref?.();
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
+export function retryAfterMs(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Full-jitter exponential backoff: a random delay in [0, min(max, initial × 2^attempt)]. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(random() * ceiling);
+}
+
+/** The event as Tally's schema takes it: identification folded into properties, a key and a time set. */
+function toWire(event: TrackEvent): Record<string, unknown> {
+  const { userEmail, organization, ...rest } = event;
+  const body: Record<string, unknown> = { ...rest };
+  // A key and a time fixed when the event is tracked, so every resend is the same payload and
+  // Tally answers `duplicate` instead of storing it twice.
+  body.idempotencyKey ??= globalThis.crypto.randomUUID();
+  body.occurredAt ??= new Date().toISOString();
+  body.sdkVersion ??= `tally-sdk-node/${SDK_VERSION}`;
+  if (userEmail !== undefined || organization !== undefined) {
+    body.properties = {
+      ...(rest.properties as Record<string, unknown> | undefined),
+      ...(userEmail !== undefined ? { userEmail } : {}),
+      ...(organization !== undefined ? { organization } : {}),
+    };
+  }
+  return body;
+}
+
+// The tRPC client's routers (tally.licenses.get.query(...)) live on the instance through a Proxy.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Tally extends TRPCClient<AppRouter> {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export class Tally {
+  readonly options: Readonly<Required<Omit<TallyOptions, 'environment' | 'onError' | 'fetch' | 'retry'>>> & {
+    environment?: string;
+    retry: Required<RetryOptions>;
+  };
+  /** The headers of every request: key, User-Agent, environment. */
+  readonly headers: Record<string, string>;
+  private readonly trpc: TRPCClient<AppRouter>;
+  private readonly fetchImpl: typeof fetch;
+  private readonly onError: (report: TallyErrorReport) => void;
+  private readonly queue = new EventQueue<Pending>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private inFlightEvents = 0;
+  private readonly waiters: { pending: Pending; resolve: () => void }[] = [];
+  private bufferFullReported = false;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private closed = false;
+  private shutdownPromise: Promise<void> | undefined;
+  /** Aborted when shutdown stops waiting: retries end and their events are reported. */
+  private readonly abandon = new AbortController();
+  private readonly checkCache = new Map<string, { at: number; answer: Promise<CheckResult> }>();
+  private readonly counters = { tracked: 0, accepted: 0, duplicates: 0, rejected: 0, dropped: 0, blocked: 0, retries: 0 };
+  private signalHandlers: { event: string; handler: () => void }[] = [];
+
+  constructor(options: TallyOptions) {
+    if (!options.apiKey) throw new TypeError('Tally: apiKey is required');
+    if (!options.baseUrl) throw new TypeError('Tally: baseUrl is required');
+    const maxBatchSize = options.maxBatchSize ?? 1000;
+    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1 || maxBatchSize > 1000) throw new RangeError('Tally: maxBatchSize must be 1..1000');
+    this.options = {
+      apiKey: options.apiKey,
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      environment: options.environment,
+      flushIntervalMs: options.flushIntervalMs ?? 1000,
+      maxBatchSize,
+      maxBufferedEvents: Math.max(options.maxBufferedEvents ?? 100_000, 1),
+      bufferPolicy: options.bufferPolicy ?? 'drop-oldest',
+      maxConcurrentBatches: Math.max(options.maxConcurrentBatches ?? 4, 1),
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      retry: { initialDelayMs: options.retry?.initialDelayMs ?? 200, maxDelayMs: options.retry?.maxDelayMs ?? 30_000 },
+      checkCacheMs: options.checkCacheMs ?? 0,
+      handleSignals: options.handleSignals ?? false,
+    };
+    this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.onError = options.onError ?? (() => undefined);
+    this.headers = {
+      authorization: `Bearer ${options.apiKey}`,
+      'user-agent': `tally-sdk-node/${SDK_VERSION}`,
+      ...(options.environment ? { 'x-tally-environment': options.environment } : {}),
+    };
+    this.trpc = createTRPCClient<AppRouter>({
+      links: [httpLink({ url: `${this.options.baseUrl}/api/trpc`, headers: () => this.headers, fetch: this.fetchImpl })],
+    });
+    this.timer = setInterval(() => this.pump(true), this.options.flushIntervalMs);
+    (this.timer as { unref?: () => void }).unref?.();
+    if (this.options.handleSignals) this.installSignalHandlers();
+
+    return new Proxy(this, {
+      // `then` is never forwarded: the tRPC proxy answers every name, and a thenable client
+      // would be awaited away by `await`/`return` from an async function.
+      get: (target, key, receiver) =>
+        key in target || typeof key !== 'string' || key === 'then' ? Reflect.get(target, key, receiver) : Reflect.get(target.trpc, key),
+    });
+  }
+
+  /** Counters since the client was made. */
+  stats(): TallyStats {
+    return { buffered: this.queue.length + this.waiters.length, inFlight: this.inFlightEvents, ...this.counters };
+  }
+
+  /**
+   * Buffers one event; it is sent within `flushIntervalMs` or as soon as a batch is full. Resolves
+   * at once, except under `block` with a full buffer, where it resolves when there is room.
+   */
+  track(event: TrackEvent, options: TrackOptions = {}): Promise<void> {
+    this.counters.tracked += 1;
+    if (this.closed) {
+      this.counters.dropped += 1;
+      this.report({ kind: 'shutdown', events: [event] });
+      return Promise.resolve();
+    }
+    const pending: Pending = { event, body: toWire(event), conflictIsDuplicate: options.conflictIsDuplicate ?? false };
+    if (this.queue.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
+      this.queue.push(pending);
+      if (this.queue.length >= this.options.maxBatchSize) this.pump(false);
+      return Promise.resolve();
+    }
+    if (this.options.bufferPolicy === 'drop-oldest') {
+      const dropped = this.queue.shift();
+      this.queue.push(pending);
+      if (dropped) {
+        this.counters.dropped += 1;
+        this.report({ kind: 'dropped', event: dropped.event });
+      }
+      this.pump(false);
+      return Promise.resolve();
+    }
+    this.counters.blocked += 1;
+    if (!this.bufferFullReported) {
+      this.bufferFullReported = true;
+      this.report({ kind: 'buffer_full', buffered: this.queue.length });
+    }
+    const wait = new Promise<void>((resolve) => this.waiters.push({ pending, resolve }));
+    this.pump(false);
+    return wait;
+  }
+
+  /** Sends everything tracked so far and resolves when Tally has answered for all of it. */
+  async flush(): Promise<void> {
+    for (;;) {
+      this.pump(true);
+      if (this.inFlight.size === 0 && this.queue.length === 0 && this.waiters.length === 0) return;
+      await Promise.race(this.inFlight);
+    }
+  }
+
+  /**
+   * Flushes and stops: later `track` calls are reported and dropped. Waits at most `timeoutMs`
+   * (default 30 s) for Tally; what is still unsent then is reported as `shutdown` and dropped.
+   */
+  shutdown(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.shutdownPromise ??= (async () => {
+      this.closed = true;
+      clearInterval(this.timer);
+      this.removeSignalHandlers();
+      const timeoutMs = options.timeoutMs ?? 30_000;
+      let timedOut = false;
+      const giveUp = new AbortController();
+      await Promise.race([this.flush(), sleep(timeoutMs, giveUp.signal).then(() => (timedOut = !giveUp.signal.aborted))]);
+      giveUp.abort();
+      if (timedOut) {
+        this.abandon.abort();
+        const left = [...this.queue.take(this.queue.length), ...this.waiters.splice(0).map((w) => (w.resolve(), w.pending))];
+        this.counters.dropped += left.length;
+        if (left.length) this.report({ kind: 'shutdown', events: left.map((p) => p.event) });
+      }
+    })();
+    return this.shutdownPromise;
+  }
+
+  /**
+   * Would `quantity` more of `usageType` be admitted now? `usage.check`, answered from a local
+   * cache for `checkCacheMs` when that is set (a hot path then costs one round trip per key and
+   * interval; the answer may be that much out of date).
+   */
+  check(input: CheckInput, options: { signal?: AbortSignal } = {}): Promise<CheckResult> {
+    const ttl = this.options.checkCacheMs;
+    if (ttl <= 0) return this.trpc.usage.check.query(input, { signal: options.signal ?? AbortSignal.timeout(this.options.requestTimeoutMs) });
+    const key = `${input.licenseId}\u0000${input.usageType}\u0000${String(input.quantity ?? 1)}`;
+    const now = Date.now();
+    const cached = this.checkCache.get(key);
+    if (cached && now - cached.at < ttl) return cached.answer;
+    if (this.checkCache.size >= 10_000) this.checkCache.clear();
+    const answer = this.trpc.usage.check.query(input, { signal: AbortSignal.timeout(this.options.requestTimeoutMs) });
+    this.checkCache.set(key, { at: now, answer });
+    answer.catch(() => this.checkCache.delete(key));
+    return answer;
+  }
+
+  private report(report: TallyErrorReport): void {
+    try {
+      this.onError(report);
+    } catch {
+      // an onError that throws must not break tracking
+    }
+  }
+
+  /** Starts batch sends while there is room: full batches always, a partial one when `drainAll`. */
+  private pump(drainAll: boolean): void {
+    while (this.inFlight.size < this.options.maxConcurrentBatches) {
+      this.admitWaiters();
+      const ready = this.queue.length;
+      if (ready === 0 || (!drainAll && ready < this.options.maxBatchSize)) break;
+      const batch = this.queue.take(this.options.maxBatchSize);
+      this.admitWaiters();
+      const sending = this.sendWithRetries(batch).finally(() => {
+        this.inFlight.delete(sending);
+        this.inFlightEvents -= batch.length;
+        this.pump(false);
+      });
+      this.inFlightEvents += batch.length;
+      this.inFlight.add(sending);
+    }
+    this.admitWaiters();
+  }
+
+  private admitWaiters(): void {
+    while (this.waiters.length > 0 && this.queue.length < this.options.maxBufferedEvents) {
+      const waiter = this.waiters.shift()!;
+      this.queue.push(waiter.pending);
+      waiter.resolve();
+    }
+    if (this.waiters.length === 0) this.bufferFullReported = false;
+  }
+
+  private async sendWithRetries(batch: Pending[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.abandon.signal.aborted) {
+        this.counters.dropped += batch.length;
+        this.report({ kind: 'shutdown', events: batch.map((p) => p.event) });
+        return;
+      }
+      try {
+        await this.send(batch);
+        return;
+      } catch (error) {
+        const e = error instanceof SendError ? error : new SendError(String(error), true);
+        if (!e.retryable) {
+          this.counters.dropped += batch.length;
+          this.report({ kind: 'batch_refused', events: batch.map((p) => p.event), status: e.status ?? 0, message: e.message });
+          return;
+        }
+        const { initialDelayMs, maxDelayMs } = this.options.retry;
+        const delayMs = Math.min(maxDelayMs, Math.max(e.retryAfterMs ?? 0, backoffDelay(attempt, initialDelayMs, maxDelayMs)));
+        this.counters.retries += 1;
+        this.report({ kind: 'retrying', events: batch.length, attempt: attempt + 1, delayMs, status: e.status, message: e.message });
+        await sleep(delayMs, this.abandon.signal);
+      }
+    }
+  }
+
+  private async send(batch: Pending[]): Promise<void> {
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.options.baseUrl}/api/trpc/usage.trackEvents`, {
+        method: 'POST',
+        headers: { ...this.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ events: batch.map((p) => p.body) }),
+        signal: AbortSignal.timeout(this.options.requestTimeoutMs),
+      });
+    } catch (error) {
+      throw new SendError(`network: ${error instanceof Error ? error.message : String(error)}`, true);
+    }
+    const text = await response.text().catch(() => '');
+    if (response.status === 429 || response.status >= 500) {
+      throw new SendError(`HTTP ${response.status}: ${text.slice(0, 200)}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
+    }
+    let body: { result?: { data?: { rejected?: { index: number; code: string; message: string }[]; results?: { status: string }[] } } } | undefined;
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      body = undefined;
+    }
+    const data = body?.result?.data;
+    if (response.status !== 200 || !data?.results) {
+      throw new SendError(`HTTP ${response.status}: ${text.slice(0, 300)}`, false, response.status);
+    }
+    for (const r of data.results) {
+      if (r.status === 'accepted') this.counters.accepted += 1;
+      else if (r.status === 'duplicate') this.counters.duplicates += 1;
+    }
+    for (const r of data.rejected ?? []) {
+      const pending = batch[r.index];
+      if (r.code === 'IDEMPOTENCY_CONFLICT' && pending?.conflictIsDuplicate) {
+        this.counters.duplicates += 1;
+        continue;
+      }
+      this.counters.rejected += 1;
+      if (pending) this.report({ kind: 'rejected', event: pending.event, code: r.code, message: r.message });
+    }
+  }
+
+  private installSignalHandlers(): void {
+    const proc = (globalThis as { process?: { once?: (e: string, h: () => void) => void; removeListener?: (e: string, h: () => void) => void; listenerCount?: (e: string) => number; kill?: (pid: number, s: string) => void; pid?: number } }).process;
+    if (!proc?.once) return;
+    const onBeforeExit = () => void this.shutdown();
+    const onSignal = (signal: string) => () => {
+      void this.shutdown().finally(() => {
+        // We replaced the default action of the signal; give it back and raise it again, unless
+        // the app listens for it too (then the app decides when to exit).
+        if ((proc.listenerCount?.(signal) ?? 0) === 0) proc.kill?.(proc.pid ?? 0, signal);
+      });
+    };
+    const handlers = [
+      { event: 'beforeExit', handler: onBeforeExit },
+      { event: 'SIGTERM', handler: onSignal('SIGTERM') },
+      { event: 'SIGINT', handler: onSignal('SIGINT') },
+    ];
+    for (const h of handlers) proc.once(h.event, h.handler);
+    this.signalHandlers = handlers;
+  }
+
+  private removeSignalHandlers(): void {
+    const proc = (globalThis as { process?: { removeListener?: (e: string, h: () => void) => void } }).process;
+    for (const h of this.signalHandlers) proc?.removeListener?.(h.event, h.handler);
+    this.signalHandlers = [];
+  }
+}

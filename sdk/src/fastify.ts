@@ -1,0 +1,30 @@
+/** `@tally/sdk/fastify`: billable-route plugin for Fastify 4 and 5. */
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import { type BillingOptions, type Decision, createBillingCore, pathOf } from './middleware.js';
+
+export type TallyFastifyOptions = BillingOptions<FastifyRequest, FastifyReply>;
+
+/**
+ * `await app.register(tallyFastify, { tally, billableRoutes, licenseId })`. Not encapsulated (as if
+ * wrapped in fastify-plugin), so its hooks see every route of the instance it is registered on.
+ */
+export const tallyFastify: FastifyPluginCallback<TallyFastifyOptions> = (fastify, options, done) => {
+  const core = createBillingCore(options);
+  const decisions = new WeakMap<FastifyRequest, Decision<FastifyRequest>>();
+  fastify.addHook('onRequest', async (request, reply) => {
+    const decision = await core.before(request, request.method, pathOf(request.url), request.headers['x-request-id']);
+    void reply.header('X-Request-ID', decision.requestId);
+    if (decision.billable && decision.refusal) {
+      return reply.code(decision.refusal.status).headers(decision.refusal.headers).send(decision.refusal.body);
+    }
+    if (decision.billable) decisions.set(request, decision);
+    return undefined;
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    const decision = decisions.get(request);
+    if (decision) core.after(decision, reply, reply.statusCode);
+  });
+  done();
+};
+// What fastify-plugin does: register the hooks on the parent instance, not a child context.
+Object.assign(tallyFastify, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: '@tally/sdk' });

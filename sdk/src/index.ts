@@ -1,0 +1,31 @@
+export {
+  Tally,
+  backoffDelay,
+  retryAfterMs,
+  type AppRouter,
+  type CheckInput,
+  type CheckResult,
+  type RetryOptions,
+  type RouterInputs,
+  type RouterOutputs,
+  type TallyErrorReport,
+  type TallyOptions,
+  type TallyStats,
+  type TrackEvent,
+  type TrackOptions,
+} from './client.js';
+export {
+  DEFAULT_EXCLUDE,
+  REQUEST_ID_PATTERN,
+  compilePattern,
+  createBillingCore,
+  matchRoute,
+  pathOf,
+  refusalOf,
+  requestIdFrom,
+  type BillingCore,
+  type BillingOptions,
+  type Decision,
+  type Refusal,
+} from './middleware.js';
+export { SDK_VERSION } from './version.js';

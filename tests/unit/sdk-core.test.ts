@@ -1,0 +1,123 @@
+import { Tally, backoffDelay, retryAfterMs } from '../../sdk/src/index';
+import { EventQueue } from '../../sdk/src/event-queue';
+import { REQUEST_ID_PATTERN, compilePattern, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
+
+describe('route patterns', () => {
+  const patterns = ['POST /v1/generate', '/v1/search/*', 'GET /v1/items/:id', 'GET /files/*.csv'].map(compilePattern);
+  const match = (method: string, path: string) => matchRoute(patterns, method, path)?.pattern;
+
+  it('matches method and path, :params as one segment, * as the rest', () => {
+    expect(match('POST', '/v1/generate')).toBe('/v1/generate');
+    expect(match('post', '/v1/generate/')).toBe('/v1/generate');
+    expect(match('GET', '/v1/generate')).toBeUndefined();
+    expect(match('DELETE', '/v1/search/a/b/c')).toBe('/v1/search/*');
+    expect(match('GET', '/v1/search')).toBeUndefined();
+    expect(match('GET', '/v1/items/42')).toBe('/v1/items/:id');
+    expect(match('HEAD', '/v1/items/42')).toBe('/v1/items/:id');
+    expect(match('GET', '/v1/items/42/parts')).toBeUndefined();
+    expect(match('GET', '/files/report.csv')).toBe('/files/*.csv');
+    expect(match('GET', '/files/a/report.csv')).toBeUndefined();
+    expect(match('GET', '/v1/generateX')).toBeUndefined();
+  });
+
+  it('treats regex characters in patterns literally', () => {
+    const [p] = [compilePattern('GET /v1/a.b+c')];
+    expect(p!.regex.test('/v1/a.b+c')).toBe(true);
+    expect(p!.regex.test('/v1/aXbbc')).toBe(false);
+    expect(() => compilePattern('GET v1/no-slash')).toThrow(/must start with/);
+  });
+
+  it('takes the path of a request target or URL, without query or fragment', () => {
+    expect(pathOf('/v1/items/1?x=2')).toBe('/v1/items/1');
+    expect(pathOf('http://h:1/v1/x#f')).toBe('/v1/x');
+    expect(pathOf('https://h')).toBe('/');
+    expect(pathOf('')).toBe('/');
+  });
+});
+
+describe('request ids', () => {
+  it('keeps a well-formed caller id of up to 128 characters and replaces anything else', () => {
+    expect(requestIdFrom('a'.repeat(128))).toBe('a'.repeat(128));
+    expect(requestIdFrom('a'.repeat(129))).toMatch(/^[0-9a-f-]{36}$/);
+    expect(requestIdFrom('req-1.2_3:4')).toBe('req-1.2_3:4');
+    for (const bad of ['', 'has space', 'semi;colon', 'naïve', '../x', undefined, null]) expect(requestIdFrom(bad)).not.toBe(bad);
+    expect(requestIdFrom(['first', 'second'])).toBe('first');
+    expect(REQUEST_ID_PATTERN.test('x\n')).toBe(false);
+  });
+});
+
+describe('refusals', () => {
+  const now = Date.parse('2026-11-30T10:00:00Z');
+  const limit = (periodType: 'daily' | 'monthly', periodEnd: string, allowed: boolean) => ({
+    periodType, periodStart: '2026-11-01T00:00:00.000Z', periodEnd, limit: '5', cap: '5', hard: true, used: allowed ? '1' : '5', remaining: allowed ? '4' : '0', allowed,
+  });
+
+  it('describes the refusing hard limit that resets last, with Tally\'s headers', () => {
+    const r = refusalOf(
+      { allowed: false, usageType: 'api_call', limits: [limit('daily', '2026-12-01T00:00:00.000Z', false), limit('monthly', '2026-12-01T00:00:00.000Z', true)] },
+      now,
+    );
+    expect(r.status).toBe(429);
+    expect(r.headers).toEqual({
+      'RateLimit-Limit': '5',
+      'RateLimit-Remaining': '0',
+      'RateLimit-Reset': '50400',
+      'X-RateLimit-Limit': '5',
+      'X-RateLimit-Remaining': '0',
+      'X-RateLimit-Reset': String(Date.parse('2026-12-01T00:00:00Z') / 1000),
+      'Retry-After': '50400',
+    });
+    expect(r.body).toMatchObject({ error: { code: 'QUOTA_EXCEEDED', period: 'daily', message: 'api_call quota of 5 per day used up; retry in 50400 s' } });
+    const two = refusalOf({ allowed: false, usageType: 'api_call', limits: [limit('daily', '2026-12-01T00:00:00.000Z', false), limit('monthly', '2026-12-30T00:00:00.000Z', false)] }, now);
+    expect(two.body).toMatchObject({ error: { period: 'monthly' } });
+  });
+});
+
+describe('retry timing', () => {
+  it('reads Retry-After as seconds or an HTTP date', () => {
+    expect(retryAfterMs('3')).toBe(3000);
+    expect(retryAfterMs('0')).toBe(0);
+    expect(retryAfterMs('Mon, 30 Nov 2026 10:00:05 GMT', Date.parse('2026-11-30T10:00:00Z'))).toBe(5000);
+    expect(retryAfterMs('Mon, 30 Nov 2026 09:00:00 GMT', Date.parse('2026-11-30T10:00:00Z'))).toBe(0);
+    expect(retryAfterMs('soon')).toBeUndefined();
+    expect(retryAfterMs(null)).toBeUndefined();
+  });
+
+  it('backs off exponentially with full jitter, capped', () => {
+    expect([0, 1, 2, 3].map((a) => backoffDelay(a, 100, 1000, () => 1))).toEqual([100, 200, 400, 800]);
+    expect(backoffDelay(4, 100, 1000, () => 1)).toBe(1000);
+    expect(backoffDelay(500, 100, 1000, () => 1)).toBe(1000);
+    expect(backoffDelay(3, 100, 1000, () => 0)).toBe(0);
+  });
+});
+
+describe('client options', () => {
+  it('takes batches of 1 to 1,000 events', async () => {
+    const ok = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', maxBatchSize: 1000 });
+    await ok.shutdown({ timeoutMs: 10 });
+    expect(() => new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', maxBatchSize: 1001 })).toThrow(RangeError);
+    expect(() => new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', maxBatchSize: 0 })).toThrow(RangeError);
+    expect(() => new Tally({ apiKey: '', baseUrl: 'http://x' })).toThrow(/apiKey/);
+  });
+
+  it('is not a thenable (the router proxy must not answer `then`)', async () => {
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1' });
+    expect((tally as unknown as { then?: unknown }).then).toBeUndefined();
+    expect(await Promise.resolve(tally)).toBe(tally);
+    expect(typeof tally.licenses.get.query).toBe('function');
+    await tally.shutdown({ timeoutMs: 10 });
+  });
+});
+
+describe('EventQueue', () => {
+  it('keeps FIFO order across compaction and put-backs', () => {
+    const q = new EventQueue<number>();
+    for (let i = 0; i < 5000; i++) q.push(i);
+    expect(q.take(3000)).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    q.unshiftAll([2998, 2999]);
+    expect(q.length).toBe(2002);
+    expect(q.shift()).toBe(2998);
+    expect(q.take(10_000)).toEqual(Array.from({ length: 2001 }, (_, i) => i + 2999));
+    expect(q.shift()).toBeUndefined();
+  });
+});
