@@ -451,7 +451,8 @@ export function startCommand(): { nodeArgs: string[]; entry: string; text: strin
 /** Starts the API exactly as `npm start` does (see startCommand) with ROLE=api and waits for /health. */
 export async function startServer(options: StartOptions): Promise<StartedServer> {
   const port = await freePort();
-  const adminKey = `tk_test_${randomAlphanumeric(26)}`;
+  // live, like the tenants it creates: an admin key acts in its own environment (analytics.platform counts it)
+  const adminKey = `tk_live_${randomAlphanumeric(26)}`;
   const redisKeyPrefix = `bench:${port}:${randomAlphanumeric(8)}:`;
   const start = startCommand();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...start.nodeArgs, start.entry], {

@@ -4,6 +4,7 @@ import { isUuid } from '../lib/uuid';
 import { recordAudit } from '../domain/audit/audit-log';
 import { sdkVersionFromUserAgent } from '../domain/api-keys/key-material';
 import type { Principal } from '../domain/api-keys/authenticator';
+import { type Environment, isEnvironment } from '../domain/environments/environment';
 import { limitHeaders, refusalMessage } from './limit-headers';
 import type { Services } from './services';
 
@@ -27,12 +28,19 @@ export interface Caller {
   userAgent: string | null;
   /** X-Tally-Tenant: the tenant an admin key acts on. */
   actingTenant: string | undefined;
+  /** X-Tally-Environment: the environment an admin key acts in (its own by default). */
+  actingEnvironment?: string | undefined;
 }
 
 export interface Access {
   principal: Principal;
   /** The tenant the call works in; null only for an admin on a platform or `either` door without X-Tally-Tenant. */
   tenantId: string | null;
+  /**
+   * The environment the call works in: the key's own (tk_live_ / tk_test_). Only an admin key
+   * may name the other with X-Tally-Environment; for other keys the header does not count.
+   */
+  environment: Environment;
 }
 
 /** A refused caller: the AppError every door answers, and the headers that go with it (429s). */
@@ -85,6 +93,12 @@ export async function resolveAccess(services: Services, caller: Caller, rule: Ac
     throw new AccessRefused('FORBIDDEN', `role "${principal.role}" may not call ${target}`);
   }
 
+  let environment: Environment = principal.environment;
+  if (isAdmin && caller.actingEnvironment !== undefined) {
+    if (!isEnvironment(caller.actingEnvironment)) throw new AccessRefused('BAD_REQUEST', 'X-Tally-Environment: must be "live" or "test"');
+    environment = caller.actingEnvironment;
+  }
+
   let tenantId: string | null = principal.tenantId;
   if (isAdmin && rule.scope !== 'platform') {
     const acting = caller.actingTenant;
@@ -96,5 +110,5 @@ export async function resolveAccess(services: Services, caller: Caller, rule: Ac
       throw new AccessRefused('BAD_REQUEST', 'admin keys must name a tenant with the X-Tally-Tenant header');
     }
   }
-  return { principal, tenantId };
+  return { principal, tenantId, environment };
 }

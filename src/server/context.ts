@@ -11,6 +11,8 @@ export interface RequestInfo {
   authorization: string | undefined;
   /** X-Tally-Tenant: the tenant an admin key acts on. */
   actingTenant: string | undefined;
+  /** X-Tally-Environment: the environment an admin key acts in (its own by default). */
+  actingEnvironment: string | undefined;
 }
 
 export interface Context {
@@ -36,6 +38,7 @@ export function createContextFactory(services: Services) {
         userAgent: req.headers['user-agent'] ?? null,
         authorization: req.headers.authorization,
         actingTenant: typeof req.headers['x-tally-tenant'] === 'string' ? req.headers['x-tally-tenant'] : undefined,
+        actingEnvironment: typeof req.headers['x-tally-environment'] === 'string' ? req.headers['x-tally-environment'] : undefined,
       },
     };
   };

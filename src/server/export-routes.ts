@@ -5,6 +5,7 @@ import type { Services } from './services';
 import { clientAddress } from './client-address';
 import { requestLogger } from './request-log';
 import { AccessRefused, resolveAccess } from './access';
+import type { Environment } from '../domain/environments/environment';
 import { httpStatusOf } from './errors';
 import { EXPORT_ACCESS } from './routers/analytics/export';
 
@@ -94,14 +95,18 @@ export function createExportHandler(services: Services) {
     const kind = url.pathname.slice(EXPORT_PATH.length) as ExportKind;
     if (req.method !== 'GET' || !EXPORT_KINDS.includes(kind)) return fail(res, 404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
     let tenantId: string;
+    let environment: Environment;
     try {
       const caller = {
         authorization: req.headers.authorization,
         ip: clientAddress(req, services.env.TRUST_PROXY),
         userAgent: req.headers['user-agent'] ?? null,
         actingTenant: typeof req.headers['x-tally-tenant'] === 'string' ? req.headers['x-tally-tenant'] : undefined,
+        actingEnvironment: typeof req.headers['x-tally-environment'] === 'string' ? req.headers['x-tally-environment'] : undefined,
       };
-      tenantId = (await resolveAccess(services, caller, EXPORT_ACCESS, `${EXPORT_PATH}${kind}`)).tenantId!;
+      const access = await resolveAccess(services, caller, EXPORT_ACCESS, `${EXPORT_PATH}${kind}`);
+      tenantId = access.tenantId!;
+      environment = access.environment;
     } catch (error) {
       if (!(error instanceof AccessRefused)) throw error;
       return fail(res, httpStatusOf(error), error.code, error.message, undefined, error.headers);
@@ -120,7 +125,7 @@ export function createExportHandler(services: Services) {
       const message = `export capacity is full: ${slots.total} exports are running (EXPORT_POOL_SIZE); retry later`;
       return fail(res, 503, 'SERVICE_UNAVAILABLE', message, undefined, RETRY_LATER);
     }
-    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId, kind, query, {
+    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId, environment, kind, query, {
       statementTimeoutMs: env.EXPORT_MAX_DURATION_MS,
     });
     let deadline: NodeJS.Timeout | undefined;

@@ -91,14 +91,14 @@ function targetIdOf(input: unknown, output: unknown): string | null {
  * mutations audited, and errors mapped (see mappedError).
  */
 const guard = t.middleware(async ({ ctx, meta, path, type, next, getRawInput }) => {
-  let access: { principal: Principal; tenantId: string | null };
+  let access: Access;
   try {
     access = await authorise(ctx, meta, path);
   } catch (error) {
     throw mappedError(error);
   }
-  const { principal, tenantId } = access;
-  const result = await next({ ctx: { principal, tenantId } });
+  const { principal, tenantId, environment } = access;
+  const result = await next({ ctx: { principal, tenantId, environment } });
   if (!result.ok) {
     const mapped = mappedError(result.error);
     if (mapped !== result.error) throw mapped;

@@ -147,7 +147,7 @@ describe('daily rollups in the license time zone', () => {
     await ensureUsageEventPartitions(pool(), new Date(), new Date(Date.UTC(2026, 2, 1)));
     const events = instants.map((t, i) => {
       const e = normalizeEvent(
-        tenantId,
+        tenantId, 'live',
         { licenseId, usageType: 'api_call', quantity: String(i + 1), occurredAt: new Date(t).toISOString() } as never,
         { maxAgeMs: Number.MAX_SAFE_INTEGER, maxFutureMs: DAY },
         new Date(),

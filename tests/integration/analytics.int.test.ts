@@ -52,7 +52,7 @@ async function writeHistoric(tenantId: string, licenseIds: string[], specs: Spec
   if (specs.length === 0) return;
   const events = specs.map((s) => {
     const e = normalizeEvent(
-      tenantId,
+      tenantId, 'live',
       {
         licenseId: licenseIds[s.license]!,
         usageType: s.usageType,

@@ -19,6 +19,13 @@ import { useFakeStripe, secretKey, webhookSecret } from '../helpers/billing';
  * tenant A, made once per role, so a call that uses its target up, like a delete, builds a fresh
  * one) and `cross` (one or more of `foreign`, `list`, `lands`, `spares`, `adminOnly`); if it needs rows of
  * a new kind, create them for both tenants in `populate` and add them to `Side`.
+ *
+ * Environments are kept apart as tenants are: every cross case runs a second time inside tenant
+ * A, with A's TEST owner key as the caller and A's LIVE rows as the other side (the test key
+ * sends `X-Tally-Environment: live`, which counts for admin keys only; an admin caller names
+ * the test environment with it). A live row is then 404, a list never shows one, a create lands
+ * in test (`lands` needs `environmentOf` for that), and nothing live changes. A procedure whose
+ * rows are not per environment says so with `environments` (its own cross cases for that run).
  */
 
 const WEBHOOK_URL = 'https://93.184.215.14/tally-hook'; // a public address: webhook address rules refuse private ones
@@ -51,6 +58,8 @@ interface Side {
 interface World {
   a: Side;
   b: Side;
+  /** Tenant A's test environment: its test owner key and a row of every kind made with it. */
+  aTest: Side;
   /** A BullMQ job of tenant A (usage.jobStatus). */
   jobId: string;
   /** A JobRun row (jobs.get). */
@@ -63,8 +72,12 @@ type Cross =
   | { kind: 'foreign'; input: (w: World) => unknown; expect?: (res: Res) => void; caller?: 'admin' }
   /** A list: asked with `input(side)` for both sides, it shows A's own row and never a row of B. */
   | { kind: 'list'; input?: (side: Side) => unknown; rows: (data: any) => string[]; mine: (side: Side) => string }
-  /** A create without ids: what it made belongs to A. */
-  | { kind: 'lands'; tenantOf: (data: any) => Promise<string | null | undefined> | string }
+  /** A create without ids: what it made belongs to A (and, in the environment run, to A's test environment). */
+  | {
+      kind: 'lands';
+      tenantOf: (data: any) => Promise<string | null | undefined> | string;
+      environmentOf?: (data: any) => Promise<string | null | undefined> | string;
+    }
   /** A's own valid call, while B holds the same kind of rows (and the same user id): nothing of B changes. */
   | { kind: 'spares'; input?: (w: World) => unknown }
   /** Admin only: a tenant key naming another tenant is still refused. */
@@ -74,6 +87,8 @@ interface Fixture {
   /** A valid call in tenant A. Called once per call: calls that use their target up get a fresh one. */
   input: (w: World) => unknown;
   cross: Cross | Cross[];
+  /** The cross cases of the environment run, when they differ from `cross`. */
+  environments?: Cross | Cross[];
 }
 
 // Stripe is the fake one (billing.createCustomer calls it); started before the app so the app points at it.
@@ -128,11 +143,29 @@ const fixtures: Record<string, Fixture> = {
   'tenants.get': { input: (w) => ({ id: w.a.tenantId }), cross: adminOnly },
   'apiKeys.create': {
     input: () => ({ name: 'matrix', role: 'read' }),
-    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.apiKey.findUnique({ where: { id: d.id } }))?.tenantId },
+    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.apiKey.findUnique({ where: { id: d.id } }))?.tenantId, environmentOf: (d) => d.environment },
+    environments: [
+      { kind: 'lands', tenantOf: async (d) => (await app.prisma.apiKey.findUnique({ where: { id: d.id } }))?.tenantId, environmentOf: (d) => d.environment },
+      // a test key never makes a live key: that would lead from test into live
+      foreign({
+        input: () => ({ name: 'matrix', role: 'owner', environment: 'live' }),
+        expect: (res) => expect([res.status, res.body.error?.data.issues?.[0]?.path]).toEqual([400, ['environment']]),
+      }),
+    ],
   },
   'apiKeys.list': { input: () => ({}), cross: list(ids, (s) => s.readKey) },
   'apiKeys.revoke': { input: async (w) => ({ id: await freshKey(w) }), cross: foreign({ input: (w) => ({ id: w.b.readKey }) }) },
-  'licenses.create': { input: () => ({ name: 'matrix' }), cross: { kind: 'lands', tenantOf: (d) => d.tenantId } },
+  'licenses.create': {
+    input: () => ({ name: 'matrix' }),
+    cross: { kind: 'lands', tenantOf: (d) => d.tenantId, environmentOf: (d) => d.environment },
+    environments: [
+      { kind: 'lands', tenantOf: (d) => d.tenantId, environmentOf: (d) => d.environment },
+      foreign({
+        input: () => ({ name: 'matrix', environment: 'live' }),
+        expect: (res) => expect([res.status, res.body.error?.data.issues?.[0]?.path]).toEqual([400, ['environment']]),
+      }),
+    ],
+  },
   'licenses.get': { input: (w) => ({ id: w.a.license }), cross: foreign({ input: (w) => ({ id: w.b.license }) }) },
   'licenses.list': { input: () => ({}), cross: list(ids, (s) => s.license, () => ({ limit: 100 })) },
   'licenses.update': {
@@ -209,7 +242,12 @@ const fixtures: Record<string, Fixture> = {
   },
   'forecasts.list': { input: () => ({}), cross: list(ids, (s) => s.forecast, () => ({ limit: 100 })) },
   'forecasts.accuracy': { input: () => ({}), cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }) },
-  'auditLogs.list': { input: () => ({}), cross: list(ids, (s) => s.audit, (s) => ({ targetId: s.license, limit: 100 })) },
+  'auditLogs.list': {
+    input: () => ({}),
+    cross: list(ids, (s) => s.audit, (s) => ({ targetId: s.license, limit: 100 })),
+    // the audit log is the tenant's record of its access (keys, refusals), not per environment
+    environments: { kind: 'spares' },
+  },
   'jobs.list': { input: () => ({}), cross: adminOnly },
   'jobs.get': { input: (w) => ({ id: w.jobRun }), cross: adminOnly },
   'jobs.trigger': { input: () => ({ name: 'usage.partitions.maintain' }), cross: adminOnly },
@@ -243,7 +281,11 @@ const fixtures: Record<string, Fixture> = {
   },
   'webhooks.create': {
     input: () => ({ url: WEBHOOK_URL }),
-    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.webhookEndpoint.findUnique({ where: { id: d.id } }))?.tenantId },
+    cross: {
+      kind: 'lands',
+      tenantOf: async (d) => (await app.prisma.webhookEndpoint.findUnique({ where: { id: d.id } }))?.tenantId,
+      environmentOf: async (d) => (await app.prisma.webhookEndpoint.findUnique({ where: { id: d.id } }))?.environment,
+    },
   },
   'webhooks.list': { input: () => ({}), cross: list(ids, (s) => s.webhook) },
   'webhooks.update': {
@@ -279,9 +321,9 @@ function overageFor(side: Side, periodStart: Date) {
   });
 }
 
-/** A tenant with one row of every kind, made through the API where the API makes them. */
-async function populate(): Promise<Side> {
-  const t = await app.createTenant();
+/** A tenant (or, given its owner key, one environment of it) with one row of every kind, made through the API where the API makes them. */
+async function populate(owner?: { tenantId: string; ownerKey: string }): Promise<Side> {
+  const t = owner ?? (await app.createTenant());
   const license = (await app.createLicense(t.ownerKey)).id;
   const tracked = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE, userId: MATRIX_USER, ipAddress: '203.0.113.9' }, t.ownerKey);
   const erasable = await app.call('usage.trackEvent', { licenseId: license, usageType: USAGE_TYPE, userId: ERASABLE_USER, ipAddress: '203.0.113.10' }, t.ownerKey);
@@ -324,19 +366,25 @@ async function populate(): Promise<Side> {
   return side;
 }
 
-/** Everything tenant B holds, to show that a cross-tenant call changed none of it. */
-async function holdings(tenantId: string) {
-  const where = { where: { tenantId } };
+/**
+ * Everything tenant B holds (or, with `environment`, everything of that environment of the
+ * tenant), to show that a cross-tenant (cross-environment) call changed none of it. Key usage
+ * counters are left out of an environment's holdings: the tenant's own calls flush them.
+ */
+async function holdings(tenantId: string, environment?: 'live' | 'test') {
+  const inEnvironment = { where: { tenantId, ...(environment ? { environment } : {}) } };
+  const licenseIds = environment ? (await app.prisma.license.findMany({ ...inEnvironment, select: { id: true } })).map((l) => l.id) : null;
+  const owned = { where: { tenantId, ...(licenseIds ? { licenseId: { in: licenseIds } } : {}) } };
   const [licenses, apiKeys, thresholds, webhooks, overages, alerts, forecasts, deliveries, events] = await Promise.all([
-    app.prisma.license.findMany(where),
-    app.prisma.apiKey.findMany({ ...where, omit: { lastUsedAt: true } }),
-    app.prisma.usageThreshold.findMany(where),
-    app.prisma.webhookEndpoint.findMany(where),
-    app.prisma.usageOverage.findMany(where),
-    app.prisma.usageAlert.findMany(where),
-    app.prisma.usageForecast.findMany(where),
-    app.prisma.webhookDelivery.findMany(where),
-    app.prisma.usageEvent.findMany({ ...where, select: { id: true, userId: true, ipAddress: true, properties: true, quantity: true } }),
+    app.prisma.license.findMany(inEnvironment),
+    app.prisma.apiKey.findMany({ ...inEnvironment, omit: { lastUsedAt: true, ...(environment ? { requestCount: true, sdkVersion: true } : {}) } }),
+    app.prisma.usageThreshold.findMany(owned),
+    app.prisma.webhookEndpoint.findMany(inEnvironment),
+    app.prisma.usageOverage.findMany(owned),
+    app.prisma.usageAlert.findMany(owned),
+    app.prisma.usageForecast.findMany(owned),
+    app.prisma.webhookDelivery.findMany({ where: { tenantId, ...(environment ? { endpoint: { environment } } : {}) } }),
+    app.prisma.usageEvent.findMany({ ...owned, select: { id: true, userId: true, ipAddress: true, properties: true, quantity: true } }),
   ]);
   const byId = <T extends { id: string }>(rows: T[]) => [...rows].sort((x, y) => (x.id < y.id ? -1 : 1));
   return JSON.parse(
@@ -350,6 +398,10 @@ async function holdings(tenantId: string) {
 beforeAll(async () => {
   const a = await populate();
   const b = await populate();
+  // A's test environment: a test owner key (a live owner may make test keys, never the reverse) and its rows
+  const testOwner = await app.call('apiKeys.create', { name: 'test owner', role: 'owner', environment: 'test' }, a.owner);
+  expect([testOwner.status, testOwner.data?.environment]).toEqual([200, 'test']);
+  const aTest = await populate({ tenantId: a.tenantId, ownerKey: testOwner.data.key });
   keys = {
     owner: a.owner,
     member: (await app.createKey(a.owner, 'member')).key,
@@ -362,7 +414,7 @@ beforeAll(async () => {
   const job = await app.call('usage.recalculateAggregates', { startDate: YESTERDAY, endDate: YESTERDAY }, app.adminKey, { headers: { 'x-tally-tenant': a.tenantId } });
   expect(job.status).toBe(200);
   const jobRun = await app.prisma.jobRun.create({ data: { jobId: `matrix:${randomUUID()}`, name: 'usage.partitions.maintain', status: 'completed' } });
-  world = { a, b, jobId: job.data.jobId, jobRun: jobRun.id };
+  world = { a, b, aTest, jobId: job.data.jobId, jobRun: jobRun.id };
 });
 
 const call = (p: Procedure, input: unknown, key: string | null, headers?: Record<string, string>) =>
@@ -452,49 +504,91 @@ describe.each(procedures)('$path', (p) => {
   const crosses = [fixtures[p.path]?.cross ?? []].flat();
   it.each(crosses.map((cross) => ({ cross, kind: cross.kind })))('keeps tenants apart ($kind)', async ({ cross }) => {
     const { a, b } = world;
-    const intoB = asAdminOf(b.tenantId); // sent with A's owner key: it must not take A into B
-    const before = await holdings(b.tenantId);
-    switch (cross.kind) {
-      case 'foreign': {
-        const res =
-          cross.caller === 'admin'
-            ? await call(p, cross.input(world), app.adminKey, asAdminOf(a.tenantId))
-            : await call(p, cross.input(world), a.owner, intoB);
-        if (cross.expect) cross.expect(res);
-        else expect([res.status, res.body.error?.data.code]).toEqual([404, 'NOT_FOUND']);
-        break;
-      }
-      case 'list': {
-        const bRows = new Set(Object.values(b));
-        const own = await call(p, cross.input?.(a) ?? {}, a.owner, intoB);
-        expect(own.status).toBe(200);
-        expect(cross.rows(own.data)).toContain(cross.mine(a));
-        expect(cross.rows(own.data).filter((id) => bRows.has(id))).toEqual([]);
-        const aimed = await call(p, cross.input?.(b) ?? {}, a.owner, intoB);
-        expect([200, 404]).toContain(aimed.status);
-        if (aimed.status === 200) expect(cross.rows(aimed.data).filter((id) => bRows.has(id))).toEqual([]);
-        break;
-      }
-      case 'lands': {
-        const res = await call(p, await input(), a.owner, intoB);
-        expect(res.status).toBe(200);
-        expect(await cross.tenantOf(res.data)).toBe(a.tenantId);
-        break;
-      }
-      case 'spares': {
-        const res = await call(p, cross.input ? cross.input(world) : await input(), a.owner, intoB);
-        expect([res.status, res.body.error?.message]).toEqual([200, undefined]);
-        break;
-      }
-      case 'adminOnly': {
-        const res = await call(p, await input(), a.owner, intoB);
-        expect(res.status).toBe(403);
-        break;
-      }
-    }
-    expect(await holdings(b.tenantId)).toEqual(before);
+    await runCross(p, cross, {
+      world,
+      // sent with A's owner key: it must not take A into B
+      intoB: asAdminOf(b.tenantId),
+      adminOfA: asAdminOf(a.tenantId),
+      holdingsOfB: () => holdings(b.tenantId),
+      landed: async (c, data) => expect(await c.tenantOf(data)).toBe(a.tenantId),
+    });
+  });
+
+  const environmentCrosses = [fixtures[p.path]?.environments ?? fixtures[p.path]?.cross ?? []].flat();
+  it.each(environmentCrosses.map((cross) => ({ cross, kind: cross.kind })))('keeps environments apart ($kind)', async ({ cross }) => {
+    const { a, aTest } = world;
+    // A's test side calls; A's live side is the other one, whose rows it must never reach
+    await runCross(p, cross, {
+      world: { ...world, a: aTest, b: a },
+      // sent with the test owner key: the header counts for admin keys only
+      intoB: { ...asAdminOf(a.tenantId), 'x-tally-environment': 'live' },
+      adminOfA: { ...asAdminOf(a.tenantId), 'x-tally-environment': 'test' },
+      holdingsOfB: () => holdings(a.tenantId, 'live'),
+      landed: async (c, data) => {
+        expect(await c.tenantOf(data)).toBe(a.tenantId);
+        expect(c.environmentOf).toBeDefined(); // a create's fixture says how to find its environment
+        expect(await c.environmentOf!(data)).toBe('test');
+      },
+    });
   });
 });
+
+interface CrossRun {
+  /** `a` calls, `b` is the side it must not reach. */
+  world: World;
+  /** The headers of A's owner key's calls (they name B: they must not take A there). */
+  intoB: Record<string, string>;
+  /** The headers of an admin acting for A. */
+  adminOfA: Record<string, string>;
+  holdingsOfB: () => Promise<unknown>;
+  landed: (cross: Extract<Cross, { kind: 'lands' }>, data: any) => Promise<void>;
+}
+
+async function runCross(p: Procedure, cross: Cross, run: CrossRun): Promise<void> {
+  const { world, intoB } = run;
+  const { a, b } = world;
+  const input = () => Promise.resolve(fixtures[p.path]!.input(world));
+  const before = await run.holdingsOfB();
+  switch (cross.kind) {
+    case 'foreign': {
+      const res =
+        cross.caller === 'admin'
+          ? await call(p, cross.input(world), app.adminKey, run.adminOfA)
+          : await call(p, cross.input(world), a.owner, intoB);
+      if (cross.expect) cross.expect(res);
+      else expect([res.status, res.body.error?.data.code]).toEqual([404, 'NOT_FOUND']);
+      break;
+    }
+    case 'list': {
+      const bRows = new Set(Object.values(b));
+      const own = await call(p, cross.input?.(a) ?? {}, a.owner, intoB);
+      expect(own.status).toBe(200);
+      expect(cross.rows(own.data)).toContain(cross.mine(a));
+      expect(cross.rows(own.data).filter((id) => bRows.has(id))).toEqual([]);
+      const aimed = await call(p, cross.input?.(b) ?? {}, a.owner, intoB);
+      expect([200, 404]).toContain(aimed.status);
+      if (aimed.status === 200) expect(cross.rows(aimed.data).filter((id) => bRows.has(id))).toEqual([]);
+      break;
+    }
+    case 'lands': {
+      const res = await call(p, await input(), a.owner, intoB);
+      expect([res.status, res.body.error?.message]).toEqual([200, undefined]);
+      await run.landed(cross, res.data);
+      break;
+    }
+    case 'spares': {
+      const res = await call(p, cross.input ? cross.input(world) : await input(), a.owner, intoB);
+      expect([res.status, res.body.error?.message]).toEqual([200, undefined]);
+      break;
+    }
+    case 'adminOnly': {
+      const res = await call(p, await input(), a.owner, intoB);
+      expect(res.status).toBe(403);
+      break;
+    }
+  }
+  expect(await run.holdingsOfB()).toEqual(before);
+}
 
 describe('owner work', () => {
   it("refuses a member's change of a license's plan, billing anchor or Stripe customer with 403 naming the field, and writes nothing", async () => {

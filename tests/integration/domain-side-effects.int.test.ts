@@ -33,13 +33,13 @@ describe('domain operations called directly', () => {
     const license = await app.createLicense(t.ownerKey, { plan: 'starter', timezone: 'UTC' }); // 34 a day
     expect(await send(t.ownerKey, license.id, 35)).toBe(34); // the limits are now cached for an hour
 
-    await updateLicense(app.services.licenses, t.tenantId, license.id, { planCode: 'enterprise' }, OWNER);
+    await updateLicense(app.services.licenses, t.tenantId, 'live', license.id, { planCode: 'enterprise' }, OWNER);
     expect(await send(t.ownerKey, license.id, 1)).toBe(1);
 
     const before = await generation(t.tenantId);
-    await updateLicense(app.services.licenses, t.tenantId, license.id, { name: 'renamed' }, OWNER);
+    await updateLicense(app.services.licenses, t.tenantId, 'live', license.id, { name: 'renamed' }, OWNER);
     expect(await generation(t.tenantId)).toBe(before); // nothing analytics cut periods by changed
-    await updateLicense(app.services.licenses, t.tenantId, license.id, { timezone: 'Asia/Kolkata' }, OWNER);
+    await updateLicense(app.services.licenses, t.tenantId, 'live', license.id, { timezone: 'Asia/Kolkata' }, OWNER);
     expect(await generation(t.tenantId)).toBe(before + 1);
   });
 
@@ -47,7 +47,7 @@ describe('domain operations called directly', () => {
     const t = await app.createTenant();
     const license = await app.createLicense(t.ownerKey);
     const before = await generation(t.tenantId);
-    await deleteLicense(app.services.licenses, t.tenantId, license.id);
+    await deleteLicense(app.services.licenses, t.tenantId, 'live', license.id);
     expect(await generation(t.tenantId)).toBe(before + 1);
   });
 
@@ -56,7 +56,7 @@ describe('domain operations called directly', () => {
     const license = await app.createLicense(t.ownerKey, { plan: 'enterprise' });
     expect(await send(t.ownerKey, license.id, 3)).toBe(3); // unlimited, and cached so
 
-    const threshold = await createThreshold(app.services.thresholds, t.tenantId, {
+    const threshold = await createThreshold(app.services.thresholds, t.tenantId, 'live', {
       licenseId: license.id,
       usageType: 'api_call',
       periodType: 'daily',
@@ -64,10 +64,10 @@ describe('domain operations called directly', () => {
     });
     expect(await send(t.ownerKey, license.id, 2)).toBe(1); // the 4th is admitted, the 5th is past the limit
 
-    await updateThreshold(app.services.thresholds, t.tenantId, threshold.id, { limitQuantity: '6' });
+    await updateThreshold(app.services.thresholds, t.tenantId, 'live', threshold.id, { limitQuantity: '6' });
     expect(await send(t.ownerKey, license.id, 3)).toBe(2);
 
-    await removeThreshold(app.services.thresholds, t.tenantId, threshold.id);
+    await removeThreshold(app.services.thresholds, t.tenantId, 'live', threshold.id);
     expect(await send(t.ownerKey, license.id, 3)).toBe(3);
   });
 
@@ -76,7 +76,7 @@ describe('domain operations called directly', () => {
     const key = await app.createKey(t.ownerKey, 'read');
     expect((await app.call('licenses.list', {}, key.key, { method: 'GET' })).status).toBe(200); // now cached
 
-    await revokeApiKey(app.services.apiKeys, t.tenantId, key.id);
+    await revokeApiKey(app.services.apiKeys, t.tenantId, 'live', key.id);
     const res = await app.call('licenses.list', {}, key.key, { method: 'GET' });
     expect(res.status).toBe(401);
     expect(res.body.error?.message).toMatch(/revoked/);

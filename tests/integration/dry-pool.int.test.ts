@@ -33,7 +33,7 @@ describe('GroupCommitter', () => {
     const { tenantId, ownerKey } = await app.createTenant();
     const { id: licenseId } = await app.createLicense(ownerKey);
     const event = (): NormalizedEvent => {
-      const e = normalizeEvent(tenantId, { licenseId, usageType: 'api_call', quantity: '1' }, { maxAgeMs: 86_400_000, maxFutureMs: 60_000 }, new Date());
+      const e = normalizeEvent(tenantId, 'live', { licenseId, usageType: 'api_call', quantity: '1' }, { maxAgeMs: 86_400_000, maxFutureMs: 60_000 }, new Date());
       if ('status' in e) throw new Error(e.message);
       return e;
     };

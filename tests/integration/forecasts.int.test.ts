@@ -38,7 +38,7 @@ afterAll(async () => {
 async function writeEvents(tenantId: string, events: { licenseId: string; usageType: string; quantity: number; at: number }[]) {
   const normalized = events.map((e) => {
     const n = normalizeEvent(
-      tenantId,
+      tenantId, 'live',
       { licenseId: e.licenseId, usageType: e.usageType, quantity: String(e.quantity), occurredAt: new Date(e.at).toISOString() } as never,
       { maxAgeMs: Number.MAX_SAFE_INTEGER, maxFutureMs: 0 },
       new Date(),

@@ -82,7 +82,7 @@ describe('country of an event', () => {
 async function writeEvents(tenantId: string, licenseId: string, specs: { at: number; durationMs: number | null; usageType?: string }[]) {
   const events = specs.map((s) => {
     const e = normalizeEvent(
-      tenantId,
+      tenantId, 'live',
       {
         licenseId,
         usageType: s.usageType ?? 'api_call',

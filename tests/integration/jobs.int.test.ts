@@ -321,7 +321,7 @@ describe('retention', () => {
   async function writeOld(licenseId: string, tenantId: string, instants: number[]) {
     await ensureUsageEventPartitions(pool(), new Date(), new Date(Math.min(...instants)));
     const events = instants.map((t) => {
-      const e = normalizeEvent(tenantId, { licenseId, usageType: 'api_call', quantity: '1', occurredAt: new Date(t).toISOString() } as never, { maxAgeMs: Number.MAX_SAFE_INTEGER, maxFutureMs: DAY }, new Date());
+      const e = normalizeEvent(tenantId, 'live', { licenseId, usageType: 'api_call', quantity: '1', occurredAt: new Date(t).toISOString() } as never, { maxAgeMs: Number.MAX_SAFE_INTEGER, maxFutureMs: DAY }, new Date());
       if ('status' in e) throw new Error(e.message);
       return e;
     });

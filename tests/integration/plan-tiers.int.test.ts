@@ -100,19 +100,19 @@ describe('with Redis unreachable', () => {
     const { id } = await app.createLicense(ownerKey, { plan: 'starter', timezone: 'UTC', billingAnchor: anchor.toISOString() });
     await recordEarlier(id, 'UTC', 'monthly', 995, anchor);
     const deps = depsWith('closed');
-    const outcomes = await Promise.allSettled(Array.from({ length: 12 }, () => trackEvent(deps, tenantId, parse(id), undefined)));
+    const outcomes = await Promise.allSettled(Array.from({ length: 12 }, () => trackEvent(deps, tenantId, 'live', parse(id), undefined)));
     expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(5);
     const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
     expect(refused.every((o) => o.reason instanceof AppError && o.reason.code === 'TOO_MANY_REQUESTS')).toBe(true);
     expect(await app.prisma.usageEvent.count({ where: { licenseId: id, payloadHash: { not: 'seeded' } } })).toBe(5);
     // another process, also without Redis, sees the stored usage
-    await expect(trackEvent(depsWith('closed'), tenantId, parse(id), undefined)).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
+    await expect(trackEvent(depsWith('closed'), tenantId, 'live', parse(id), undefined)).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
   });
 
   it('admits without checking when configured fail-open', async () => {
     const { id } = await app.createLicense(ownerKey, { plan: 'starter' });
     const deps = depsWith('open');
-    for (let i = 0; i < 36; i++) await trackEvent(deps, tenantId, parse(id), undefined);
+    for (let i = 0; i < 36; i++) await trackEvent(deps, tenantId, 'live', parse(id), undefined);
     expect(await app.prisma.usageEvent.count({ where: { licenseId: id } })).toBe(36);
   });
 
@@ -120,7 +120,7 @@ describe('with Redis unreachable', () => {
     const { id } = await app.createLicense(ownerKey, { plan: 'starter' });
     const deadPool = new pg.Pool({ connectionString: 'postgresql://postgres@127.0.0.1:1/none', connectionTimeoutMillis: 200 });
     try {
-      await expect(trackEvent(depsWith('closed', deadPool), tenantId, parse(id), undefined)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      await expect(trackEvent(depsWith('closed', deadPool), tenantId, 'live', parse(id), undefined)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
       expect(await app.prisma.usageEvent.count({ where: { licenseId: id } })).toBe(0);
     } finally {
       await deadPool.end();

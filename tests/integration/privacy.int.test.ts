@@ -400,8 +400,8 @@ describe('eraseUser (domain)', () => {
   it('runs one erasure of a user at a time: the user keeps one pseudonym', async () => {
     const w = await buildWorld();
     const outcomes = await Promise.allSettled([
-      eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId }, 2),
-      eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId }, 2),
+      eraseUser(pool(), { tenantId: w.tenantId, environment: 'live', userId: w.userId }, 2),
+      eraseUser(pool(), { tenantId: w.tenantId, environment: 'live', userId: w.userId }, 2),
     ]);
     const reports = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
     for (const o of outcomes) {
@@ -419,16 +419,16 @@ describe('eraseUser (domain)', () => {
     const w = await buildWorld();
     await rollUp(w);
     const rollupsBefore = await rollupRows(w.licenses);
-    const first = await eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId, licenseId: w.licenses[0] }, 4);
+    const first = await eraseUser(pool(), { tenantId: w.tenantId, environment: 'live', userId: w.userId, licenseId: w.licenses[0] }, 4);
     expect(first.events).toBe(16); // 15 api calls and the seat of license 0
     const left = await pool().query<{ license_id: string }>(
       'SELECT DISTINCT license_id FROM usage_events WHERE tenant_id = $1 AND user_id = $2',
       [w.tenantId, w.userId],
     );
     expect(left.rows.map((r) => r.license_id)).toEqual([w.licenses[1]]);
-    const second = await eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId, licenseId: w.licenses[1] }, 3);
+    const second = await eraseUser(pool(), { tenantId: w.tenantId, environment: 'live', userId: w.userId, licenseId: w.licenses[1] }, 3);
     expect(second.events).toBe(16);
-    expect((await eraseUser(pool(), { tenantId: w.tenantId, userId: w.userId }, 3)).events).toBe(0);
+    expect((await eraseUser(pool(), { tenantId: w.tenantId, environment: 'live', userId: w.userId }, 3)).events).toBe(0);
     // Per license, every rollup number is what it was.
     await pool().query('DELETE FROM usage_rollups_hourly WHERE license_id = ANY($1)', [w.licenses]);
     await pool().query('DELETE FROM usage_rollups_daily WHERE license_id = ANY($1)', [w.licenses]);

@@ -63,7 +63,7 @@ describe('analytics over a date the zone skipped', () => {
     const first = Date.parse('2011-12-29T10:00:00Z');
     const events = Array.from({ length: 48 }, (_, i) => {
       const e = normalizeEvent(
-        tenantId,
+        tenantId, 'live',
         { licenseId: license.id, usageType: 'api_call', quantity: '1', occurredAt: new Date(first + i * HOUR + 60_000).toISOString() },
         { maxAgeMs: Number.MAX_SAFE_INTEGER, maxFutureMs: DAY },
         new Date(),

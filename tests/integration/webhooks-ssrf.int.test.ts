@@ -138,7 +138,7 @@ it('WEBHOOK_ALLOWED_HOSTS lets 127.0.0.1 through, and the receiver gets the deli
     expect((await allowLoopback.call('webhooks.create', { url: receiver.url.replace('127.0.0.1', '127.0.0.2') }, ownerKey)).status).toBe(400);
     expect((await allowLoopback.call('webhooks.create', { url: 'http://localhost/hook' }, ownerKey)).status).toBe(400);
     const event = { id: randomUUID(), type: 'usage.threshold.warning' as const, createdAt: new Date().toISOString(), data: {} };
-    await publishWebhookEvent({ prisma: allowLoopback.prisma, jobs: allowLoopback.services.queues, retryBaseMs: 20 }, tenantId, event);
+    await publishWebhookEvent({ prisma: allowLoopback.prisma, jobs: allowLoopback.services.queues, retryBaseMs: 20 }, { tenantId, environment: 'live' }, event);
     const [delivery] = await allowLoopback.prisma.webhookDelivery.findMany({ where: { tenantId } });
     await allowLoopbackWorkers.finished(`webhooks.deliver@${delivery!.id}`);
     expect(receiver.received.map((r) => JSON.parse(r.body).id)).toEqual([event.id]);
@@ -169,7 +169,7 @@ it('refuses at delivery an endpoint that now points at loopback, and the tenant 
     // goes to the public address.
     await app.prisma.webhookEndpoint.update({ where: { id: created.data.id }, data: { url: receiver.url.replace('127.0.0.1', 'localhost') } });
     const event = { id: randomUUID(), type: 'usage.threshold.warning' as const, createdAt: new Date().toISOString(), data: {} };
-    await publishWebhookEvent({ prisma: app.prisma, jobs: app.services.queues, retryBaseMs: 20 }, tenantId, event);
+    await publishWebhookEvent({ prisma: app.prisma, jobs: app.services.queues, retryBaseMs: 20 }, { tenantId, environment: 'live' }, event);
     const [row] = await app.prisma.webhookDelivery.findMany({ where: { tenantId } });
     await workers.finished(`webhooks.deliver@${row!.id}`);
 

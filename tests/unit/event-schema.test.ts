@@ -231,7 +231,7 @@ describe('payload hash', () => {
           if (!parsed.success) return true; // e.g. a property value that is not storable text
           expect(payloadHashOf(parsed.data)).toBe(reference(parsed.data));
           // and as ingestion computes it, with the instant it already has
-          const normalized = normalizeEvent('7c9e6679-7425-40de-944b-e07fc1f90ae7', parsed.data, { maxAgeMs: Infinity, maxFutureMs: Infinity }, new Date());
+          const normalized = normalizeEvent('7c9e6679-7425-40de-944b-e07fc1f90ae7', 'live', parsed.data, { maxAgeMs: Infinity, maxFutureMs: Infinity }, new Date());
           expect('payloadHash' in normalized && normalized.payloadHash).toBe(reference(parsed.data));
           return true;
         },
@@ -247,14 +247,14 @@ describe('time bounds', () => {
   const at = (ms: number) => parse({ occurredAt: new Date(now.getTime() + ms).toISOString() });
 
   it('accepts exactly 5 minutes ahead and exactly 35 days old, refuses 1 ms beyond either', () => {
-    expect('status' in normalizeEvent('t', at(300_000), limits, now)).toBe(false);
-    expect(normalizeEvent('t', at(300_001), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
-    expect('status' in normalizeEvent('t', at(-35 * 86_400_000), limits, now)).toBe(false);
-    expect(normalizeEvent('t', at(-35 * 86_400_000 - 1), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
+    expect('status' in normalizeEvent('t', 'live', at(300_000), limits, now)).toBe(false);
+    expect(normalizeEvent('t', 'live', at(300_001), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
+    expect('status' in normalizeEvent('t', 'live', at(-35 * 86_400_000), limits, now)).toBe(false);
+    expect(normalizeEvent('t', 'live', at(-35 * 86_400_000 - 1), limits, now)).toMatchObject({ status: 'rejected', code: 'OUT_OF_RANGE' });
   });
 
   it('defaults occurredAt to the receive time and ipAddress to the caller', () => {
-    const e = normalizeEvent('t', parse({}), limits, now, '10.0.0.1');
+    const e = normalizeEvent('t', 'live', parse({}), limits, now, '10.0.0.1');
     expect(e).toMatchObject({ occurredAt: now, ipAddress: '10.0.0.1', quantity: '1' });
   });
 });

@@ -32,7 +32,7 @@ describe('replaceTokens', () => {
 
 /** The row ingestion stores for a client's event sent from 10.0.0.1, and its payload hash. */
 function stored(raw: Record<string, unknown>): { row: StoredEvent; hash: string } {
-  const e = normalizeEvent(tenantId, usageEventInputSchema.parse(raw), LIMITS, NOW, '10.0.0.1');
+  const e = normalizeEvent(tenantId, 'live', usageEventInputSchema.parse(raw), LIMITS, NOW, '10.0.0.1');
   if ('status' in e) throw new Error(e.message);
   return {
     hash: e.payloadHash,

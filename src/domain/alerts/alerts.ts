@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { type WebhookDispatchDeps, publishWebhookEvent } from '../webhooks/dispatch';
 import { deterministicEventId } from '../webhooks/events';
 import type { LevelCrossing } from '../quotas/enforcer';
+import { type Environment, licensesOfEnvironment } from '../environments/environment';
 
 export interface AlertDeps {
   pool: pg.Pool;
@@ -35,13 +36,14 @@ export function presentAlert(a: AlertRow) {
 export async function listAlerts(
   db: Db,
   tenantId: string,
+  environment: Environment,
   args: { licenseId?: string; usageType?: string; minLevel?: number; limit: number; cursor?: string },
 ) {
   const after = args.cursor ? decodeCursor(args.cursor, 'alerts.list') : null;
   const rows = await db.usageAlert.findMany({
     where: {
       tenantId,
-      ...(args.licenseId ? { licenseId: args.licenseId } : {}),
+      licenseId: await licensesOfEnvironment(db, tenantId, environment, args.licenseId),
       ...(args.usageType ? { usageType: args.usageType } : {}),
       ...(args.minLevel ? { level: { gte: args.minLevel } } : {}),
       ...afterCursor(after),
@@ -73,7 +75,7 @@ export async function recordLevelCrossings(deps: AlertDeps, crossings: LevelCros
     );
     if (known.rowCount) continue;
     const id = deterministicEventId('usage.alert', c.tenantId, c.licenseId, c.usageType, c.period.type, c.period.start.toISOString(), String(c.level));
-    await publishWebhookEvent(deps.webhooks, c.tenantId, {
+    await publishWebhookEvent(deps.webhooks, c, {
       id,
       type: c.level >= 100 ? 'usage.threshold.exceeded' : 'usage.threshold.warning',
       createdAt: new Date().toISOString(),

@@ -3,6 +3,7 @@ import { Prisma } from '../../generated/prisma/client';
 import { describeRange, rangeOf, type Span } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries, type SeriesScope } from '../usage-reader/series';
+import type { Environment } from '../environments/environment';
 
 export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType', 'country'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];
@@ -75,8 +76,8 @@ function strategyFor(by: BreakdownDimension): BreakdownStrategy {
  * The top `limit` values of a dimension by quantity (ties by events, then by value), the
  * rest summed as "other". `key: null` is usage without that dimension.
  */
-export async function usageBreakdown(deps: AnalyticsDeps, tenantId: string, args: BreakdownInput) {
-  const { licenses, timezone } = await resolveScope(deps, tenantId, args);
+export async function usageBreakdown(deps: AnalyticsDeps, tenantId: string, environment: Environment, args: BreakdownInput) {
+  const { licenses, timezone } = await resolveScope(deps, tenantId, environment, args);
   const range = rangeOf(args.startDate, args.endDate, 'daily', timezone);
   const groups = await strategyFor(args.by)(deps.pool, { tenantId, licenses, usageType: args.usageType }, range, timezone);
   groups.sort(

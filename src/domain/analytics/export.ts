@@ -4,6 +4,7 @@ import { usageTypeSchema } from '../usage/event-schema';
 import { isIanaTimeZone } from '../timezones';
 import { calendarDate, rangeOf } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
+import type { Environment } from '../environments/environment';
 
 export const EXPORT_KINDS = ['events', 'rollups'] as const;
 export type ExportKind = (typeof EXPORT_KINDS)[number];
@@ -91,11 +92,12 @@ export interface ExportDeps extends AnalyticsDeps {
 export async function* exportRows(
   deps: ExportDeps,
   tenantId: string,
+  environment: Environment,
   kind: ExportKind,
   query: ExportQuery,
   options: { statementTimeoutMs: number },
 ): AsyncGenerator<string> {
-  const { licenses, timezone } = await resolveScope(deps, tenantId, query);
+  const { licenses, timezone } = await resolveScope(deps, tenantId, environment, query);
   const range = rangeOf(query.startDate, query.endDate, 'daily', timezone);
   const includeVoided = kind === 'events' && query.includeVoided === true;
   const columns = kind === 'events' ? (includeVoided ? [...EVENT_COLUMNS, ...VOID_COLUMNS] : EVENT_COLUMNS) : ROLLUP_COLUMNS;

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { inTransaction } from '../../lib/transaction';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
+import type { Environment } from '../environments/environment';
 
 /** GROUP BY GROUPING SETS ((date), (tenant_id, license_id)): one row per local date, one per license. */
 interface FoldedRow {
@@ -18,11 +19,12 @@ const FOLDED = `SELECT GROUPING(date) = 0 AS by_date, to_char(date, 'YYYY-MM-DD'
        sum(event_count)::text AS events, sum(error_count)::text AS errors, bool_or(date >= $1::date) AS active`;
 const BY_DATE_AND_LICENSE = 'GROUP BY GROUPING SETS ((date), (tenant_id, license_id))';
 
-/** The final days, from daily rollups. $1 first active date, $2 first date, $3 last final date. */
+/** The final days, from daily rollups. $1 first active date, $2 first date, $3 last final date, $4 environment. */
 const FINAL_DAYS_SQL = `
 ${FOLDED}
   FROM usage_rollups_daily
  WHERE date >= $2::date AND date <= $3::date
+   AND license_id IN (SELECT id FROM licenses WHERE environment = $4::api_key_environment)
  ${BY_DATE_AND_LICENSE}`;
 
 /**
@@ -52,7 +54,8 @@ tail AS (
   SELECT h.tenant_id, h.license_id, lh.date, h.event_count, h.error_count
     FROM (SELECT tenant_id, license_id, hour, event_count, error_count FROM usage_rollups_hourly
            WHERE hour >= $5 AND hour < $6 OFFSET 0) AS h
-    JOIN (SELECT l.tenant_id, l.id, z.hour, z.date FROM licenses l JOIN zone_hours z ON z.timezone = l.timezone OFFSET 0) AS lh
+    JOIN (SELECT l.tenant_id, l.id, z.hour, z.date FROM licenses l JOIN zone_hours z ON z.timezone = l.timezone
+           WHERE l.environment = $7::api_key_environment OFFSET 0) AS lh
       ON lh.tenant_id = h.tenant_id AND lh.id = h.license_id AND lh.hour = h.hour
 )
 ${FOLDED}
@@ -74,11 +77,13 @@ WITH raw AS (
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
                    WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.voided_at IS NULL
                      AND e.occurred_at >= z.hour AND e.occurred_at < z.hour + interval '1 hour' OFFSET 0) AS e
+   WHERE l.environment = $7::api_key_environment
   UNION ALL
   SELECT l.tenant_id, l.id, (e.occurred_at AT TIME ZONE l.timezone)::date, 1, CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END
     FROM licenses l,
          LATERAL (SELECT e.occurred_at, e.status_code FROM usage_events e
                    WHERE e.tenant_id = l.tenant_id AND e.license_id = l.id AND e.occurred_at >= $6 AND e.voided_at IS NULL OFFSET 0) AS e
+   WHERE l.environment = $7::api_key_environment
 )
 ${FOLDED}
   FROM raw
@@ -106,7 +111,8 @@ SELECT to_char(d.date, 'YYYY-MM-DD') AS date, count(*)::int AS events,
        round(percentile_cont(0.99) WITHIN GROUP (ORDER BY d.duration_ms)::numeric, 3)::float8 AS p99
   FROM (SELECT (e.occurred_at AT TIME ZONE l.timezone)::date AS date, e.duration_ms
           FROM usage_events e JOIN licenses l ON l.tenant_id = e.tenant_id AND l.id = e.license_id
-         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2 AND e.duration_ms IS NOT NULL) AS d
+         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2 AND e.duration_ms IS NOT NULL
+           AND l.environment = $3::api_key_environment) AS d
  WHERE d.date >= $1::date AND d.date <= $2::date
  GROUP BY d.date ORDER BY d.date`;
 
@@ -115,7 +121,7 @@ const COUNTRIES_SQL = `
 SELECT d.country, count(*)::text AS events
   FROM (SELECT e.country, (e.occurred_at AT TIME ZONE l.timezone)::date AS date
           FROM usage_events e JOIN licenses l ON l.tenant_id = e.tenant_id AND l.id = e.license_id
-         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2) AS d
+         WHERE e.occurred_at >= $1::date - 1 AND e.occurred_at < $2::date + 2 AND l.environment = $4::api_key_environment) AS d
  WHERE d.date >= $1::date AND d.date <= $2::date
  GROUP BY d.country ORDER BY count(*) DESC, d.country NULLS LAST
  LIMIT $3`;
@@ -132,13 +138,13 @@ export interface PlatformSections {
  * asked for by name: unlike the rest of the view, which reads rollups, they read every event of
  * the range, so the default view does not pay for them.
  */
-async function rawSections(pool: pg.Pool, firstDate: string, lastDate: string, top: number, sections: PlatformSections) {
+async function rawSections(pool: pg.Pool, environment: Environment, firstDate: string, lastDate: string, top: number, sections: PlatformSections) {
   const read = <R extends pg.QueryResultRow>(sql: string, params: unknown[]) =>
     inTransaction(pool, { begin: 'BEGIN READ ONLY', settings: ['jit = off'] }, async (client) => (await client.query<R>(sql, params)).rows);
   const [countries, responseTimes] = await Promise.all([
-    sections.countries ? read<{ country: string | null; events: string }>(COUNTRIES_SQL, [firstDate, lastDate, top]) : null,
+    sections.countries ? read<{ country: string | null; events: string }>(COUNTRIES_SQL, [firstDate, lastDate, top, environment]) : null,
     sections.percentiles
-      ? read<{ date: string; events: number; p50: number; p95: number; p99: number }>(RESPONSE_TIMES_SQL, [firstDate, lastDate])
+      ? read<{ date: string; events: number; p50: number; p95: number; p99: number }>(RESPONSE_TIMES_SQL, [firstDate, lastDate, environment])
       : null,
   ]);
   return {
@@ -152,8 +158,15 @@ async function rawSections(pool: pg.Pool, firstDate: string, lastDate: string, t
  * dates: final ones come from daily rollups, the unfinished tail (the last day or two)
  * from hourly rollups and, for hours not rolled up yet, raw events. Hours a late event
  * marked are counted as their hourly row stands until the next hourly run (within the hour).
+ * One environment at a time: licenses, events and the keys' organizations and SDK versions of
+ * that environment (tenants are counted whole: a tenant has both).
  */
-export async function platformOverview(pool: pg.Pool, args: { days: number; top: number } & PlatformSections, now = new Date()) {
+export async function platformOverview(
+  pool: pg.Pool,
+  environment: Environment,
+  args: { days: number; top: number } & PlatformSections,
+  now = new Date(),
+) {
   const todayUtc = Math.floor(now.getTime() / DAY_MS) * DAY_MS;
   const firstDate = new Date(todayUtc - (args.days - 1) * DAY_MS).toISOString().slice(0, 10);
   const activeSince = new Date(todayUtc - 29 * DAY_MS).toISOString().slice(0, 10);
@@ -184,7 +197,15 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
     const straddling = zoneHours.filter((z) => z.date === null);
     const rolled = zoneHours.filter((z) => z.date !== null).sort((a, b) => a.hour.getTime() - b.hour.getTime());
     const reads = [
-      readWithoutJit(pool, RAW_SQL, [activeSince, firstDate, finalThrough, straddling.map((z) => z.timezone), straddling.map((z) => z.hour), rawFrom]),
+      readWithoutJit(pool, RAW_SQL, [
+        activeSince,
+        firstDate,
+        finalThrough,
+        straddling.map((z) => z.timezone),
+        straddling.map((z) => z.hour),
+        rawFrom,
+        environment,
+      ]),
     ];
     // Split at the middle hour: every hour holds about as many hourly rows.
     const hours = [...new Set(rolled.map((z) => z.hour.getTime()))];
@@ -194,7 +215,7 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
       for (const [start, end] of [[from, middle], [middle, rolledUntil]] as const) {
         const part = rolled.filter((z) => z.hour >= start && z.hour < end);
         if (part.length === 0) continue;
-        const params = [activeSince, part.map((z) => z.timezone), part.map((z) => z.hour), part.map((z) => z.date), start, end];
+        const params = [activeSince, part.map((z) => z.timezone), part.map((z) => z.hour), part.map((z) => z.date), start, end, environment];
         reads.push(readWithoutJit(pool, HOURLY_SQL, params));
       }
     }
@@ -203,21 +224,25 @@ export async function platformOverview(pool: pg.Pool, args: { days: number; top:
   const lastDate = new Date(todayUtc).toISOString().slice(0, 10);
   const [tenants, licenses, finalDays, tailDays, orgs, sdks, raw] = await Promise.all([
     pool.query<{ n: string }>('SELECT count(*)::text AS n FROM tenants'),
-    pool.query<{ status: string; n: string }>(`SELECT status::text, count(*)::text AS n FROM licenses WHERE deleted_at IS NULL GROUP BY 1`),
-    finalThrough === null ? [] : readWithoutJit(pool, FINAL_DAYS_SQL, [activeSince, firstDate, finalThrough]),
+    pool.query<{ status: string; n: string }>(
+      `SELECT status::text, count(*)::text AS n FROM licenses WHERE deleted_at IS NULL AND environment = $1::api_key_environment GROUP BY 1`,
+      [environment],
+    ),
+    finalThrough === null ? [] : readWithoutJit(pool, FINAL_DAYS_SQL, [activeSince, firstDate, finalThrough, environment]),
     tail(),
     // Organizations and SDK versions are what API keys identify themselves with (the seeds' fields).
     pool.query<{ organization: string; keys: string; requests: string }>(
       `SELECT organization, count(*)::text AS keys, sum(request_count)::text AS requests FROM api_keys
-        WHERE organization IS NOT NULL AND revoked_at IS NULL GROUP BY organization ORDER BY sum(request_count) DESC, organization LIMIT $1`,
-      [args.top],
+        WHERE organization IS NOT NULL AND revoked_at IS NULL AND environment = $2::api_key_environment
+        GROUP BY organization ORDER BY sum(request_count) DESC, organization LIMIT $1`,
+      [args.top, environment],
     ),
     pool.query<{ sdk_version: string | null; keys: string }>(
-      `SELECT sdk_version, count(*)::text AS keys FROM api_keys WHERE revoked_at IS NULL AND last_used_at >= $1
+      `SELECT sdk_version, count(*)::text AS keys FROM api_keys WHERE revoked_at IS NULL AND last_used_at >= $1 AND environment = $2::api_key_environment
         GROUP BY sdk_version ORDER BY count(*) DESC, sdk_version NULLS LAST`,
-      [new Date(now.getTime() - 30 * DAY_MS)],
+      [new Date(now.getTime() - 30 * DAY_MS), environment],
     ),
-    rawSections(pool, firstDate, lastDate, args.top, args),
+    rawSections(pool, environment, firstDate, lastDate, args.top, args),
   ]);
 
   // Every rollup row and event is in exactly one of the reads: their dates and licenses add up.

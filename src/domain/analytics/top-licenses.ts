@@ -2,14 +2,16 @@ import { Prisma } from '../../generated/prisma/client';
 import { describeRange, rangeOf } from './buckets';
 import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries } from '../usage-reader/series';
+import type { Environment } from '../environments/environment';
 
 /** A tenant's licenses ranked by usage over a range (ties by events, then id), exact from rollups and raw events. */
 export async function topLicenses(
   deps: AnalyticsDeps,
   tenantId: string,
+  environment: Environment,
   args: { usageType?: string; startDate: string; endDate: string; timezone?: string; limit: number },
 ) {
-  const { licenses, timezone } = await resolveScope(deps, tenantId, { timezone: args.timezone });
+  const { licenses, timezone } = await resolveScope(deps, tenantId, environment, { timezone: args.timezone });
   const range = rangeOf(args.startDate, args.endDate, 'daily', timezone);
   const series = await usageSeries(deps.pool, { tenantId, licenses, usageType: args.usageType }, [range], timezone, { groupBy: 'license' });
   const ranked = [...(series.get(0) ?? new Map<string, { quantity: Prisma.Decimal; events: bigint }>())]

@@ -4,6 +4,7 @@ import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity, type Span } from './buckets';
 import type { FinalDayCache } from '../usage-reader/final-days';
 import { licenseWithCoverage, seriesTotals, type ScopedLicense, type SeriesScope } from '../usage-reader/series';
+import type { Environment } from '../environments/environment';
 
 export interface UsageAnalyticsInput {
   licenseId?: string;
@@ -77,18 +78,23 @@ export interface AnalyticsDeps {
   finalDays?: FinalDayCache;
 }
 
-/** The licenses a request covers and the zone its periods are cut in (the license's, else the tenant's). */
+/**
+ * The licenses a request covers and the zone its periods are cut in (the license's, else the
+ * tenant's): one license of the tenant and environment, or all of them (never the other
+ * environment's: test usage never shows in live analytics, nor the reverse).
+ */
 export async function resolveScope(
   deps: AnalyticsDeps,
   tenantId: string,
+  environment: Environment,
   args: { licenseId?: string; timezone?: string },
 ): Promise<{ licenses: ScopedLicense[]; timezone: string }> {
   if (args.licenseId) {
     // Straight through pg: this runs on every analytics request.
     const { rows } = await deps.pool.query<ScopedLicense>({
       name: 'analytics.license',
-      text: 'SELECT id, timezone FROM licenses WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL',
-      values: [args.licenseId, tenantId],
+      text: 'SELECT id, timezone FROM licenses WHERE id = $1 AND tenant_id = $2 AND environment = $3::api_key_environment AND deleted_at IS NULL',
+      values: [args.licenseId, tenantId, environment],
     });
     const license = rows[0];
     if (!license) throw new AppError('NOT_FOUND', 'license not found');
@@ -97,7 +103,7 @@ export async function resolveScope(
   // Tenant-wide: every license that ever belonged to the tenant, deleted ones too (their usage happened).
   const [tenant, licenses] = await Promise.all([
     deps.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { timezone: true } }),
-    deps.pool.query<ScopedLicense>('SELECT id, timezone FROM licenses WHERE tenant_id = $1', [tenantId]),
+    deps.pool.query<ScopedLicense>('SELECT id, timezone FROM licenses WHERE tenant_id = $1 AND environment = $2::api_key_environment', [tenantId, environment]),
   ]);
   return { licenses: licenses.rows, timezone: args.timezone ?? tenant.timezone };
 }
@@ -112,17 +118,23 @@ function ratio(part: bigint, whole: bigint, digits: number): number | null {
  * range is present (empty ones as zeros), a DST day has 23 or 25 hourly points, and the
  * periods sum to the overview's total.
  */
-export async function usageAnalytics(deps: AnalyticsDeps, tenantId: string, args: UsageAnalyticsInput, generation: string | null = null) {
+export async function usageAnalytics(
+  deps: AnalyticsDeps,
+  tenantId: string,
+  environment: Environment,
+  args: UsageAnalyticsInput,
+  generation: string | null = null,
+) {
   let scope: SeriesScope;
   let timezone: string;
   if (args.licenseId) {
     // One license: found together with what its rollups cover, in one statement.
-    const found = await licenseWithCoverage(deps.pool, tenantId, args.licenseId, args, args.timezone);
+    const found = await licenseWithCoverage(deps.pool, tenantId, environment, args.licenseId, args, args.timezone);
     if (!found) throw new AppError('NOT_FOUND', 'license not found');
     timezone = args.timezone ?? found.license.timezone;
     scope = { tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage };
   } else {
-    const resolved = await resolveScope(deps, tenantId, args);
+    const resolved = await resolveScope(deps, tenantId, environment, args);
     timezone = resolved.timezone;
     scope = { tenantId, licenses: resolved.licenses, usageType: args.usageType };
   }

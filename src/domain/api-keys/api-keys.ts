@@ -79,18 +79,19 @@ export async function ensureAdminKey(db: Db, key: string): Promise<void> {
   });
 }
 
-export async function listApiKeys(db: Db, tenantId: string, includeRevoked: boolean) {
+/** The tenant's keys of one environment: a test key neither sees nor manages live keys. */
+export async function listApiKeys(db: Db, tenantId: string, environment: KeyEnvironment, includeRevoked: boolean) {
   return db.apiKey.findMany({
-    where: { tenantId, ...(includeRevoked ? {} : { revokedAt: null }) },
+    where: { tenantId, environment, ...(includeRevoked ? {} : { revokedAt: null }) },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     select: publicFields,
   });
 }
 
 /** A revoked key must fail at once, in this process and in every other one. */
-export async function revokeApiKey(deps: { prisma: Db; revocations: KeyRevocations }, tenantId: string, id: string) {
+export async function revokeApiKey(deps: { prisma: Db; revocations: KeyRevocations }, tenantId: string, environment: KeyEnvironment, id: string) {
   const db = deps.prisma;
-  const existing = await db.apiKey.findFirst({ where: { id, tenantId }, select: { id: true, revokedAt: true } });
+  const existing = await db.apiKey.findFirst({ where: { id, tenantId, environment }, select: { id: true, revokedAt: true } });
   if (!existing) throw new AppError('NOT_FOUND', 'API key not found');
   const key = existing.revokedAt
     ? await db.apiKey.findUniqueOrThrow({ where: { id }, select: publicFields })

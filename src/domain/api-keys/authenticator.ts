@@ -1,6 +1,7 @@
 import type { Db } from '../../lib/db';
 import type { Redis } from '../../lib/redis';
 import type { ApiKeyRole } from '../../generated/prisma/client';
+import type { Environment } from '../environments/environment';
 import { LruMap } from '../../lib/bounded-cache';
 import type { RefusalAudit } from '../audit/refusal-audit';
 import { API_KEY_PATTERN, hashApiKey, publicPrefix } from './key-material';
@@ -10,6 +11,8 @@ export interface Principal {
   keyId: string;
   tenantId: string | null;
   role: ApiKeyRole;
+  /** live or test (tk_live_ / tk_test_): the key reaches only licenses of this environment. */
+  environment: Environment;
   prefix: string;
   /** Calls allowed per hour (null: no limit of its own). */
   rateLimitPerHour: number | null;
@@ -135,7 +138,7 @@ export class ApiKeyAuthenticator implements KeyRevocations {
     }
     const row = await this.db.apiKey.findUnique({
       where: { keyHash: hash },
-      select: { id: true, tenantId: true, role: true, prefix: true, revokedAt: true, rateLimitPerHour: true },
+      select: { id: true, tenantId: true, role: true, environment: true, prefix: true, revokedAt: true, rateLimitPerHour: true },
     });
     const expiresAt = Date.now() + this.options.cacheTtlMs;
     if (!row || row.revokedAt) {
@@ -144,7 +147,14 @@ export class ApiKeyAuthenticator implements KeyRevocations {
       if (this.options.cacheTtlMs > 0) this.refused.set(hash, { reason, expiresAt });
       return this.refuse(reason, prefix, client);
     }
-    const principal: Principal = { keyId: row.id, tenantId: row.tenantId, role: row.role, prefix: row.prefix, rateLimitPerHour: row.rateLimitPerHour };
+    const principal: Principal = {
+      keyId: row.id,
+      tenantId: row.tenantId,
+      role: row.role,
+      environment: row.environment,
+      prefix: row.prefix,
+      rateLimitPerHour: row.rateLimitPerHour,
+    };
     this.refused.delete(hash);
     if (this.options.cacheTtlMs > 0) this.accepted.set(hash, { principal, expiresAt });
     return this.admit(principal, client);

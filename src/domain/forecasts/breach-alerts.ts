@@ -64,14 +64,14 @@ export async function sendForecastBreachAlerts(deps: BreachAlertDeps, asOf: Date
     if (!limitsByLicense.has(f.license_id)) limitsByLicense.set(f.license_id, await loadLicenseLimits(deps.prisma, f.tenant_id, f.license_id));
     const limits = limitsByLicense.get(f.license_id);
     const limit = limits ? limitsFor(limits, f.usage_type).find((l) => l.periodType === f.period_type) : undefined;
-    if (!limit || !limit.limit.eq(f.limit_quantity) || limit.thresholdId !== f.threshold_id) continue;
+    if (!limits || !limit || !limit.limit.eq(f.limit_quantity) || limit.thresholdId !== f.threshold_id) continue;
 
     // Publish first, then claim. The event's id is derived from what the alert is about, so
     // a run that published and then failed to claim (or crashed) publishes the same event
     // again next time, and deliveries are unique per endpoint and event: sent exactly once.
     // (Claiming first lost the alert whenever publishing failed after the claim.)
     const id = deterministicEventId('usage.forecast.breach', f.tenant_id, f.license_id, f.usage_type, f.period_type, f.period_start.toISOString());
-    await publishWebhookEvent(deps.webhooks, f.tenant_id, {
+    await publishWebhookEvent(deps.webhooks, limits, {
       id,
       type: 'usage.forecast.breach',
       createdAt: new Date().toISOString(),

@@ -4,6 +4,7 @@ import { AppError } from '../../lib/errors';
 import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
 import type { PeriodType } from '../periods';
 import type { ForecastMethod } from './models';
+import { type Environment, assertLicenseInEnvironment, licensesOfEnvironment } from '../environments/environment';
 
 type ForecastRow = Prisma.UsageForecastGetPayload<object>;
 
@@ -47,18 +48,19 @@ export function presentForecast(f: ForecastRow) {
   };
 }
 
-async function assertLicense(db: Db, tenantId: string, licenseId: string): Promise<void> {
-  const license = await db.license.findFirst({ where: { id: licenseId, tenantId, deletedAt: null }, select: { id: true } });
-  if (!license) throw new AppError('NOT_FOUND', 'license not found');
-}
-
 /**
  * The forecast of a license's usage type for its current period: of the period types it is
  * limited on, the longest (or `periodType`). Before the first forecast of a new period, the
  * last one of the period before is returned (its periodEnd says so).
  */
-export async function getForecast(db: Db, tenantId: string, args: { licenseId: string; usageType: string; periodType?: PeriodType }, now = new Date()) {
-  await assertLicense(db, tenantId, args.licenseId);
+export async function getForecast(
+  db: Db,
+  tenantId: string,
+  environment: Environment,
+  args: { licenseId: string; usageType: string; periodType?: PeriodType },
+  now = new Date(),
+) {
+  await assertLicenseInEnvironment(db, tenantId, environment, args.licenseId);
   const rows = await db.usageForecast.findMany({
     where: { tenantId, licenseId: args.licenseId, usageType: args.usageType, ...(args.periodType ? { periodType: args.periodType } : {}) },
     orderBy: [{ periodStart: 'desc' }],
@@ -77,6 +79,7 @@ export async function getForecast(db: Db, tenantId: string, args: { licenseId: s
 export async function listForecasts(
   db: Db,
   tenantId: string,
+  environment: Environment,
   args: { licenseId?: string; usageType?: string; periodType?: PeriodType; method?: ForecastMethod; breaching?: boolean; current?: boolean; limit: number; cursor?: string },
   now = new Date(),
 ) {
@@ -84,7 +87,7 @@ export async function listForecasts(
   const rows = await db.usageForecast.findMany({
     where: {
       tenantId,
-      ...(args.licenseId ? { licenseId: args.licenseId } : {}),
+      licenseId: await licensesOfEnvironment(db, tenantId, environment, args.licenseId),
       ...(args.usageType ? { usageType: args.usageType } : {}),
       ...(args.periodType ? { periodType: args.periodType } : {}),
       ...(args.method ? { method: args.method } : {}),
@@ -111,13 +114,14 @@ function mape(avg: Prisma.Decimal | null): string | null {
 export async function forecastAccuracy(
   db: Db,
   tenantId: string,
+  environment: Environment,
   args: { licenseId?: string; usageType?: string; periodType?: PeriodType; since?: Date },
 ) {
-  if (args.licenseId) await assertLicense(db, tenantId, args.licenseId);
+  if (args.licenseId) await assertLicenseInEnvironment(db, tenantId, environment, args.licenseId);
   const where = {
     tenantId,
     absolutePercentageError: { not: null },
-    ...(args.licenseId ? { licenseId: args.licenseId } : {}),
+    licenseId: await licensesOfEnvironment(db, tenantId, environment, args.licenseId),
     ...(args.usageType ? { usageType: args.usageType } : {}),
     ...(args.periodType ? { periodType: args.periodType } : {}),
     ...(args.since ? { periodEnd: { gte: args.since } } : {}),

@@ -7,6 +7,7 @@ import { DAY_MS, HOUR_MS } from '../../lib/time';
 import { jobCatalog, parseDateWindow, parseHourWindow } from './catalog';
 import type { JobPort } from './port';
 import { SCHEDULE } from './schedule';
+import type { Environment } from '../environments/environment';
 export const MAX_RECALCULATION_DAYS = 400;
 
 export type TriggerableJob = (typeof SCHEDULE)[number]['job'];
@@ -41,6 +42,7 @@ export async function triggerJob(jobs: Pick<JobPort, 'enqueue'>, args: { name: T
 export async function requestRecalculation(
   deps: { jobs: Pick<JobPort, 'enqueue'>; prisma: PrismaClient },
   tenantId: string | null,
+  environment: Environment,
   args: { licenseId?: string; startDate: string; endDate: string },
   now = new Date(),
 ) {
@@ -54,7 +56,7 @@ export async function requestRecalculation(
   if (start > now.getTime()) throw new AppError('BAD_REQUEST', 'startDate: must not be in the future');
   if (args.licenseId) {
     const license = await deps.prisma.license.findFirst({
-      where: { id: args.licenseId, ...(tenantId ? { tenantId } : {}) },
+      where: { id: args.licenseId, environment, ...(tenantId ? { tenantId } : {}) },
       select: { id: true },
     });
     if (!license) throw new AppError('NOT_FOUND', 'license not found');

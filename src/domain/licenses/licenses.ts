@@ -4,6 +4,7 @@ import { AppError } from '../../lib/errors';
 import { afterCursor, decodeCursor, pageOf } from '../../lib/cursor';
 import type { AnalyticsInvalidator } from '../analytics/cache';
 import type { QuotaLimitsCache } from '../quotas/enforcer';
+import { type Environment, environmentOfNew } from '../environments/environment';
 
 /** What license changes affect beyond their row: cached limits and cached analytics answers. */
 export interface LicenseDeps {
@@ -13,6 +14,8 @@ export interface LicenseDeps {
 }
 
 export interface CreateLicenseArgs {
+  /** The environment the license lives in, fixed for its life; default: the caller's. */
+  environment?: Environment;
   name: string;
   externalId?: string;
   planCode: string;
@@ -33,6 +36,8 @@ export const DEFAULT_PLAN_CODE = 'trial';
  */
 export interface LicenseAuthority {
   mayChangeBilling: boolean;
+  /** Platform operators (admin keys) may create a license in either environment; other keys only in their own. */
+  mayChooseEnvironment?: boolean;
 }
 
 const OWNER_ONLY = 'only owners may change';
@@ -57,13 +62,15 @@ async function planIdFor(db: Db, code: string): Promise<string> {
   return plan.id;
 }
 
-async function assertExternalIdFree(db: Db, tenantId: string, externalId: string | undefined, exceptId?: string) {
+/** External ids are unique per tenant and environment: one customer may have a test and a live license. */
+async function assertExternalIdFree(db: Db, tenantId: string, environment: Environment, externalId: string | undefined, exceptId?: string) {
   if (!externalId) return;
-  const other = await db.license.findFirst({ where: { tenantId, externalId, NOT: exceptId ? { id: exceptId } : undefined } });
+  const other = await db.license.findFirst({ where: { tenantId, environment, externalId, NOT: exceptId ? { id: exceptId } : undefined } });
   if (other) throw new AppError('CONFLICT', `externalId: "${externalId}" is already used by license ${other.id}`);
 }
 
-export async function createLicense(db: Db, tenantId: string, args: CreateLicenseArgs, authority: LicenseAuthority) {
+export async function createLicense(db: Db, tenantId: string, environment: Environment, args: CreateLicenseArgs, authority: LicenseAuthority) {
+  const licenseEnvironment = environmentOfNew(environment, args.environment, authority.mayChooseEnvironment === true, 'licenses');
   if (!authority.mayChangeBilling) {
     refuseBillingChange([
       ...(args.planCode !== DEFAULT_PLAN_CODE ? ['plan'] : []),
@@ -72,10 +79,11 @@ export async function createLicense(db: Db, tenantId: string, args: CreateLicens
     ]);
   }
   const tenant = await db.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { timezone: true } });
-  await assertExternalIdFree(db, tenantId, args.externalId);
+  await assertExternalIdFree(db, tenantId, licenseEnvironment, args.externalId);
   const license = await db.license.create({
     data: {
       tenantId,
+      environment: licenseEnvironment,
       name: args.name,
       externalId: args.externalId ?? null,
       planId: await planIdFor(db, args.planCode),
@@ -90,9 +98,9 @@ export async function createLicense(db: Db, tenantId: string, args: CreateLicens
   return presentLicense(license);
 }
 
-/** A license of this tenant that is not deleted; anything else is "not found". */
-export async function getLicense(db: Db, tenantId: string, id: string) {
-  const license = await db.license.findFirst({ where: { id, tenantId, deletedAt: null }, include: withPlan });
+/** A license of this tenant and environment that is not deleted; anything else is "not found". */
+export async function getLicense(db: Db, tenantId: string, environment: Environment, id: string) {
+  const license = await db.license.findFirst({ where: { id, tenantId, environment, deletedAt: null }, include: withPlan });
   if (!license) throw new AppError('NOT_FOUND', 'license not found');
   return presentLicense(license);
 }
@@ -104,11 +112,12 @@ export interface ListLicensesArgs {
 }
 
 /** Newest first, keyset-paginated on (createdAt, id) so pages stay stable under inserts. */
-export async function listLicenses(db: Db, tenantId: string, args: ListLicensesArgs) {
+export async function listLicenses(db: Db, tenantId: string, environment: Environment, args: ListLicensesArgs) {
   const after = args.cursor ? decodeCursor(args.cursor, 'licenses.list') : null;
   const rows = await db.license.findMany({
     where: {
       tenantId,
+      environment,
       deletedAt: null,
       ...(args.status ? { status: args.status } : {}),
       ...afterCursor(after),
@@ -133,9 +142,16 @@ export interface UpdateLicenseArgs {
 }
 
 /** Plan, time zone and anchor decide the limits and periods: the license's cached limits go; a new zone changes the periods analytics cut by default. */
-export async function updateLicense(deps: LicenseDeps, tenantId: string, id: string, args: UpdateLicenseArgs, authority: LicenseAuthority) {
+export async function updateLicense(
+  deps: LicenseDeps,
+  tenantId: string,
+  environment: Environment,
+  id: string,
+  args: UpdateLicenseArgs,
+  authority: LicenseAuthority,
+) {
   const db = deps.prisma;
-  const current = await getLicense(db, tenantId, id);
+  const current = await getLicense(db, tenantId, environment, id);
   if (!authority.mayChangeBilling) {
     // Sending the values a license already has is not a change (clients that send whole objects).
     refuseBillingChange([
@@ -144,7 +160,7 @@ export async function updateLicense(deps: LicenseDeps, tenantId: string, id: str
       ...(args.stripeCustomerId !== undefined && args.stripeCustomerId !== current.stripeCustomerId ? ['stripeCustomerId'] : []),
     ]);
   }
-  if (args.externalId) await assertExternalIdFree(db, tenantId, args.externalId, id);
+  if (args.externalId) await assertExternalIdFree(db, tenantId, environment, args.externalId, id);
   const license = await db.license.update({
     where: { id },
     data: {
@@ -164,15 +180,15 @@ export async function updateLicense(deps: LicenseDeps, tenantId: string, id: str
   return presentLicense(license);
 }
 
-export async function setLicenseStatus(db: Db, tenantId: string, id: string, status: LicenseStatus) {
-  await getLicense(db, tenantId, id);
+export async function setLicenseStatus(db: Db, tenantId: string, environment: Environment, id: string, status: LicenseStatus) {
+  await getLicense(db, tenantId, environment, id);
   const license = await db.license.update({ where: { id }, data: { status }, include: withPlan });
   return presentLicense(license);
 }
 
 /** Soft delete: the license disappears from reads and refuses events; its usage history stays. */
-export async function deleteLicense(deps: LicenseDeps, tenantId: string, id: string) {
-  await getLicense(deps.prisma, tenantId, id);
+export async function deleteLicense(deps: LicenseDeps, tenantId: string, environment: Environment, id: string) {
+  await getLicense(deps.prisma, tenantId, environment, id);
   const license = await deps.prisma.license.update({ where: { id }, data: { deletedAt: new Date() }, include: withPlan });
   await deps.analytics.invalidate([tenantId]); // its answers now say "not found"
   return presentLicense(license);

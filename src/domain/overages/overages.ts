@@ -7,6 +7,7 @@ import { type WebhookDispatchDeps, publishWebhookEvent } from '../webhooks/dispa
 import { deterministicEventId } from '../webhooks/events';
 import type { OverageCrossing } from '../quotas/enforcer';
 import { capOf, feeCents } from '../quotas/limits';
+import { type Environment, licensesOfEnvironment } from '../environments/environment';
 
 export interface OverageDeps {
   pool: pg.Pool;
@@ -38,13 +39,14 @@ export function presentOverage(o: OverageRow) {
 export async function listOverages(
   db: Db,
   tenantId: string,
+  environment: Environment,
   args: { licenseId?: string; status?: OverageStatus; limit: number; cursor?: string },
 ) {
   const after = args.cursor ? decodeCursor(args.cursor, 'overages.list') : null;
   const rows = await db.usageOverage.findMany({
     where: {
       tenantId,
-      ...(args.licenseId ? { licenseId: args.licenseId } : {}),
+      licenseId: await licensesOfEnvironment(db, tenantId, environment, args.licenseId),
       ...(args.status ? { status: args.status } : {}),
       ...afterCursor(after),
     },
@@ -59,9 +61,17 @@ export async function listOverages(
  * DETECTED → APPROVED (to be billed) or WAIVED (never billed). Deciding twice the same way is
  * a no-op; changing a decision, or deciding a BILLED overage, is a conflict.
  */
-export async function decideOverage(db: Db, tenantId: string, id: string, decision: 'APPROVED' | 'WAIVED', actorKeyId: string | null) {
+export async function decideOverage(
+  db: Db,
+  tenantId: string,
+  environment: Environment,
+  id: string,
+  decision: 'APPROVED' | 'WAIVED',
+  actorKeyId: string | null,
+) {
   const overage = await db.usageOverage.findFirst({ where: { id, tenantId } });
-  if (!overage) throw new AppError('NOT_FOUND', 'overage not found');
+  const licenseHere = overage && (await db.license.count({ where: { id: overage.licenseId, tenantId, environment } }));
+  if (!overage || !licenseHere) throw new AppError('NOT_FOUND', 'overage not found');
   if (overage.status === decision) return presentOverage(overage);
   if (overage.status !== 'DETECTED') {
     throw new AppError('CONFLICT', `overage is already ${overage.status}`);
@@ -95,7 +105,7 @@ export async function upsertOverage(deps: OverageDeps, o: OverageCrossing, final
     o.period.start,
   ]);
   if (!known.rowCount) {
-    await publishWebhookEvent(deps.webhooks, o.tenantId, {
+    await publishWebhookEvent(deps.webhooks, o, {
       id,
       type: 'usage.overage.detected',
       createdAt: new Date().toISOString(),

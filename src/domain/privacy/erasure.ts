@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { AppError } from '../../lib/errors';
 import { inTransaction } from '../../lib/transaction';
 import { type DimensionColumns, dimensionsOf, rehashErased, replaceTokens, replaceTokensInJson, type StoredEvent } from './scrub';
+import type { Environment } from '../environments/environment';
 
 /** Events rewritten per transaction: a heavy user is erased in many short transactions, not one long one. */
 export const ERASURE_BATCH_SIZE = 1_000;
@@ -15,6 +16,8 @@ const ERASURE_LOCK = 7_003;
 
 export interface ErasureRequest {
   tenantId: string;
+  /** Only events of this environment's licenses, and deliveries to its webhook endpoints, are erased. */
+  environment: Environment;
   userId: string;
   /** Only this license's events (the user's mentions elsewhere in the tenant are erased anyway). */
   licenseId?: string;
@@ -60,8 +63,8 @@ function pseudonymFor(tenantId: string, userId: string): string {
  * Idempotent: a second run finds nothing carrying the id and reports 0.
  */
 export async function eraseUser(pool: pg.Pool, request: ErasureRequest, batchSize = ERASURE_BATCH_SIZE): Promise<ErasureReport> {
-  const { tenantId, userId, licenseId } = request;
-  if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, licenseId);
+  const { tenantId, environment, userId, licenseId } = request;
+  if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, environment, licenseId);
   // Two erasures of one user at once would split the user's events between two pseudonyms
   // (and count the user twice): the second is refused while the first runs. The lock is held
   // by a session of its own, so each batch can still commit on its own.
@@ -85,13 +88,13 @@ export async function eraseUser(pool: pg.Pool, request: ErasureRequest, batchSiz
 }
 
 async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: number): Promise<ErasureReport> {
-  const { tenantId, userId } = request;
+  const { tenantId, environment, userId } = request;
   const pseudonym = pseudonymFor(tenantId, userId);
   const addresses = await addressesOf(pool, request);
   const needles = [userId, ...addresses];
 
   const auditLogs = await scrubAuditLogs(pool, tenantId, needles, addresses, pseudonym);
-  const webhookDeliveries = await scrubWebhookDeliveries(pool, tenantId, needles, pseudonym);
+  const webhookDeliveries = await scrubWebhookDeliveries(pool, tenantId, environment, needles, pseudonym);
 
   let events = 0;
   let idempotencyKeys = 0;
@@ -108,9 +111,13 @@ async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: nu
   return { id: randomUUID(), pseudonym: events > 0 ? pseudonym : null, events, idempotencyKeys, auditLogs, webhookDeliveries };
 }
 
-export async function assertLicenseOfTenant(db: pg.Pool | pg.PoolClient, tenantId: string, licenseId: string): Promise<void> {
+export async function assertLicenseOfTenant(db: pg.Pool | pg.PoolClient, tenantId: string, environment: Environment, licenseId: string): Promise<void> {
   // Deleted licenses still hold events, so they can be erased too.
-  const { rowCount } = await db.query('SELECT 1 FROM licenses WHERE id = $1 AND tenant_id = $2', [licenseId, tenantId]);
+  const { rowCount } = await db.query('SELECT 1 FROM licenses WHERE id = $1 AND tenant_id = $2 AND environment = $3::api_key_environment', [
+    licenseId,
+    tenantId,
+    environment,
+  ]);
   if (!rowCount) throw new AppError('NOT_FOUND', 'licenseId: license not found');
 }
 
@@ -131,14 +138,15 @@ export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
  * does not point at the user, and scrubbing it from the audit log would erase the tenant's own
  * records; the user's events lose their address either way.
  */
-async function addressesOf(pool: pg.Pool, { tenantId, userId, licenseId }: ErasureRequest): Promise<string[]> {
+async function addressesOf(pool: pg.Pool, { tenantId, environment, userId, licenseId }: ErasureRequest): Promise<string[]> {
   const { rows } = await pool.query<{ ip: string }>(
     `SELECT DISTINCT e.ip_address AS ip FROM usage_events e
       WHERE e.tenant_id = $1 AND e.user_id = $2 AND ($3::uuid IS NULL OR e.license_id = $3) AND e.ip_address IS NOT NULL
+        AND e.license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $4::api_key_environment)
         AND NOT EXISTS (SELECT 1 FROM usage_events o
                          WHERE o.tenant_id = $1 AND o.ip_address = e.ip_address AND o.user_id IS DISTINCT FROM $2)
       LIMIT ${MAX_ADDRESSES}`,
-    [tenantId, userId, licenseId ?? null],
+    [tenantId, userId, licenseId ?? null, environment],
   );
   return rows.map((r) => r.ip);
 }
@@ -178,7 +186,7 @@ function storedEvent(r: EventRow): StoredEvent {
 async function eraseBatch(
   pool: pg.Pool,
   partition: string,
-  { tenantId, userId, licenseId }: ErasureRequest,
+  { tenantId, environment, userId, licenseId }: ErasureRequest,
   pseudonym: string,
   after: string,
   batchSize: number,
@@ -190,8 +198,9 @@ async function eraseBatch(
               platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, country, properties
          FROM ${table}
         WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3) AND id > $4
+          AND license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $6::api_key_environment)
         ORDER BY id LIMIT $5 FOR UPDATE`,
-      [tenantId, userId, licenseId ?? null, after, batchSize],
+      [tenantId, userId, licenseId ?? null, after, batchSize, environment],
     );
     if (rows.length === 0) return { events: 0, idempotencyKeys: 0, lastId: null };
 
@@ -299,16 +308,17 @@ async function scrubAuditLogs(pool: pg.Pool, tenantId: string, needles: string[]
   }
 }
 
-async function scrubWebhookDeliveries(pool: pg.Pool, tenantId: string, needles: string[], pseudonym: string): Promise<number> {
+async function scrubWebhookDeliveries(pool: pg.Pool, tenantId: string, environment: Environment, needles: string[], pseudonym: string): Promise<number> {
   let changed = 0;
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
     const { rows } = await pool.query<{ id: string; payload: unknown; attempt_log: unknown; last_error: string | null }>(
       `SELECT id, payload, attempt_log, last_error FROM webhook_deliveries
         WHERE tenant_id = $1 AND id > $2
+          AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE tenant_id = $1 AND environment = $5::api_key_environment)
           AND (payload::text LIKE ANY($3::text[]) OR attempt_log::text LIKE ANY($3::text[]) OR last_error LIKE ANY($4::text[]))
         ORDER BY id LIMIT ${SCAN_BATCH_SIZE}`,
-      [tenantId, after, needles.map(jsonLike), needles.map(textLike)],
+      [tenantId, after, needles.map(jsonLike), needles.map(textLike), environment],
     );
     if (rows.length === 0) return changed;
     after = rows.at(-1)!.id;

@@ -4,11 +4,14 @@ import { assertLicenseOfTenant } from './erasure';
 import { isUuid } from '../../lib/uuid';
 import type { EventDimensions } from '../usage/event-schema';
 import { type DimensionColumns, dimensionsOf } from './scrub';
+import type { Environment } from '../environments/environment';
 
 export const EXPORT_PAGE_MAX = 1_000;
 
 export interface UserExportRequest {
   tenantId: string;
+  /** Only events of this environment's licenses, and deliveries to its webhook endpoints. */
+  environment: Environment;
   userId: string;
   licenseId?: string;
   /** Events per page, 1..EXPORT_PAGE_MAX. */
@@ -60,8 +63,8 @@ function decodePosition(cursor: string): Position {
  * hold no user ids and are not part of it.
  */
 export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
-  const { tenantId, userId, licenseId, limit } = request;
-  if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, licenseId);
+  const { tenantId, environment, userId, licenseId, limit } = request;
+  if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, environment, licenseId);
   const after = request.cursor ? decodePosition(request.cursor) : null;
 
   const { rows } = await pool.query<
@@ -84,9 +87,10 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
        FROM usage_events
       WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3)
         AND ($4::uuid IS NULL OR (license_id, occurred_at, id) > ($4::uuid, $5::timestamptz, $6::uuid))
+        AND license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $8::api_key_environment)
       ORDER BY license_id, occurred_at, id
       LIMIT $7`,
-    [tenantId, userId, licenseId ?? null, after?.licenseId ?? null, after?.occurredAt ?? null, after?.id ?? null, limit + 1],
+    [tenantId, userId, licenseId ?? null, after?.licenseId ?? null, after?.occurredAt ?? null, after?.id ?? null, limit + 1, environment],
   );
   const page = rows.slice(0, limit);
   const last = page.at(-1);
@@ -121,7 +125,7 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
       ),
   }));
 
-  const mentions = after ? null : await mentionsOf(pool, tenantId, userId);
+  const mentions = after ? null : await mentionsOf(pool, tenantId, environment, userId);
   return {
     userId,
     generatedAt: new Date().toISOString(),
@@ -136,7 +140,7 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
 /** Bounded: mentions outside the events are rare, and the newest are the ones worth reading. */
 const MENTIONS_MAX = 100;
 
-async function mentionsOf(pool: pg.Pool, tenantId: string, userId: string) {
+async function mentionsOf(pool: pg.Pool, tenantId: string, environment: Environment, userId: string) {
   const likeEscape = (s: string) => s.replace(/[\\%_]/g, '\\$&');
   const json = `%${likeEscape(JSON.stringify(userId).slice(1, -1))}%`;
   const text = `%${likeEscape(userId)}%`;
@@ -149,8 +153,9 @@ async function mentionsOf(pool: pg.Pool, tenantId: string, userId: string) {
   const deliveries = await pool.query<{ id: string; event_type: string; payload: unknown; created_at: Date }>(
     `SELECT id, event_type, payload, created_at FROM webhook_deliveries
       WHERE tenant_id = $1 AND (payload::text LIKE $2 OR attempt_log::text LIKE $2 OR last_error LIKE $3)
+        AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE tenant_id = $1 AND environment = $4::api_key_environment)
       ORDER BY created_at DESC, id DESC LIMIT ${MENTIONS_MAX}`,
-    [tenantId, json, text],
+    [tenantId, json, text, environment],
   );
   return {
     auditLogs: audit.rows.map((r) => ({

@@ -12,10 +12,12 @@ import {
   capOf,
   levelMicro,
   limitsFor,
+  limitsInScope,
   loadLicenseLimits,
 } from './limits';
 import { floorMicro, formatMicro } from '../../lib/micro';
 import { DAY_MS } from '../../lib/time';
+import type { Environment } from '../environments/environment';
 
 export type QuotaFailMode = 'closed' | 'open';
 
@@ -32,6 +34,7 @@ export interface QuotaOptions {
 interface Counter {
   key: string;
   tenantId: string;
+  environment: Environment;
   licenseId: string;
   usageType: string;
   period: Period;
@@ -73,6 +76,8 @@ export type ReserveOutcome =
 
 export interface LevelCrossing {
   tenantId: string;
+  /** The license's environment: its alert goes to webhook endpoints of this environment only. */
+  environment: Environment;
   licenseId: string;
   usageType: string;
   period: Period;
@@ -83,6 +88,7 @@ export interface LevelCrossing {
 
 export interface OverageCrossing {
   tenantId: string;
+  environment: Environment;
   licenseId: string;
   usageType: string;
   period: Period;
@@ -151,7 +157,18 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     this.limitsCache.delete(licenseId);
   }
 
-  private limitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
+  /**
+   * The limits of a license of this tenant and environment; null for any other (another
+   * tenant's, the other environment's: its events are refused as not found by the writer, and
+   * must not be refused or counted by quota first). The environment is read with the license
+   * and cached with it: no extra round trip.
+   */
+  private limitsOf(tenantId: string, environment: Environment, licenseId: string): Promise<LicenseLimits | null> {
+    return this.tenantLimitsOf(tenantId, licenseId).then((v) => limitsInScope(v, tenantId, environment));
+  }
+
+  /** The limits of a license of this tenant, whatever its environment: for events already judged (giveBack). */
+  private tenantLimitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
     const cached = this.limitsCache.get(licenseId);
     const now = Date.now();
     if (cached && now - cached.at < this.options.limitsCacheMs) {
@@ -186,6 +203,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         // {licenseId} is a hash tag: every counter of a license lives in one Redis Cluster slot.
         key: `${this.options.keyPrefix}quota:{${limits.licenseId}}:${usageType}:${period.type}:${period.start.getTime()}`,
         tenantId: limits.tenantId,
+        environment: limits.environment,
         licenseId: limits.licenseId,
         usageType,
         period,
@@ -199,9 +217,9 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   /**
    * Reserves quota for each event, in order: admitted events count at once, refused ones
-   * not at all. Events of licenses without limits (or unknown to this tenant) pass untouched.
+   * not at all. Events of licenses without limits (or unknown to this tenant and environment) pass untouched.
    */
-  async reserve(tenantId: string, events: QuotaEvent[]): Promise<ReserveOutcome[]> {
+  async reserve(tenantId: string, environment: Environment, events: QuotaEvent[]): Promise<ReserveOutcome[]> {
     const outcomes: ReserveOutcome[] = new Array(events.length);
     const byLicense = new Map<string, number[]>();
     events.forEach((e, i) => {
@@ -211,7 +229,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     });
     await Promise.all(
       [...byLicense].map(async ([licenseId, indexes]) => {
-        const limits = await this.limitsOf(tenantId, licenseId);
+        const limits = await this.limitsOf(tenantId, environment, licenseId);
         const perEvent = indexes.map((i) => (limits ? this.countersOf(limits, events[i]!.usageType, events[i]!.occurredAt) : []));
         const items: { index: number; amount: bigint; counters: Counter[] }[] = [];
         indexes.forEach((i, j) => {
@@ -422,7 +440,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     }
     const amounts = new Map<string, bigint>();
     for (const [licenseId, licenseEvents] of byLicense) {
-      const limits = await this.limitsOf(tenantId, licenseId);
+      // the voided events were found in the caller's environment already
+      const limits = await this.tenantLimitsOf(tenantId, licenseId);
       if (!limits) continue;
       for (const e of licenseEvents) {
         const amount = floorMicro(e.quantity);
@@ -441,7 +460,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       this.forget(r);
       for (const { counter, before } of r.counters) {
         const after = before + r.amount;
-        const base = { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType, period: counter.period, limit: counter.limit };
+        const base = { tenantId: counter.tenantId, environment: counter.environment, licenseId: counter.licenseId, usageType: counter.usageType, period: counter.period, limit: counter.limit };
         for (const { level, at } of counter.levelMicros) {
           if (before < at && at <= after) crossings.levels.push({ ...base, level, used: formatMicro(after) });
         }
@@ -454,8 +473,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   }
 
   /** Whether `quantity` more of `usageType` would be admitted now; nothing is recorded. */
-  async check(tenantId: string, args: { licenseId: string; usageType: string; quantity: string }, at = new Date()) {
-    const limits = await this.limitsOf(tenantId, args.licenseId);
+  async check(tenantId: string, environment: Environment, args: { licenseId: string; usageType: string; quantity: string }, at = new Date()) {
+    const limits = await this.limitsOf(tenantId, environment, args.licenseId);
     if (!limits) throw new AppError('NOT_FOUND', 'license not found');
     const counters = this.countersOf(limits, args.usageType, at);
     const amount = floorMicro(args.quantity);

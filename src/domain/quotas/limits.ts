@@ -1,6 +1,7 @@
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import type { PeriodType } from '../periods';
 import { MICRO_DECIMAL } from '../../lib/micro';
+import type { Environment } from '../environments/environment';
 
 export const DEFAULT_WARNING_LEVELS = [50, 80, 95] as const;
 
@@ -20,6 +21,8 @@ export interface EffectiveLimit {
 export interface LicenseLimits {
   tenantId: string;
   licenseId: string;
+  /** Read with the license: a key of the other environment finds no limits (404), not this license's. */
+  environment: Environment;
   timezone: string;
   billingAnchor: Date;
   planLimits: { usageType: string; periodType: PeriodType; limitQuantity: Prisma.Decimal }[];
@@ -46,7 +49,7 @@ export async function loadLicenseLimits(prisma: PrismaClient, tenantId: string, 
   const [license, thresholds] = await Promise.all([
     prisma.license.findFirst({
       where: { id: licenseId, tenantId, deletedAt: null },
-      select: { timezone: true, billingAnchor: true, plan: { select: { limits: true } } },
+      select: { timezone: true, billingAnchor: true, environment: true, plan: { select: { limits: true } } },
     }),
     prisma.usageThreshold.findMany({ where: { tenantId, licenseId } }),
   ]);
@@ -54,11 +57,17 @@ export async function loadLicenseLimits(prisma: PrismaClient, tenantId: string, 
   return {
     tenantId,
     licenseId,
+    environment: license.environment,
     timezone: license.timezone,
     billingAnchor: license.billingAnchor,
     planLimits: license.plan.limits,
     thresholds,
   };
+}
+
+/** The limits of a license a caller of this tenant and environment may see; null for any other license. */
+export function limitsInScope(limits: LicenseLimits | null, tenantId: string, environment: Environment): LicenseLimits | null {
+  return limits && limits.tenantId === tenantId && limits.environment === environment ? limits : null;
 }
 
 /**

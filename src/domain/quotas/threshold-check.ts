@@ -38,11 +38,15 @@ export async function checkLicenseThresholds(deps: ReactionDeps, limits: License
         const usedMicro = floorMicro(used);
         for (const level of limit.levels) {
           if (levelMicro(limit, level) <= usedMicro) {
-            crossings.push({ tenantId: limits.tenantId, licenseId: limits.licenseId, usageType, period, limit, level, used });
+            crossings.push({ tenantId: limits.tenantId, environment: limits.environment, licenseId: limits.licenseId, usageType, period, limit, level, used });
           }
         }
         if (limit.allowOverage) {
-          const outcome = await upsertOverage(deps, { tenantId: limits.tenantId, licenseId: limits.licenseId, usageType, period, limit, used }, closed);
+          const outcome = await upsertOverage(
+            deps,
+            { tenantId: limits.tenantId, environment: limits.environment, licenseId: limits.licenseId, usageType, period, limit, used },
+            closed,
+          );
           if (outcome !== 'unchanged') result.overages += 1;
         }
       }

@@ -4,9 +4,10 @@ import type { Db } from '../../lib/db';
 import { AppError } from '../../lib/errors';
 import { type PeriodType, periodContaining } from '../periods';
 import { licenseUsage } from '../usage-reader/license-usage';
-import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, loadLicenseLimits } from './limits';
+import { DEFAULT_WARNING_LEVELS, PERIOD_TYPES, capOf, feeCents, levelAt, limitsFor, limitsInScope, loadLicenseLimits } from './limits';
 import type { QuotaLimitsCache } from './enforcer';
 import { floorMicro } from '../../lib/micro';
+import { type Environment, assertLicenseInEnvironment, licensesOfEnvironment } from '../environments/environment';
 
 type ThresholdRow = Prisma.UsageThresholdGetPayload<object>;
 
@@ -34,14 +35,11 @@ export interface ThresholdFields {
   warningLevels: number[];
 }
 
-async function assertLicense(db: Db, tenantId: string, licenseId: string) {
-  const found = await db.license.count({ where: { id: licenseId, tenantId, deletedAt: null } });
-  if (!found) throw new AppError('NOT_FOUND', 'license not found');
-}
-
-async function ownThreshold(db: Db, tenantId: string, id: string): Promise<ThresholdRow> {
+/** A threshold of a license of this tenant and environment; another's is "not found". */
+async function ownThreshold(db: Db, tenantId: string, environment: Environment, id: string): Promise<ThresholdRow> {
   const threshold = await db.usageThreshold.findFirst({ where: { id, tenantId } });
-  if (!threshold) throw new AppError('NOT_FOUND', 'threshold not found');
+  const licenseHere = threshold && (await db.license.count({ where: { id: threshold.licenseId, tenantId, environment } }));
+  if (!threshold || !licenseHere) throw new AppError('NOT_FOUND', 'threshold not found');
   return threshold;
 }
 
@@ -56,10 +54,11 @@ export interface ThresholdDeps {
 export async function createThreshold(
   deps: ThresholdDeps,
   tenantId: string,
+  environment: Environment,
   args: { licenseId: string; usageType: string; periodType: PeriodType } & Partial<ThresholdFields> & { limitQuantity: string },
 ) {
   const db = deps.prisma;
-  await assertLicense(db, tenantId, args.licenseId);
+  await assertLicenseInEnvironment(db, tenantId, environment, args.licenseId);
   const clash = await db.usageThreshold.findFirst({
     where: { tenantId, licenseId: args.licenseId, usageType: args.usageType, periodType: args.periodType },
   });
@@ -90,17 +89,17 @@ export async function createThreshold(
   }
 }
 
-export async function listThresholds(db: Db, tenantId: string, args: { licenseId?: string }) {
+export async function listThresholds(db: Db, tenantId: string, environment: Environment, args: { licenseId?: string }) {
   const rows = await db.usageThreshold.findMany({
-    where: { tenantId, ...(args.licenseId ? { licenseId: args.licenseId } : {}) },
+    where: { tenantId, licenseId: await licensesOfEnvironment(db, tenantId, environment, args.licenseId) },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: 1000,
   });
   return { items: rows.map(presentThreshold) };
 }
 
-export async function updateThreshold(deps: ThresholdDeps, tenantId: string, id: string, args: Partial<ThresholdFields>) {
-  await ownThreshold(deps.prisma, tenantId, id);
+export async function updateThreshold(deps: ThresholdDeps, tenantId: string, environment: Environment, id: string, args: Partial<ThresholdFields>) {
+  await ownThreshold(deps.prisma, tenantId, environment, id);
   const threshold = await deps.prisma.usageThreshold.update({
     where: { id },
     data: { ...args, ...(args.warningLevels ? { warningLevels: sortedLevels(args.warningLevels) } : {}) },
@@ -109,8 +108,8 @@ export async function updateThreshold(deps: ThresholdDeps, tenantId: string, id:
   return presentThreshold(threshold);
 }
 
-export async function removeThreshold(deps: ThresholdDeps, tenantId: string, id: string) {
-  const threshold = await ownThreshold(deps.prisma, tenantId, id);
+export async function removeThreshold(deps: ThresholdDeps, tenantId: string, environment: Environment, id: string) {
+  const threshold = await ownThreshold(deps.prisma, tenantId, environment, id);
   await deps.prisma.usageThreshold.delete({ where: { id } });
   deps.limits.invalidate(threshold.licenseId);
   return { id, licenseId: threshold.licenseId, removed: true as const };
@@ -120,8 +119,14 @@ export async function removeThreshold(deps: ThresholdDeps, tenantId: string, id:
  * Where a license stands against each limit in its current periods (its time zone): its own
  * thresholds always, and the plan's limits for every usage type it has used.
  */
-export async function thresholdStatus(deps: { pool: pg.Pool; prisma: PrismaClient }, tenantId: string, licenseId: string, now = new Date()) {
-  const limits = await loadLicenseLimits(deps.prisma, tenantId, licenseId);
+export async function thresholdStatus(
+  deps: { pool: pg.Pool; prisma: PrismaClient },
+  tenantId: string,
+  environment: Environment,
+  licenseId: string,
+  now = new Date(),
+) {
+  const limits = limitsInScope(await loadLicenseLimits(deps.prisma, tenantId, licenseId), tenantId, environment);
   if (!limits) throw new AppError('NOT_FOUND', 'license not found');
   const rows = [];
   for (const periodType of PERIOD_TYPES) {

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { periodContaining, type PeriodType } from '../periods';
-import { PERIOD_TYPES, limitsFor, loadLicenseLimits } from '../quotas/limits';
+import { PERIOD_TYPES, limitsFor, limitsInScope, loadLicenseLimits } from '../quotas/limits';
+import type { Environment } from '../environments/environment';
 import { licenseUsage } from './license-usage';
 
 export interface CurrentUsageRow {
@@ -25,10 +26,11 @@ export interface CurrentUsageRow {
 export async function currentUsage(
   deps: { pool: pg.Pool; prisma: PrismaClient },
   tenantId: string,
+  environment: Environment,
   args: { licenseId: string; usageType?: string },
   now = new Date(),
 ): Promise<{ usage: CurrentUsageRow[] }> {
-  const limits = await loadLicenseLimits(deps.prisma, tenantId, args.licenseId);
+  const limits = limitsInScope(await loadLicenseLimits(deps.prisma, tenantId, args.licenseId), tenantId, environment);
   if (!limits) throw new AppError('NOT_FOUND', 'license not found');
 
   const limited = new Set<PeriodType>([...limits.planLimits.map((l) => l.periodType), ...limits.thresholds.map((t) => t.periodType)]);

@@ -7,6 +7,7 @@ import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './s
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
 import { ExactSum, compact, formatMicro, parseMicro } from '../../lib/micro';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
+import type { Environment } from '../environments/environment';
 
 /** Local dates can be up to 26 hours from their UTC date (UTC+14 to UTC-12). */
 const ZONE_SLACK_MS = 2 * DAY_MS;
@@ -272,6 +273,7 @@ async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dai
 export async function licenseWithCoverage(
   pool: pg.Pool,
   tenantId: string,
+  environment: Environment,
   licenseId: string,
   dates: { startDate: string; endDate: string },
   timezone: string | undefined,
@@ -280,7 +282,7 @@ export async function licenseWithCoverage(
   const afterLast = Date.parse(dates.endDate) + DAY_MS;
   const { rows } = await pool.query<CoverageRow & { timezone: string | null }>({
     name: 'analytics.license-coverage',
-    text: `WITH l AS (SELECT id, timezone FROM licenses WHERE id = $2 AND tenant_id = $1 AND deleted_at IS NULL)
+    text: `WITH l AS (SELECT id, timezone FROM licenses WHERE id = $2 AND tenant_id = $1 AND environment = $10::api_key_environment AND deleted_at IS NULL)
            SELECT 'license' AS what, id AS license_id, NULL::timestamptz AS first, NULL::timestamptz AS last, timezone FROM l
            UNION ALL
            SELECT *, NULL FROM (${WINDOW_ISLANDS}) w
@@ -300,6 +302,7 @@ export async function licenseWithCoverage(
       isoDay(first - DAY_MS - ZONE_SLACK_MS),
       isoDay(afterLast + DAY_MS + ZONE_SLACK_MS),
       timezone ?? null,
+      environment,
     ],
   });
   const license = rows.find((r) => r.what === 'license');

@@ -3,6 +3,7 @@ import { Decimal } from 'decimal.js';
 import { z } from 'zod';
 import { boundedJsonObject } from '../../lib/json-value';
 import { UNSTORABLE_MESSAGE, storableChars } from '../../lib/storable-text';
+import type { Environment } from '../environments/environment';
 
 export const USAGE_TYPE_PATTERN = /^[a-z0-9_.:-]{1,64}$/;
 export const MAX_PROPERTIES_KEYS = 50;
@@ -202,6 +203,8 @@ export interface EventDimensions {
 export interface NormalizedEvent extends EventDimensions {
   id: string;
   tenantId: string;
+  /** The environment of the key that sent it: only a license of this environment takes it. */
+  environment: Environment;
   licenseId: string;
   usageType: string;
   quantity: string;

@@ -7,6 +7,7 @@ import { ensureUsageEventPartitions } from './partitions';
 import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './event-schema';
 import { DAY_MS } from '../../lib/time';
 import { countryOfAddress } from '../../lib/geoip';
+import type { Environment } from '../environments/environment';
 
 export type EventOutcome =
   | { status: 'accepted'; eventId: string }
@@ -29,6 +30,7 @@ export interface IngestLimits {
 /** Applies the time bounds and defaults; returns a rejection when the event cannot be stored. */
 export function normalizeEvent(
   tenantId: string,
+  environment: Environment,
   event: ParsedUsageEvent,
   limits: IngestLimits,
   now: Date,
@@ -54,6 +56,7 @@ export function normalizeEvent(
   return {
     id: randomUUID(),
     tenantId,
+    environment,
     licenseId: event.licenseId,
     usageType: event.usageType,
     quantity: event.quantity,
@@ -169,6 +172,7 @@ function insertParams(events: NormalizedEvent[]): unknown[] {
 
 interface LicenseState {
   tenantId: string;
+  environment: Environment;
   status: string;
   usageTrackingEnabled: boolean;
   deleted: boolean;
@@ -178,25 +182,26 @@ async function loadLicenses(pool: pg.Pool, ids: string[]): Promise<Map<string, L
   const { rows } = await pool.query<{
     id: string;
     tenant_id: string;
+    environment: Environment;
     status: string;
     usage_tracking_enabled: boolean;
     deleted: boolean;
   }>(
-    `SELECT id, tenant_id, status, usage_tracking_enabled, deleted_at IS NOT NULL AS deleted
+    `SELECT id, tenant_id, environment, status, usage_tracking_enabled, deleted_at IS NOT NULL AS deleted
        FROM licenses WHERE id = ANY($1::uuid[])`,
     [ids],
   );
   return new Map(
     rows.map((r) => [
       r.id,
-      { tenantId: r.tenant_id, status: r.status, usageTrackingEnabled: r.usage_tracking_enabled, deleted: r.deleted },
+      { tenantId: r.tenant_id, environment: r.environment, status: r.status, usageTrackingEnabled: r.usage_tracking_enabled, deleted: r.deleted },
     ]),
   );
 }
 
-function licenseRejection(license: LicenseState | undefined, tenantId: string): EventOutcome | null {
-  // Another tenant's license is "not found": never reveal that it exists.
-  if (!license || license.tenantId !== tenantId || license.deleted) {
+function licenseRejection(license: LicenseState | undefined, event: NormalizedEvent): EventOutcome | null {
+  // Another tenant's license, or one of the other environment, is "not found": never reveal that it exists.
+  if (!license || license.tenantId !== event.tenantId || license.environment !== event.environment || license.deleted) {
     return { status: 'rejected', code: 'LICENSE_NOT_FOUND', message: 'licenseId: license not found' };
   }
   if (license.status !== 'ACTIVE') {
@@ -238,7 +243,7 @@ export class EventWriter {
     const firstOf = (e: NormalizedEvent) => firstByKey.get(e.tenantId)?.get(e.idempotencyKey!);
     const toInsert: number[] = [];
     events.forEach((e, i) => {
-      const refused = licenseRejection(licenses.get(e.licenseId), e.tenantId);
+      const refused = licenseRejection(licenses.get(e.licenseId), e);
       if (refused) {
         outcomes[i] = refused;
         return;

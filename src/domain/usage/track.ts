@@ -7,6 +7,7 @@ import { type NormalizedEvent, type UsageEventInput, fastParseEvent, usageEventI
 import type { EventOutcome, EventWriter, IngestLimits } from './ingest';
 import { normalizeEvent } from './ingest';
 import type { GroupCommitter } from './group-commit';
+import type { Environment } from '../environments/environment';
 
 export interface TrackDeps {
   limits: IngestLimits;
@@ -102,15 +103,16 @@ async function writeAdmitted(
 export async function trackEvent(
   deps: TrackDeps,
   tenantId: string,
+  environment: Environment,
   event: z.output<typeof usageEventInputSchema>,
   requestIp: string | undefined,
 ): Promise<{ eventId: string; duplicate: boolean; quota: QuotaState | null }> {
-  const normalized = normalizeEvent(tenantId, event, deps.limits, new Date(), requestIp);
+  const normalized = normalizeEvent(tenantId, environment, event, deps.limits, new Date(), requestIp);
   let outcome: EventOutcome;
   let admission = UNLIMITED;
   if ('status' in normalized) outcome = normalized;
   else {
-    const deciding = deps.quota ? deps.quota.enforcer.reserve(tenantId, [normalized]).then(([a]) => a!) : undefined;
+    const deciding = deps.quota ? deps.quota.enforcer.reserve(tenantId, environment, [normalized]).then(([a]) => a!) : undefined;
     // A quota that could not be decided keeps the event out of its group (the gate says no)
     // and fails this call through `await deciding` below: the gate itself never rejects.
     const written = deps.committer.submit(
@@ -154,6 +156,7 @@ function describeIssues(error: z.ZodError): string {
 export async function trackEvents(
   deps: TrackDeps,
   tenantId: string,
+  environment: Environment,
   events: UsageEventInput[],
   requestIp: string | undefined,
 ): Promise<BatchResult & { quota: QuotaState | null }> {
@@ -170,12 +173,12 @@ export async function trackEvents(
       }
       event = parsed.data;
     }
-    const normalized = normalizeEvent(tenantId, event, deps.limits, now, requestIp);
+    const normalized = normalizeEvent(tenantId, environment, event, deps.limits, now, requestIp);
     if ('status' in normalized) outcomes[index] = normalized;
     else toWrite.push({ index, event: normalized });
   });
   const normalized = toWrite.map((w) => w.event);
-  const admissions = deps.quota ? await deps.quota.enforcer.reserve(tenantId, normalized) : normalized.map(() => UNLIMITED);
+  const admissions = deps.quota ? await deps.quota.enforcer.reserve(tenantId, environment, normalized) : normalized.map(() => UNLIMITED);
   const written = await writeAdmitted(deps, normalized, admissions, (batch) => deps.writer.write(batch));
   toWrite.forEach((w, i) => (outcomes[w.index] = written[i]!));
   countOutcomes(deps.metrics, outcomes);

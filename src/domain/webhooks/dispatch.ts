@@ -1,6 +1,7 @@
 import type { PrismaClient } from '../../generated/prisma/client';
 import type { JobPort } from '../jobs/port';
 import type { WebhookEvent } from './events';
+import type { Environment } from '../environments/environment';
 
 export interface WebhookDispatchDeps {
   prisma: PrismaClient;
@@ -13,11 +14,17 @@ export interface WebhookDispatchDeps {
  * One delivery per enabled endpoint of the tenant that takes this event type (an endpoint
  * with no event list takes all), each sent by its own queued job. Delivery rows are unique
  * per endpoint and event id and job ids name the delivery, so publishing an event twice
- * delivers it once.
+ * delivers it once. Only endpoints of the event's environment (its license's) get it: a test
+ * endpoint receives test events only, a live one live events only.
  */
-export async function publishWebhookEvent(deps: WebhookDispatchDeps, tenantId: string, event: WebhookEvent): Promise<number> {
+export async function publishWebhookEvent(
+  deps: WebhookDispatchDeps,
+  scope: { tenantId: string; environment: Environment },
+  event: WebhookEvent,
+): Promise<number> {
+  const { tenantId, environment } = scope;
   const endpoints = await deps.prisma.webhookEndpoint.findMany({
-    where: { tenantId, enabled: true, OR: [{ events: { isEmpty: true } }, { events: { has: event.type } }] },
+    where: { tenantId, environment, enabled: true, OR: [{ events: { isEmpty: true } }, { events: { has: event.type } }] },
     select: { id: true },
   });
   if (endpoints.length === 0) return 0;

@@ -27,4 +27,4 @@ export const listAlertsProcedure = procedure({ roles: ['owner', 'member', 'read'
       .default({ limit: 50 }),
   )
   .output(pageOutput(alertSchema))
-  .query(({ ctx, input }) => listAlerts(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => listAlerts(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

@@ -20,7 +20,7 @@ export const breakdownProcedure = procedure({ roles: ['owner', 'member', 'read']
   )
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'breakdown', input, () =>
-      usageBreakdown({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    return ctx.services.analyticsCache.read(tenantId, 'breakdown', { ...input, environment: ctx.environment }, () =>
+      usageBreakdown({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, ctx.environment, input),
     );
   });

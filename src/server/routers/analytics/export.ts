@@ -14,7 +14,7 @@ export const exportProcedure = procedure(EXPORT_ACCESS)
   .output(z.object({ url: z.string(), method: z.literal('GET'), format: z.enum(['csv', 'json']) }))
   .query(async ({ ctx, input }) => {
     const { kind, ...query } = input;
-    const { timezone } = await resolveScope({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), query);
+    const { timezone } = await resolveScope({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), ctx.environment, query);
     rangeOf(query.startDate, query.endDate, 'daily', timezone);
     return { url: exportUrl(kind, query), method: 'GET' as const, format: query.format };
   });

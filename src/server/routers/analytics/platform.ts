@@ -35,4 +35,5 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
         .optional(),
     }),
   )
-  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, input));
+  // The admin key's environment, or the one X-Tally-Environment names: test and live are never summed.
+  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, ctx.environment, input));

@@ -31,7 +31,7 @@ export const topLicensesProcedure = procedure({ roles: ['owner', 'member', 'read
   )
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'topLicenses', input, () =>
-      topLicenses({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, input),
+    return ctx.services.analyticsCache.read(tenantId, 'topLicenses', { ...input, environment: ctx.environment }, () =>
+      topLicenses({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, ctx.environment, input),
     );
   });

@@ -30,7 +30,8 @@ export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], sc
   .output(usageAnalyticsOutput)
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'usage', input, (generation) =>
-      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma, finalDays: ctx.services.finalDays }, tenantId, input, generation),
+    // The environment is part of the cached question: a test key never gets a live answer.
+    return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment }, (generation) =>
+      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma, finalDays: ctx.services.finalDays }, tenantId, ctx.environment, input, generation),
     );
   });

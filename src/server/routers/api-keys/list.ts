@@ -7,5 +7,5 @@ export const listApiKeysProcedure = procedure({ roles: ['owner'], scope: 'tenant
   .input(z.strictObject({ includeRevoked: z.boolean().default(false) }).default({ includeRevoked: false }))
   .output(z.object({ items: z.array(apiKeySchema) }))
   .query(async ({ ctx, input }) => ({
-    items: await listApiKeys(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.includeRevoked),
+    items: await listApiKeys(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input.includeRevoked),
   }));

@@ -7,5 +7,5 @@ export const revokeApiKeyProcedure = procedure({ roles: ['owner'], scope: 'tenan
   .input(idInput)
   .output(apiKeySchema)
   .mutation(async ({ ctx, input }) => {
-    return revokeApiKey(ctx.services.apiKeys, requireTenant(ctx.tenantId), input.id);
+    return revokeApiKey(ctx.services.apiKeys, requireTenant(ctx.tenantId), ctx.environment, input.id);
   });

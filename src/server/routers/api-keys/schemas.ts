@@ -27,7 +27,8 @@ export const createdApiKeySchema = apiKeySchema.extend({
 export const createApiKeyInput = z.strictObject({
   name: trimmedText(1, 100),
   role: z.enum(['owner', 'member', 'ingest', 'read']),
-  environment: z.enum(['live', 'test']).default('live'),
+  /** Default: the calling key's environment; only an admin key may name the other. */
+  environment: z.enum(['live', 'test']).optional(),
   userEmail: z.email().max(254).optional(),
   organization: trimmedText(1, 200).optional(),
   metadata: metadataSchema.optional(),

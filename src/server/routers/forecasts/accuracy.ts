@@ -23,4 +23,4 @@ export const forecastAccuracyOutput = accuracyGroupSchema.extend({
 export const forecastAccuracyProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
   .input(forecastAccuracyInput)
   .output(forecastAccuracyOutput)
-  .query(({ ctx, input }) => forecastAccuracy(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => forecastAccuracy(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

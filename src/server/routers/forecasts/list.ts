@@ -20,4 +20,4 @@ export const listForecastsProcedure = procedure({ roles: ['owner', 'member', 're
       .default({ limit: 50 }),
   )
   .output(pageOutput(forecastSchema))
-  .query(({ ctx, input }) => listForecasts(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => listForecasts(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

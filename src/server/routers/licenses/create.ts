@@ -7,5 +7,5 @@ export const createLicenseProcedure = procedure({ roles: ['owner', 'member'], sc
   .input(createLicenseInput)
   .output(licenseSchema)
   .mutation(({ ctx, input: { plan, ...input } }) =>
-    createLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), { ...input, planCode: plan }, licenseAuthorityOf(ctx.principal)),
+    createLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, { ...input, planCode: plan }, licenseAuthorityOf(ctx.principal)),
   );

@@ -7,5 +7,5 @@ export const deleteLicenseProcedure = procedure({ roles: ['owner'], scope: 'tena
   .input(idInput)
   .output(licenseSchema)
   .mutation(async ({ ctx, input }) => {
-    return deleteLicense(ctx.services.licenses, requireTenant(ctx.tenantId), input.id);
+    return deleteLicense(ctx.services.licenses, requireTenant(ctx.tenantId), ctx.environment, input.id);
   });

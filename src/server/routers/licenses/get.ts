@@ -6,4 +6,4 @@ import { licenseSchema } from './schemas';
 export const getLicenseProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
   .input(idInput)
   .output(licenseSchema)
-  .query(({ ctx, input }) => getLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id));
+  .query(({ ctx, input }) => getLicense(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input.id));

@@ -7,4 +7,4 @@ import { licenseSchema, licenseStatusSchema } from './schemas';
 export const listLicensesProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
   .input(z.strictObject({ status: licenseStatusSchema.optional(), ...pageInput }).default({ limit: 50 }))
   .output(pageOutput(licenseSchema))
-  .query(({ ctx, input }) => listLicenses(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => listLicenses(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

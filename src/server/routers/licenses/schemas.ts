@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { PLAN_CODES } from '../../../domain/plans/tiers';
 import { DEFAULT_PLAN_CODE } from '../../../domain/licenses/licenses';
+import { ENVIRONMENTS } from '../../../domain/environments/environment';
 import { instantSchema, isoDate, isoDateOrNull, jsonValue, metadataSchema, timezoneSchema, trimmedText } from '../schemas';
+
+export const environmentSchema = z.enum(ENVIRONMENTS);
 
 export const licenseStatusSchema = z.enum(['ACTIVE', 'SUSPENDED', 'EXPIRED', 'REVOKED']);
 
@@ -15,6 +18,8 @@ export const licenseSchema = z.object({
   plan: z.string(),
   timezone: z.string(),
   billingAnchor: isoDate,
+  /** live or test, fixed at creation. */
+  environment: environmentSchema,
   stripeCustomerId: z.string().nullable(),
   metadata: jsonValue,
   createdAt: isoDate,
@@ -35,6 +40,8 @@ const fields = {
 
 export const createLicenseInput = z.strictObject({
   name: fields.name,
+  /** Default: the key's environment; only an admin key may name the other. */
+  environment: environmentSchema.optional(),
   externalId: fields.externalId.optional(),
   plan: fields.plan.default(DEFAULT_PLAN_CODE),
   timezone: fields.timezone.optional(),

@@ -8,5 +8,5 @@ export const updateLicenseProcedure = procedure({ roles: ['owner', 'member'], sc
   .output(licenseSchema)
   .mutation(async ({ ctx, input: { id, plan, ...input } }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return updateLicense(ctx.services.licenses, tenantId, id, { ...input, planCode: plan }, licenseAuthorityOf(ctx.principal));
+    return updateLicense(ctx.services.licenses, tenantId, ctx.environment, id, { ...input, planCode: plan }, licenseAuthorityOf(ctx.principal));
   });

@@ -7,5 +7,5 @@ export const approveOverageProcedure = procedure({ roles: ['owner'], scope: 'ten
   .input(idInput)
   .output(overageSchema)
   .mutation(({ ctx, input }) =>
-    decideOverage(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id, 'APPROVED', ctx.principal.keyId),
+    decideOverage(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input.id, 'APPROVED', ctx.principal.keyId),
   );

@@ -7,4 +7,4 @@ import { overageSchema, overageStatusSchema } from './schemas';
 export const listOveragesProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
   .input(z.strictObject({ licenseId: z.uuid().optional(), status: overageStatusSchema.optional(), ...pageInput }).default({ limit: 50 }))
   .output(pageOutput(overageSchema))
-  .query(({ ctx, input }) => listOverages(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => listOverages(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

@@ -7,5 +7,5 @@ export const waiveOverageProcedure = procedure({ roles: ['owner'], scope: 'tenan
   .input(idInput)
   .output(overageSchema)
   .mutation(({ ctx, input }) =>
-    decideOverage(ctx.services.db.prisma, requireTenant(ctx.tenantId), input.id, 'WAIVED', ctx.principal.keyId),
+    decideOverage(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input.id, 'WAIVED', ctx.principal.keyId),
   );

@@ -9,4 +9,4 @@ import { exportUserInput, userExportSchema } from './schemas';
 export const exportUserProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'user-export' })
   .input(exportUserInput)
   .output(userExportSchema)
-  .mutation(({ ctx, input }) => exportUser(ctx.services.db.pool, { tenantId: requireTenant(ctx.tenantId), ...input }));
+  .mutation(({ ctx, input }) => exportUser(ctx.services.db.pool, { tenantId: requireTenant(ctx.tenantId), environment: ctx.environment, ...input }));

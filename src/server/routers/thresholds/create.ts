@@ -6,5 +6,5 @@ export const createThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(createThresholdInput)
   .output(thresholdSchema)
   .mutation(async ({ ctx, input }) => {
-    return createThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), input);
+    return createThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), ctx.environment, input);
   });

@@ -7,5 +7,5 @@ export const removeThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(idInput)
   .output(z.object({ id: z.string(), licenseId: z.string(), removed: z.literal(true) }))
   .mutation(async ({ ctx, input }) => {
-    return removeThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), input.id);
+    return removeThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), ctx.environment, input.id);
   });

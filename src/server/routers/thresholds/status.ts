@@ -7,5 +7,5 @@ export const thresholdStatusProcedure = procedure({ roles: ['owner', 'member', '
   .input(z.strictObject({ licenseId: z.uuid() }))
   .output(z.object({ thresholds: z.array(thresholdStatusSchema) }))
   .query(({ ctx, input }) =>
-    thresholdStatus({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), input.licenseId),
+    thresholdStatus({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), ctx.environment, input.licenseId),
   );

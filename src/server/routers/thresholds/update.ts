@@ -6,5 +6,5 @@ export const updateThresholdProcedure = procedure({ roles: ['owner'], scope: 'te
   .input(updateThresholdInput)
   .output(thresholdSchema)
   .mutation(async ({ ctx, input: { id, ...fields } }) => {
-    return updateThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), id, fields);
+    return updateThreshold(ctx.services.thresholds, requireTenant(ctx.tenantId), ctx.environment, id, fields);
   });

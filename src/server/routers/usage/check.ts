@@ -25,4 +25,4 @@ export const checkProcedure = procedure({ roles: ['owner', 'member', 'ingest', '
       ),
     }),
   )
-  .query(({ ctx, input }) => ctx.services.quota.check(requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => ctx.services.quota.check(requireTenant(ctx.tenantId), ctx.environment, input));

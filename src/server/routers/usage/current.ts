@@ -18,5 +18,5 @@ export const currentProcedure = procedure({ roles: ['owner', 'member', 'read'], 
   .input(z.strictObject({ licenseId: z.uuid(), usageType: usageTypeSchema.optional() }))
   .output(z.object({ usage: z.array(currentUsageRow) }))
   .query(({ ctx, input }) =>
-    currentUsage({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), input),
+    currentUsage({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), ctx.environment, input),
   );

@@ -13,5 +13,5 @@ export const recalculateAggregatesProcedure = procedure({ roles: [], scope: 'eit
   )
   .output(z.object({ jobId: z.string() }))
   .mutation(({ ctx, input }) =>
-    requestRecalculation({ jobs: ctx.services.queues, prisma: ctx.services.db.prisma }, ctx.tenantId, input),
+    requestRecalculation({ jobs: ctx.services.queues, prisma: ctx.services.db.prisma }, ctx.tenantId, ctx.environment, input),
   );

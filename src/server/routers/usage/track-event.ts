@@ -9,5 +9,5 @@ import { withQuotaHeaders } from './quota-headers';
 export const trackEventProcedure = procedure({ roles: ['owner', 'member', 'ingest'], scope: 'tenant', audit: false })
   .input(usageEventInputSchema)
   .mutation(({ ctx, input }) =>
-    withQuotaHeaders(ctx.res, () => trackEvent(ctx.services.track, requireTenant(ctx.tenantId), input, ctx.request.ip ?? undefined)),
+    withQuotaHeaders(ctx.res, () => trackEvent(ctx.services.track, requireTenant(ctx.tenantId), ctx.environment, input, ctx.request.ip ?? undefined)),
   );

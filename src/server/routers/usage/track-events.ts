@@ -31,6 +31,6 @@ export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'inge
   )
   .mutation(({ ctx, input }) =>
     withQuotaHeaders(ctx.res, () =>
-      trackEvents(ctx.services.track, requireTenant(ctx.tenantId), input.events, ctx.request.ip ?? undefined),
+      trackEvents(ctx.services.track, requireTenant(ctx.tenantId), ctx.environment, input.events, ctx.request.ip ?? undefined),
     ),
   );

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { UNSTORABLE_MESSAGE, storableChars } from '../../../lib/storable-text';
-import { AppError } from '../../../lib/errors';
 import { MAX_VOID_IDS, MAX_VOID_REASON, voidEvents } from '../../../domain/usage/void-events';
 import { procedure, requireTenant } from '../../trpc';
 
@@ -43,8 +42,6 @@ export const voidEventsProcedure = procedure({ roles: ['owner'], scope: 'tenant'
   .mutation(async ({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
     const { services } = ctx;
-    const key = await services.db.prisma.apiKey.findUnique({ where: { id: ctx.principal.keyId }, select: { environment: true } });
-    if (!key) throw new AppError('UNAUTHORIZED', 'API key not found');
     return voidEvents(
       {
         pool: services.db.pool,
@@ -57,7 +54,7 @@ export const voidEventsProcedure = procedure({ roles: ['owner'], scope: 'tenant'
       },
       {
         tenantId,
-        environment: key.environment,
+        environment: ctx.environment,
         keyId: ctx.principal.keyId,
         keyPrefix: ctx.principal.prefix,
         ip: ctx.request.ip,

@@ -9,4 +9,4 @@ import { endpointWithSecretSchema, webhookEventsSchema, webhookUrlSchema } from 
 export const createWebhookProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'webhook' })
   .input(z.strictObject({ url: webhookUrlSchema, events: webhookEventsSchema.optional(), description: text(500).optional() }))
   .output(endpointWithSecretSchema)
-  .mutation(({ ctx, input }) => createEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), input, webhookPolicy(ctx.services.env)));
+  .mutation(({ ctx, input }) => createEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input, webhookPolicy(ctx.services.env)));

@@ -26,4 +26,4 @@ export const webhookDeliveriesProcedure = procedure({ roles: ['owner'], scope: '
       .default({ limit: 50 }),
   )
   .output(pageOutput(deliverySchema))
-  .query(({ ctx, input }) => listDeliveries(ctx.services.db.prisma, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => listDeliveries(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input));

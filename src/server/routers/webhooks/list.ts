@@ -6,4 +6,4 @@ import { endpointSchema } from './schemas';
 export const listWebhooksProcedure = procedure({ roles: ['owner'], scope: 'tenant' })
   .input(z.strictObject({}).default({}))
   .output(z.object({ items: z.array(endpointSchema) }))
-  .query(({ ctx }) => listEndpoints(ctx.services.db.prisma, requireTenant(ctx.tenantId)));
+  .query(({ ctx }) => listEndpoints(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment));

@@ -11,6 +11,7 @@ export const rotateWebhookSecretProcedure = procedure({ roles: ['owner'], scope:
     rotateEndpointSecret(
       ctx.services.db.prisma,
       requireTenant(ctx.tenantId),
+      ctx.environment,
       input.id,
       input.overlapHours ?? ctx.services.env.WEBHOOK_SECRET_OVERLAP_HOURS,
     ),

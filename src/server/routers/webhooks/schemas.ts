@@ -14,6 +14,8 @@ export const endpointSchema = z.object({
   description: z.string().nullable(),
   events: z.array(z.string()),
   enabled: z.boolean(),
+  /** live or test: the endpoint receives events of that environment's licenses only. */
+  environment: z.enum(['live', 'test']),
   rotating: z.boolean(),
   previousSecretExpiresAt: isoDateOrNull,
   createdAt: isoDate,

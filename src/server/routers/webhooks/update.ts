@@ -17,5 +17,5 @@ export const updateWebhookProcedure = procedure({ roles: ['owner'], scope: 'tena
   )
   .output(endpointSchema)
   .mutation(({ ctx, input: { id, ...fields } }) =>
-    updateEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), id, fields, webhookPolicy(ctx.services.env)),
+    updateEndpoint(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, id, fields, webhookPolicy(ctx.services.env)),
   );
