@@ -241,7 +241,7 @@ async function sendOne(deps: BillingDeps, connection: OpenConnection, gate: Rate
 
 async function announceFailure(deps: BillingDeps, connection: OpenConnection, row: Claimed): Promise<void> {
   deps.logger.warn({ tenantId: connection.tenantId, outboxId: row.id, kind: row.kind }, 'Stripe call failed for good');
-  await publishWebhookEvent(deps.webhooks, connection.tenantId, {
+  await publishWebhookEvent(deps.webhooks, { tenantId: connection.tenantId, environment: connection.mode }, {
     id: deterministicEventId('billing.sync.failed', row.id),
     type: 'billing.sync.failed',
     createdAt: nowOf(deps).toISOString(),
