@@ -65,6 +65,9 @@ export const envShape = {
   AUTH_FAILURE_WINDOW_SECONDS: intFrom(60, 1, 86_400),
   API_KEY_CACHE_MAX_KEYS: intFrom(10_000, 1, 1_000_000),
   API_KEY_CACHE_MAX_REFUSED: intFrom(1_000, 0, 1_000_000),
+  SIGNUP_MODE: z.enum(['off', 'test-only', 'open']).default('off'),
+  SIGNUP_LIMIT: intFrom(5, 1, 1_000_000),
+  SIGNUP_WINDOW_SECONDS: intFrom(3600, 1, 604_800),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {
