@@ -12,6 +12,7 @@ import { webhooksRouter } from './routers/webhooks/router';
 import { analyticsRouter } from './routers/analytics/router';
 import { forecastsRouter } from './routers/forecasts/router';
 import { privacyRouter } from './routers/privacy/router';
+import { signupRouter } from './routers/signup/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -27,6 +28,7 @@ export const appRouter = router({
   analytics: analyticsRouter,
   forecasts: forecastsRouter,
   privacy: privacyRouter,
+  signup: signupRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

@@ -17,6 +17,7 @@ import type { ThresholdDeps } from '../domain/quotas/thresholds';
 import type { KeyRevocations } from '../domain/api-keys/authenticator';
 import type { RollupDeps } from '../domain/rollups/aggregate';
 import type { Db } from '../lib/db';
+import type { AddressRateLimiter } from '../domain/api-keys/throttles';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -45,4 +46,6 @@ export interface Services {
   thresholds: ThresholdDeps;
   apiKeys: { prisma: Db; revocations: KeyRevocations };
   rollups: RollupDeps;
+  /** signup.register: attempts per client address (SIGNUP_LIMIT per SIGNUP_WINDOW_SECONDS). */
+  signup: { throttle: AddressRateLimiter };
 }

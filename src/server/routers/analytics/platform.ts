@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { platformOverview } from '../../../domain/analytics/platform';
+import { signupCounts } from '../../../domain/signup/counts';
 import { procedure } from '../../trpc';
 
 export const platformProcedure = procedure({ roles: [], scope: 'platform' })
@@ -19,6 +20,11 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
       topTenants: z.array(z.object({ tenantId: z.string(), name: z.string(), events: z.number() })),
       topOrganizations: z.array(z.object({ organization: z.string(), keys: z.number(), requests: z.number() })),
       sdkVersions: z.array(z.object({ sdkVersion: z.string().nullable(), keys: z.number() })),
+      /** Tenants created by signup.register, and those of them with events in the last 30 days. */
+      signups: z.object({ tenants: z.number(), activeLast30Days: z.number() }),
     }),
   )
-  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, input));
+  .query(async ({ ctx, input }) => {
+    const [overview, signups] = await Promise.all([platformOverview(ctx.services.db.pool, input), signupCounts(ctx.services.db.pool)]);
+    return { ...overview, signups };
+  });
