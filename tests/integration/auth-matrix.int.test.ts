@@ -312,7 +312,8 @@ async function holdings(tenantId: string) {
   const where = { where: { tenantId } };
   const [licenses, apiKeys, thresholds, webhooks, overages, alerts, forecasts, deliveries, events] = await Promise.all([
     app.prisma.license.findMany(where),
-    app.prisma.apiKey.findMany({ ...where, omit: { lastUsedAt: true } }),
+    // usage bookkeeping, written by the authenticator's periodic flush whenever it comes, is not a change
+    app.prisma.apiKey.findMany({ ...where, omit: { lastUsedAt: true, requestCount: true } }),
     app.prisma.usageThreshold.findMany(where),
     app.prisma.webhookEndpoint.findMany(where),
     app.prisma.usageOverage.findMany(where),
