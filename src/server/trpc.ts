@@ -148,7 +148,7 @@ function targetTenantOf(output: unknown): string | null {
 }
 
 /** Every procedure starts here: errors mapped, caller authenticated and authorised. */
-export function procedure(meta: Meta) {
+export function procedure(meta: KeyedMeta) {
   return t.procedure.meta(meta).use(guard);
 }
 

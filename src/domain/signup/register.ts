@@ -45,6 +45,7 @@ export function assertSignupOpen(mode: SignupMode): void {
 export function slugFor(organization: string): string {
   const base = organization
     .normalize('NFKD')
+    .replace(/\p{M}/gu, '') // the accents NFKD split off: "Café" → "cafe"
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')
