@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { useTestApp, type TestApp } from '../helpers/harness';
 import { hashApiKey } from '../../src/domain/api-keys/key-material';
+import { AddressRateLimiter } from '../../src/domain/api-keys/throttles';
+import { createRedis } from '../../src/lib/redis';
 
 /**
  * signup.register: off by default, test keys only in test-only mode, both in open mode; one
@@ -196,6 +198,24 @@ describe('SIGNUP_MODE=open', () => {
     expect((await register(app, input(), address, app.adminKey)).status).toBe(429);
     expect(await footprint(app)).toEqual({ tenants: before.tenants + 2, apiKeys: before.apiKeys + 2, registrations: before.registrations + 2 });
 
+    expect((await register(app, input(), freshAddress())).status).toBe(200);
+  });
+
+  it('refuses every sign-up with 503 while the counters in Redis cannot answer (fails closed), and writes nothing', async () => {
+    // port 1: nothing listens there, so every command fails
+    const unreachable = createRedis('redis://127.0.0.1:1', { retryStrategy: () => null });
+    const throttle = app.services.signup.throttle;
+    app.services.signup.throttle = new AddressRateLimiter(unreachable, undefined, { keyPrefix: app.prefix, redisTimeoutMs: 200, namespace: 'signup', limit: LIMIT, windowSeconds: WINDOW });
+    try {
+      const before = await footprint(app);
+      const res = await register(app, input(), freshAddress());
+      expect([res.status, res.body.error?.data.code]).toEqual([503, 'SERVICE_UNAVAILABLE']);
+      expect(res.body.error?.message).toMatch(/sign-up is unavailable/);
+      expect(await footprint(app)).toEqual(before);
+    } finally {
+      app.services.signup.throttle = throttle;
+      unreachable.disconnect();
+    }
     expect((await register(app, input(), freshAddress())).status).toBe(200);
   });
 
