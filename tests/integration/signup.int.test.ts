@@ -245,7 +245,7 @@ describe('SIGNUP_MODE=open', () => {
     expect(await footprint(app)).toEqual({ tenants: before.tenants + 1, apiKeys: before.apiKeys + 1, registrations: before.registrations + 1 });
   });
 
-  it('is counted by the platform view: tenants registered, and those with events in the last 30 days', async () => {
+  it('is counted by the platform view: tenants registered, and those with (unvoided) events in the last 30 days', async () => {
     const platform = async () => {
       const res = await app.call('analytics.platform', {}, app.adminKey, { method: 'GET' });
       expect(res.status).toBe(200);
@@ -253,7 +253,7 @@ describe('SIGNUP_MODE=open', () => {
     };
     const before = await platform();
     const busy = await register(app, input(), freshAddress());
-    const idle = await register(app, input(), freshAddress());
+    const idle = await register(app, input({ environment: 'live' }), freshAddress());
     expect([busy.status, idle.status]).toEqual([200, 200]);
     await app.createTenant(); // made by an admin: not a sign-up
     const license = (await app.createLicense(busy.data.apiKey.key)).id;
@@ -261,6 +261,11 @@ describe('SIGNUP_MODE=open', () => {
     const idleLicense = (await app.createLicense(idle.data.apiKey.key)).id;
     const old = await app.call('usage.trackEvent', { licenseId: idleLicense, usageType: 'api_call', occurredAt: new Date(Date.now() - 31 * 86_400_000).toISOString() }, idle.data.apiKey.key);
     expect(old.status).toBe(200);
+    // nor does a recent event that was voided
+    const voided = await app.call('usage.trackEvent', { licenseId: idleLicense, usageType: 'api_call' }, idle.data.apiKey.key);
+    expect(voided.status).toBe(200);
+    const voiding = await app.call('usage.voidEvents', { eventIds: [voided.data.eventId], reason: 'sent by mistake' }, idle.data.apiKey.key);
+    expect([voiding.status, voiding.data.voided]).toEqual([200, 1]);
     expect((await app.call('usage.trackEvent', { licenseId: license, usageType: 'api_call' }, busy.data.apiKey.key)).status).toBe(200);
     expect(await platform()).toEqual({ tenants: before.tenants + 2, activeLast30Days: before.activeLast30Days + 1 });
   });
