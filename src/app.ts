@@ -4,7 +4,7 @@ import type { Logger } from './lib/logger';
 import { createMetrics } from './lib/metrics';
 import { createRedis } from './lib/redis';
 import { ApiKeyAuthenticator } from './domain/api-keys/authenticator';
-import { FailedAuthThrottle, KeyRateLimiter } from './domain/api-keys/throttles';
+import { AddressRateLimiter, FailedAuthThrottle, KeyRateLimiter } from './domain/api-keys/throttles';
 import { RefusalAudit } from './domain/audit/refusal-audit';
 import { ensureAdminKey } from './domain/api-keys/api-keys';
 import { ensurePlans } from './domain/plans/ensure-plans';
@@ -110,6 +110,9 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     thresholds: { prisma: db.prisma, limits: quota },
     apiKeys: { prisma: db.prisma, revocations: authenticator },
     rollups: { pool: db.pool, analytics: analyticsCache },
+    signup: {
+      throttle: new AddressRateLimiter(quotaRedis, logger, { ...counters, namespace: 'signup', limit: env.SIGNUP_LIMIT, windowSeconds: env.SIGNUP_WINDOW_SECONDS }),
+    },
   };
 }
 

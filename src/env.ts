@@ -86,6 +86,9 @@ export const envShape = {
   BILLING_SEND_BUDGET_MS: intFrom(240_000, 1000, 3_600_000),
   BILLING_RETRY_BASE_MS: intFrom(1000, 1, 600_000),
   BILLING_WEBHOOK_MAX_BYTES: intFrom(524_288, 1024, 16 * 1_048_576),
+  SIGNUP_MODE: z.enum(['off', 'test-only', 'open']).default('off'),
+  SIGNUP_LIMIT: intFrom(5, 1, 1_000_000),
+  SIGNUP_WINDOW_SECONDS: intFrom(3600, 1, 604_800),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -13,6 +13,7 @@ import { analyticsRouter } from './routers/analytics/router';
 import { forecastsRouter } from './routers/forecasts/router';
 import { privacyRouter } from './routers/privacy/router';
 import { billingRouter } from './routers/billing/router';
+import { signupRouter } from './routers/signup/router';
 
 export const appRouter = router({
   tenants: tenantsRouter,
@@ -29,6 +30,7 @@ export const appRouter = router({
   forecasts: forecastsRouter,
   privacy: privacyRouter,
   billing: billingRouter,
+  signup: signupRouter,
 });
 
 /** Import this type in a client: `createTRPCClient<AppRouter>(...)`. */

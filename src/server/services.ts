@@ -18,6 +18,7 @@ import type { KeyRevocations } from '../domain/api-keys/authenticator';
 import type { RollupDeps } from '../domain/rollups/aggregate';
 import type { Db } from '../lib/db';
 import type { BillingDeps } from '../domain/billing/deps';
+import type { AddressRateLimiter } from '../domain/api-keys/throttles';
 
 /** Everything a request handler may use; built once per process in src/app.ts. */
 export interface Services {
@@ -48,4 +49,6 @@ export interface Services {
   rollups: RollupDeps;
   /** Stripe billing: connections, ledger, outbox, webhooks in. */
   billing: BillingDeps;
+  /** signup.register: attempts per client address (SIGNUP_LIMIT per SIGNUP_WINDOW_SECONDS). */
+  signup: { throttle: AddressRateLimiter };
 }

@@ -9,13 +9,26 @@ import { AccessRefused, type Access, type AccessRule, resolveAccess } from './ac
 
 export type { TenantRole } from './access';
 
-/** Who may call a procedure (the door's AccessRule), and how it is audited. */
-export interface Meta extends AccessRule {
+interface AuditMeta {
   /** Mutations are audited unless they are usage data (events), which would flood the log. */
   audit?: false;
   /** What the procedure's id/target refers to, for the audit log. */
   target?: string;
 }
+
+/** A procedure behind an API key: who may call it (the door's AccessRule), and how it is audited. */
+export interface KeyedMeta extends AccessRule, AuditMeta {}
+
+/**
+ * A procedure anyone may call without a key (signup.register): the Authorization header is not
+ * read, so no role and no tenant apply; the procedure throttles and audits itself.
+ */
+export interface PublicMeta extends AuditMeta {
+  scope: 'public';
+  roles: readonly [];
+}
+
+export type Meta = KeyedMeta | PublicMeta;
 
 const t = initTRPC
   .context<Context>()
@@ -120,6 +133,7 @@ const guard = t.middleware(async ({ ctx, meta, path, type, next, getRawInput }) 
 /** Who is calling, and for which tenant, by the access check every door shares; refusals throw. */
 async function authorise(ctx: Context, meta: Meta | undefined, path: string): Promise<Access> {
   if (!meta) throw new Error(`procedure ${path} declares no meta`);
+  if (meta.scope === 'public') throw new Error(`public procedure ${path} is behind the key guard`);
   try {
     return await resolveAccess(ctx.services, ctx.request, meta, path);
   } catch (error) {
@@ -134,8 +148,24 @@ function targetTenantOf(output: unknown): string | null {
 }
 
 /** Every procedure starts here: errors mapped, caller authenticated and authorised. */
-export function procedure(meta: Meta) {
+export function procedure(meta: KeyedMeta) {
   return t.procedure.meta(meta).use(guard);
+}
+
+/** A public procedure's one middleware: no key is read, errors are mapped as `guard` maps them. */
+const publicGuard = t.middleware(async ({ meta, path, next }) => {
+  if (meta?.scope !== 'public') throw new Error(`procedure ${path} is not public`);
+  const result = await next({ ctx: { principal: null, tenantId: null } });
+  if (!result.ok) {
+    const mapped = mappedError(result.error);
+    if (mapped !== result.error) throw mapped;
+  }
+  return result;
+});
+
+/** A procedure without authentication (see PublicMeta): it must throttle and audit itself. */
+export function publicProcedure(meta: AuditMeta = {}) {
+  return t.procedure.meta({ ...meta, scope: 'public', roles: [] }).use(publicGuard);
 }
 
 /** For tenant-scoped procedures: the tenant is known (an admin without X-Tally-Tenant was refused). */

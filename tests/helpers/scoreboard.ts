@@ -18,7 +18,8 @@ SELECT json_build_object(
   'webhook_endpoints', (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '-') FROM webhook_endpoints),
   'webhook_deliveries', (SELECT count(*)::text FROM webhook_deliveries),
   'usage_forecasts', (SELECT count(*)::text FROM usage_forecasts),
-  'job_runs', (SELECT count(*)::text FROM job_runs)
+  'job_runs', (SELECT count(*)::text FROM job_runs),
+  'registrations', (SELECT count(*)::text FROM registrations)
 ) AS board`;
 
 export type Scoreboard = Record<string, string>;

@@ -26,6 +26,10 @@ import { useFakeStripe, secretKey, webhookSecret } from '../helpers/billing';
  * the test environment with it). A live row is then 404, a list never shows one, a create lands
  * in test (`lands` needs `environmentOf` for that), and nothing live changes. A procedure whose
  * rows are not per environment says so with `environments` (its own cross cases for that run).
+ * A public procedure (meta scope `public`, only signup.register) reads no key: every caller,
+ * with no key, a bad key or any role's key, gets the same success, and its cross case is
+ * `public` (what it made belongs to neither tenant, and B is untouched). The suite's app runs
+ * with SIGNUP_MODE=open and a sign-up limit it cannot reach.
  */
 
 const WEBHOOK_URL = 'https://93.184.215.14/tally-hook'; // a public address: webhook address rules refuse private ones
@@ -81,7 +85,9 @@ type Cross =
   /** A's own valid call, while B holds the same kind of rows (and the same user id): nothing of B changes. */
   | { kind: 'spares'; input?: (w: World) => unknown }
   /** Admin only: a tenant key naming another tenant is still refused. */
-  | { kind: 'adminOnly' };
+  | { kind: 'adminOnly' }
+  /** A public procedure: called with A's key naming B, it makes a tenant of its own, neither A nor B. */
+  | { kind: 'public'; tenantOf: (data: any) => string };
 
 interface Fixture {
   /** A valid call in tenant A. Called once per call: calls that use their target up get a fresh one. */
@@ -93,7 +99,7 @@ interface Fixture {
 
 // Stripe is the fake one (billing.createCustomer calls it); started before the app so the app points at it.
 useFakeStripe();
-const app = useTestApp();
+const app = useTestApp({ SIGNUP_MODE: 'open', SIGNUP_LIMIT: '1000000' });
 let world: World;
 
 const foreign = (c: Omit<Extract<Cross, { kind: 'foreign' }>, 'kind'>): Cross => ({ kind: 'foreign', ...c });
@@ -154,6 +160,7 @@ const fixtures: Record<string, Fixture> = {
     ],
   },
   'apiKeys.list': { input: () => ({}), cross: list(ids, (s) => s.readKey) },
+  'apiKeys.me': { input: () => ({}), cross: { kind: 'lands', tenantOf: (d) => d.tenant.id } },
   'apiKeys.revoke': { input: async (w) => ({ id: await freshKey(w) }), cross: foreign({ input: (w) => ({ id: w.b.readKey }) }) },
   'licenses.create': {
     input: () => ({ name: 'matrix' }),
@@ -287,6 +294,10 @@ const fixtures: Record<string, Fixture> = {
       environmentOf: async (d) => (await app.prisma.webhookEndpoint.findUnique({ where: { id: d.id } }))?.environment,
     },
   },
+  'signup.register': {
+    input: () => ({ email: `m-${randomUUID()}@example.com`, name: 'Matrix Dev', organization: 'Matrix Org', environment: 'test' }),
+    cross: { kind: 'public', tenantOf: (d) => d.tenant.id },
+  },
   'webhooks.list': { input: () => ({}), cross: list(ids, (s) => s.webhook) },
   'webhooks.update': {
     input: (w) => ({ id: w.a.webhook, enabled: true }),
@@ -306,8 +317,9 @@ const procedures = Object.entries(appRouter._def.procedures as unknown as Record
 type Procedure = (typeof procedures)[number];
 const TENANT_ROLES: TenantRole[] = ['owner', 'member', 'ingest', 'read'];
 const ALL_ROLES = ['admin', ...TENANT_ROLES] as const;
-/** The roles the code lets in: admin always, tenant roles unless the procedure is platform-only. */
-const allowedRoles = (p: Procedure): string[] => ['admin', ...(p.meta.scope === 'platform' ? [] : p.meta.roles)];
+/** The roles the code lets in: admin always, tenant roles unless the procedure is platform-only; a public one everyone. */
+const allowedRoles = (p: Procedure): string[] =>
+  p.meta.scope === 'public' ? [...ALL_ROLES] : ['admin', ...(p.meta.scope === 'platform' ? [] : p.meta.roles)];
 
 let keys: Record<TenantRole, string>;
 let revokedKey: string;
@@ -377,7 +389,8 @@ async function holdings(tenantId: string, environment?: 'live' | 'test') {
   const owned = { where: { tenantId, ...(licenseIds ? { licenseId: { in: licenseIds } } : {}) } };
   const [licenses, apiKeys, thresholds, webhooks, overages, alerts, forecasts, deliveries, events] = await Promise.all([
     app.prisma.license.findMany(inEnvironment),
-    app.prisma.apiKey.findMany({ ...inEnvironment, omit: { lastUsedAt: true, ...(environment ? { requestCount: true, sdkVersion: true } : {}) } }),
+    // usage bookkeeping, written by the authenticator's periodic flush whenever it comes, is not a change
+    app.prisma.apiKey.findMany({ ...inEnvironment, omit: { lastUsedAt: true, requestCount: true, ...(environment ? { sdkVersion: true } : {}) } }),
     app.prisma.usageThreshold.findMany(owned),
     app.prisma.webhookEndpoint.findMany(inEnvironment),
     app.prisma.usageOverage.findMany(owned),
@@ -472,8 +485,17 @@ describe.each(procedures)('$path', (p) => {
   const fixture = () => fixtures[p.path]!;
   const input = () => Promise.resolve(fixture().input(world));
 
-  it('refuses a missing, malformed, unknown or revoked key with 401', async () => {
+  it('refuses a missing, malformed, unknown or revoked key with 401 (a public procedure reads no key: 200 for each)', async () => {
     const unknownKey = `tk_live_${'Z'.repeat(24)}`;
+    if (p.meta.scope === 'public') {
+      for (const key of [null, 'not-a-key', unknownKey, revokedKey]) {
+        const res = await call(p, await input(), key);
+        expect([String(key), res.status, res.body.error?.message]).toEqual([String(key), 200, undefined]);
+      }
+      const basic = await call(p, await input(), null, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` });
+      expect(basic.status).toBe(200);
+      return;
+    }
     for (const key of [null, 'not-a-key', unknownKey, revokedKey]) {
       const res = await call(p, await input(), key);
       expect([String(key), res.status]).toEqual([String(key), 401]);
@@ -584,6 +606,13 @@ async function runCross(p: Procedure, cross: Cross, run: CrossRun): Promise<void
     case 'adminOnly': {
       const res = await call(p, await input(), a.owner, intoB);
       expect(res.status).toBe(403);
+      break;
+    }
+    case 'public': {
+      const res = await call(p, await input(), a.owner, intoB);
+      expect(res.status).toBe(200);
+      expect([a.tenantId, b.tenantId]).not.toContain(cross.tenantOf(res.data));
+      expect(await app.prisma.tenant.count({ where: { id: cross.tenantOf(res.data) } })).toBe(1);
       break;
     }
   }

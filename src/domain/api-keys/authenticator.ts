@@ -197,6 +197,11 @@ export class ApiKeyAuthenticator implements KeyRevocations {
     for (const [hash, entry] of [...this.accepted.entries()]) if (entry.principal.keyId === keyId) this.accepted.delete(hash);
   }
 
+  /** The last use of a key counted in this process and not written to the database yet. */
+  pendingLastUse(keyId: string): Date | undefined {
+    return this.usage.get(keyId)?.lastUsedAt;
+  }
+
   private recordUse(keyId: string, sdkVersion: string | undefined): void {
     const current = this.usage.get(keyId);
     if (current) {

@@ -133,6 +133,11 @@ export class FailedAuthThrottle {
   }
 }
 
+/** Counts one call under `key` in a fixed window that starts with its first call: [count, pttl]. */
+function countInWindow(redis: Redis, key: string, windowMs: number, timeoutMs: number): Promise<[number, number]> {
+  return withTimeout(runScript(redis, HOURLY_LUA, [key], [windowMs]), timeoutMs) as Promise<[number, number]>;
+}
+
 /**
  * `rateLimitPerHour` of a key: calls counted in Redis in a fixed one-hour window that starts
  * with the key's first call, one atomic script per call. Only keys with a limit pay for it.
@@ -152,10 +157,7 @@ export class KeyRateLimiter {
   async take(keyId: string, limit: number): Promise<LimitState & { allowed: boolean }> {
     const windowMs = (this.options.windowSeconds ?? 3600) * 1000;
     try {
-      const [count, ttl] = (await withTimeout(
-        runScript(this.redis, HOURLY_LUA, [`${this.options.keyPrefix}ratelimit:key:${keyId}`], [windowMs]),
-        this.options.redisTimeoutMs,
-      )) as [number, number];
+      const [count, ttl] = await countInWindow(this.redis, `${this.options.keyPrefix}ratelimit:key:${keyId}`, windowMs, this.options.redisTimeoutMs);
       return { allowed: count <= limit, limit, remaining: Math.max(0, limit - count), resetSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
     } catch (err) {
       if (Date.now() - this.lastWarning >= 60_000) {
@@ -163,6 +165,34 @@ export class KeyRateLimiter {
         this.logger?.warn({ err }, 'key rate-limit counters unavailable in Redis; not limiting');
       }
       return { allowed: true, limit, remaining: limit, resetSeconds: Math.ceil(windowMs / 1000) };
+    }
+  }
+}
+
+/**
+ * Attempts per client address at an unauthenticated door (signup.register), counted in Redis
+ * like a key's rate limit: `limit` per fixed window that starts with the address's first
+ * attempt, shared by every process. Unlike a key's limit it fails closed: while Redis cannot
+ * answer, attempts are refused (`unavailable`), since an unthrottled door that creates tenants
+ * is worse than a sign-up that has to wait.
+ */
+export class AddressRateLimiter {
+  constructor(
+    private readonly redis: Redis,
+    private readonly logger: Logger | undefined,
+    private readonly options: { keyPrefix: string; redisTimeoutMs: number; namespace: string; limit: number; windowSeconds: number },
+  ) {}
+
+  /** Counts one attempt from `address` (null: every caller without one shares a counter). */
+  async take(address: string | null): Promise<(LimitState & { allowed: boolean }) | { unavailable: true }> {
+    const { limit, windowSeconds } = this.options;
+    try {
+      const key = `${this.options.keyPrefix}${this.options.namespace}:address:${address ?? 'unknown'}`;
+      const [count, ttl] = await countInWindow(this.redis, key, windowSeconds * 1000, this.options.redisTimeoutMs);
+      return { allowed: count <= limit, limit, remaining: Math.max(0, limit - count), resetSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
+    } catch (err) {
+      this.logger?.warn({ err, namespace: this.options.namespace }, 'address rate-limit counters unavailable in Redis; refusing');
+      return { unavailable: true };
     }
   }
 }

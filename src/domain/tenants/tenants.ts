@@ -15,19 +15,22 @@ export interface CreateTenantArgs {
 export async function createTenant(db: Db, args: CreateTenantArgs) {
   const taken = await db.tenant.findUnique({ where: { slug: args.slug }, select: { id: true } });
   if (taken) throw new AppError('CONFLICT', `slug: "${args.slug}" is already taken`);
-  return db.$transaction(async (tx) => {
-    const tenant = await tx.tenant.create({ data: { name: args.name, slug: args.slug, timezone: args.timezone } });
-    const apiKey = await createApiKey(tx as unknown as Db, {
-      tenantId: tenant.id,
-      name: 'owner',
-      role: 'owner',
-      environment: args.owner.environment,
-      userEmail: args.owner.email,
-      organization: args.owner.organization ?? args.name,
-      createdByKeyId: args.createdByKeyId,
-    });
-    return { tenant, apiKey };
+  return db.$transaction((tx) => insertTenantWithOwner(tx as unknown as Db, args));
+}
+
+/** The rows of createTenant inside the caller's transaction `tx` (sign-up adds its own row to it). */
+export async function insertTenantWithOwner(tx: Db, args: CreateTenantArgs) {
+  const tenant = await tx.tenant.create({ data: { name: args.name, slug: args.slug, timezone: args.timezone } });
+  const apiKey = await createApiKey(tx, {
+    tenantId: tenant.id,
+    name: 'owner',
+    role: 'owner',
+    environment: args.owner.environment,
+    userEmail: args.owner.email,
+    organization: args.owner.organization ?? args.name,
+    createdByKeyId: args.createdByKeyId,
   });
+  return { tenant, apiKey };
 }
 
 export async function getTenant(db: Db, id: string) {

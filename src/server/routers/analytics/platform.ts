@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { platformOverview } from '../../../domain/analytics/platform';
+import { signupCounts } from '../../../domain/signup/counts';
 import { procedure } from '../../trpc';
 
 export const platformProcedure = procedure({ roles: [], scope: 'platform' })
@@ -33,7 +34,15 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
       responseTimes: z
         .array(z.object({ date: z.string(), events: z.number(), p50DurationMs: z.number(), p95DurationMs: z.number(), p99DurationMs: z.number() }))
         .optional(),
+      /** Tenants created by signup.register, and those of them with events in the last 30 days. */
+      signups: z.object({ tenants: z.number(), activeLast30Days: z.number() }),
     }),
   )
   // The admin key's environment, or the one X-Tally-Environment names: test and live are never summed.
-  .query(({ ctx, input }) => platformOverview(ctx.services.db.pool, ctx.environment, input));
+  .query(async ({ ctx, input }) => {
+    const [overview, signups] = await Promise.all([
+      platformOverview(ctx.services.db.pool, ctx.environment, input),
+      signupCounts(ctx.services.db.pool),
+    ]);
+    return { ...overview, signups };
+  });

@@ -1,0 +1,6 @@
+import { router } from '../../trpc';
+import { registerProcedure } from './register';
+
+export const signupRouter = router({
+  register: registerProcedure,
+});
