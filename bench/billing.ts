@@ -144,7 +144,7 @@ async function runOnce(services: Awaited<ReturnType<typeof createServices>>, fak
     [tenantId, usageTypes, new Date(firstHour), new Date(lastHour)],
   );
   const key = `sk_live_bench${randomBytes(8).toString('hex')}`;
-  await connectStripe(services.billing, tenantId, { secretKey: key, webhookSecret: `whsec_${randomBytes(12).toString('hex')}`, reportFrom: new Date(firstHour) });
+  await connectStripe(services.billing, tenantId, 'live', { secretKey: key, webhookSecret: `whsec_${randomBytes(12).toString('hex')}`, reportFrom: new Date(firstHour) });
   const connection = (await openConnection(services.billing, { tenantId, mode: 'live' }))!;
 
   fake.resetCounters();

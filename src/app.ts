@@ -94,6 +94,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     box: encryptionKey ? new SecretBox(encryptionKey) : null,
     gateway: new StripeGateway({ apiBase: env.STRIPE_API_BASE, timeoutMs: env.BILLING_STRIPE_TIMEOUT_MS }),
     webhooks: reactions.webhooks,
+    limits: quota,
     send: {
       rps: env.BILLING_STRIPE_RPS,
       concurrency: env.BILLING_STRIPE_CONCURRENCY,

@@ -124,8 +124,12 @@ const connectionTenant = async (d: any) => (await app.prisma.billingConnection.f
 const billingRange = { from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date().toISOString() };
 
 const fixtures: Record<string, Fixture> = {
-  'billing.connect': { input: () => ({ secretKey: secretKey('live'), webhookSecret: webhookSecret() }), cross: { kind: 'lands', tenantOf: connectionTenant } },
-  'billing.disconnect': { input: () => ({ mode: 'test' }), cross: { kind: 'spares' } },
+  // a key connects a Stripe account of its own environment (the environments run calls with A's test key)
+  'billing.connect': {
+    input: (w) => ({ secretKey: secretKey(w.a === w.aTest ? 'test' : 'live'), webhookSecret: webhookSecret() }),
+    cross: { kind: 'lands', tenantOf: connectionTenant, environmentOf: async (d) => (await app.prisma.billingConnection.findUnique({ where: { id: d.id } }))?.mode },
+  },
+  'billing.disconnect': { input: () => ({}), cross: { kind: 'spares' } },
   'billing.createCustomer': {
     input: async (w) => {
       await connectA(w);
@@ -134,11 +138,11 @@ const fixtures: Record<string, Fixture> = {
     cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }),
   },
   'billing.meters.upsert': {
-    input: () => ({ usageType: USAGE_TYPE, eventName: 'matrix_events', mode: 'live' }),
-    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.billingMeter.findUnique({ where: { id: d.id } }))?.tenantId },
+    input: () => ({ usageType: USAGE_TYPE, eventName: 'matrix_events' }),
+    cross: { kind: 'lands', tenantOf: async (d) => (await app.prisma.billingMeter.findUnique({ where: { id: d.id } }))?.tenantId, environmentOf: (d) => d.mode },
   },
   'billing.meters.list': { input: () => ({}), cross: { kind: 'spares' } },
-  'billing.planPrices.set': { input: () => ({ stripePriceId: 'price_matrix', plan: 'starter', mode: 'live' }), cross: { kind: 'spares' } },
+  'billing.planPrices.set': { input: () => ({ stripePriceId: 'price_matrix', plan: 'starter' }), cross: { kind: 'spares' } },
   'billing.reportNow': { input: () => ({}), cross: { kind: 'spares' } },
   'billing.health': { input: () => ({}), cross: { kind: 'spares' } },
   'billing.usageSummary': { input: (w) => ({ licenseId: w.a.license }), cross: foreign({ input: (w) => ({ licenseId: w.b.license }) }) },
@@ -160,7 +164,7 @@ const fixtures: Record<string, Fixture> = {
     ],
   },
   'apiKeys.list': { input: () => ({}), cross: list(ids, (s) => s.readKey) },
-  'apiKeys.me': { input: () => ({}), cross: { kind: 'lands', tenantOf: (d) => d.tenant.id } },
+  'apiKeys.me': { input: () => ({}), cross: { kind: 'lands', tenantOf: (d) => d.tenant.id, environmentOf: (d) => d.environment } },
   'apiKeys.revoke': { input: async (w) => ({ id: await freshKey(w) }), cross: foreign({ input: (w) => ({ id: w.b.readKey }) }) },
   'licenses.create': {
     input: () => ({ name: 'matrix' }),

@@ -17,7 +17,10 @@ const stripe = useFakeStripe();
 const app = useTestApp({ BILLING_WEBHOOK_MAX_BYTES: '4096' });
 
 async function connected(mode: 'live' | 'test' = 'live') {
-  const tenant = await app.createTenant();
+  const live = await app.createTenant();
+  // A Stripe account of one mode is connected with a key of that environment.
+  const owner = mode === 'live' ? live.ownerKey : (await app.call('apiKeys.create', { name: 'test owner', role: 'owner', environment: 'test' }, live.ownerKey)).data.key;
+  const tenant = { ...live, ownerKey: owner as string, liveOwnerKey: live.ownerKey };
   const key = secretKey(mode);
   const whsec = webhookSecret();
   const res = await app.call('billing.connect', { secretKey: key, webhookSecret: whsec, reportFrom: hourAgo(30).toISOString() }, tenant.ownerKey);
@@ -28,6 +31,22 @@ async function connected(mode: 'live' | 'test' = 'live') {
 const hook = (tenantId: string) => `${app.baseUrl}/api/stripe/webhook/${tenantId}`;
 
 describe('billing.connect', () => {
+  it('connects an account of the key\'s own environment only: test licenses never reach a live account, nor live ones a test account', async () => {
+    const t = await app.createTenant();
+    const refused = await app.call('billing.connect', { secretKey: secretKey('test'), webhookSecret: webhookSecret() }, t.ownerKey);
+    expect([refused.status, refused.body.error?.data.issues?.[0]?.path]).toEqual([400, ['secretKey']]);
+    expect(await app.prisma.billingConnection.count({ where: { tenantId: t.tenantId } })).toBe(0);
+    const test = await connected('test');
+    const health = await app.call('billing.health', {}, test.ownerKey, { method: 'GET' });
+    expect(health.data.connections.map((c: { mode: string }) => c.mode)).toEqual(['test']);
+    // the live side of the same tenant has no account connected and sees none
+    const liveHealth = await app.call('billing.health', {}, test.liveOwnerKey, { method: 'GET' });
+    expect([liveHealth.status, liveHealth.data.connected, liveHealth.data.connections]).toEqual([200, false, []]);
+    const other = await app.call('billing.disconnect', { mode: 'live' }, test.ownerKey);
+    expect([other.status, other.body.error?.data.issues?.[0]?.path]).toEqual([400, ['mode']]);
+    expect(await app.prisma.billingConnection.count({ where: { tenantId: test.tenantId } })).toBe(1);
+  });
+
   it('stores the secrets sealed and never answers them', async () => {
     const t = await connected('test');
     expect(t.connection).toMatchObject({ mode: 'test', keyHint: t.key.slice(-4), currency: 'usd', webhookPath: `/api/stripe/webhook/${t.tenantId}` });
@@ -49,10 +68,10 @@ describe('billing.connect', () => {
       const res = await app.call('billing.connect', { secretKey: secret, webhookSecret: webhookSecret() }, t.ownerKey);
       expect(res.status).toBe(400);
     }
-    expect((await app.call('billing.connect', { secretKey: `sk_test_${'a'.repeat(247)}`, webhookSecret: webhookSecret() }, t.ownerKey)).status).toBe(200);
+    expect((await app.call('billing.connect', { secretKey: `sk_live_${'a'.repeat(247)}`, webhookSecret: webhookSecret() }, t.ownerKey)).status).toBe(200);
     const old = await app.call('billing.connect', { secretKey: secretKey(), webhookSecret: webhookSecret(), reportFrom: new Date(Date.now() - 35 * DAY_MS).toISOString() }, t.ownerKey);
     expect(old.status).toBe(400);
-    await expect(connectStripe({ ...app.services.billing, box: null }, t.tenantId, { secretKey: secretKey(), webhookSecret: webhookSecret() })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(connectStripe({ ...app.services.billing, box: null }, t.tenantId, 'live', { secretKey: secretKey(), webhookSecret: webhookSecret() })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     expect(() => loadEnv({ BILLING_ENCRYPTION_KEY: 'not-a-key' })).toThrow(/BILLING_ENCRYPTION_KEY/);
     expect(() => loadEnv({ BILLING_ENCRYPTION_KEY: 'a'.repeat(63) })).toThrow(/BILLING_ENCRYPTION_KEY/);
     expect(loadEnv({ BILLING_ENCRYPTION_KEY: ENCRYPTION_KEY }).BILLING_ENCRYPTION_KEY).toBe(ENCRYPTION_KEY);

@@ -24,8 +24,8 @@ async function tenantWithBilling(licenses: number) {
   const customers = Array.from({ length: licenses }, () => customerId());
   const ids: string[] = [];
   for (const c of customers) ids.push((await app.createLicense(tenant.ownerKey, { stripeCustomerId: c })).id);
-  await connectStripe(app.services.billing, tenant.tenantId, { secretKey: key, webhookSecret: webhookSecret(), reportFrom: hourAgo(30) });
-  await upsertMeter(app.services.billing, tenant.tenantId, { usageType: 'api_call', eventName: 'api_call', createMeter: true, unitAmountDecimal: '1' });
+  await connectStripe(app.services.billing, tenant.tenantId, 'live', { secretKey: key, webhookSecret: webhookSecret(), reportFrom: hourAgo(30) });
+  await upsertMeter(app.services.billing, tenant.tenantId, 'live', { usageType: 'api_call', eventName: 'api_call', createMeter: true, unitAmountDecimal: '1' });
   return { ...tenant, key, customers, licenses: ids };
 }
 

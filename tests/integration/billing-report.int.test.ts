@@ -29,8 +29,8 @@ async function setup(options: { mode?: 'live' | 'test' } = {}) {
   const key = secretKey(options.mode ?? 'live');
   const customer = customerId();
   const license = await app.createLicense(tenant.ownerKey, { stripeCustomerId: customer });
-  await connectStripe(billing(), tenant.tenantId, { secretKey: key, webhookSecret: webhookSecret(), reportFrom: hourAgo(30) });
-  const meter = await upsertMeter(billing(), tenant.tenantId, { usageType: 'api_call', eventName: `api_calls_${randomUUID().slice(0, 8)}`, createMeter: true, unitAmountDecimal: '2.5' });
+  await connectStripe(billing(), tenant.tenantId, options.mode ?? 'live', { secretKey: key, webhookSecret: webhookSecret(), reportFrom: hourAgo(30) });
+  const meter = await upsertMeter(billing(), tenant.tenantId, options.mode ?? 'live', { usageType: 'api_call', eventName: `api_calls_${randomUUID().slice(0, 8)}`, createMeter: true, unitAmountDecimal: '2.5' });
   return { ...tenant, key, customer, license, meter };
 }
 
@@ -113,7 +113,7 @@ describe('billing.usage.report', () => {
 
   it('carries fractions so the units billed sum to the units metered', async () => {
     const s = await setup();
-    const meter = await upsertMeter(billing(), s.tenantId, { usageType: 'tokens', eventName: `ktokens_${randomUUID().slice(0, 8)}`, unitMultiplier: '0.001', createMeter: true });
+    const meter = await upsertMeter(billing(), s.tenantId, 'live', { usageType: 'tokens', eventName: `ktokens_${randomUUID().slice(0, 8)}`, unitMultiplier: '0.001', createMeter: true });
     const hours = [hourAgo(8), hourAgo(7), hourAgo(6)];
     await track(s.ownerKey, hours.map((h, i) => ({ licenseId: s.license.id, usageType: 'tokens', quantity: [600, 700, 800.5][i], occurredAt: at(h) })));
     await rollUp(app, hourAgo(9), hourAgo(5));
@@ -173,7 +173,7 @@ describe('billing.usage.report', () => {
     expect(stripe.fake.summary(a.key, {})).toBe(11);
     expect(stripe.fake.summary(b.key, {})).toBe(13);
 
-    await disconnectStripe(billing(), a.tenantId);
+    await disconnectStripe(billing(), a.tenantId, 'live');
     await track(a.ownerKey, [{ licenseId: a.license.id, usageType: 'api_call', quantity: 1, occurredAt: at(h, 40) }]);
     await rollUp(app, h, hourAgo(1));
     expect(await runUsageReport(billing(), { tenantId: a.tenantId })).toMatchObject({ connections: 0, sent: 0 });

@@ -6,6 +6,14 @@ import { nowOf, type BillingDeps } from './deps';
 
 export type BillingMode = ApiKeyEnvironment;
 
+/**
+ * The id of a tenant's connection of one mode, derived from both: calls left in the outbox by a
+ * disconnect go out after a reconnect, and a mode's calls can be found without the row.
+ */
+export function connectionIdOf(tenantId: string, mode: BillingMode): string {
+  return deterministicEventId('billing-connection', tenantId, mode);
+}
+
 /** sk_test_/rk_test_ keys reach Stripe's test mode, sk_live_/rk_live_ its live mode. */
 export function modeOfKey(secretKey: string): BillingMode {
   const match = /^(?:sk|rk)_(test|live)_/.exec(secretKey);
@@ -61,10 +69,16 @@ function requireBox(deps: Pick<BillingDeps, 'box'>) {
 export async function connectStripe(
   deps: Pick<BillingDeps, 'prisma' | 'box' | 'now'>,
   tenantId: string,
+  environment: BillingMode,
   args: { secretKey: string; webhookSecret: string; currency?: string; reportFrom?: Date },
 ): Promise<ConnectionView> {
   const box = requireBox(deps);
   const mode = modeOfKey(args.secretKey);
+  // Test licenses are billed to a test-mode account only, live ones to a live account only.
+  if (mode !== environment) {
+    const message = `a ${environment} key connects a Stripe account in ${environment} mode only (sk_${environment}_… or rk_${environment}_…)`;
+    throw new AppError('BAD_REQUEST', `secretKey: ${message}`, undefined, { issues: [{ path: ['secretKey'], message, code: 'custom' }] });
+  }
   const now = nowOf(deps);
   const floor = now.getTime() - 34 * DAY_MS;
   if (args.reportFrom && (args.reportFrom.getTime() < floor || args.reportFrom.getTime() > now.getTime() + HOUR_MS)) {
@@ -81,15 +95,19 @@ export async function connectStripe(
   const row = await deps.prisma.billingConnection.upsert({
     where: { tenantId_mode: { tenantId, mode } },
     // The id is derived from tenant and mode: calls left in the outbox by a disconnect go out after a reconnect.
-    create: { id: deterministicEventId('billing-connection', tenantId, mode), tenantId, mode, ...data },
+    create: { id: connectionIdOf(tenantId, mode), tenantId, mode, ...data },
     update: data,
   });
   return view(row);
 }
 
 /** Removes the tenant's connection(s); calls still in the outbox wait until it connects again. */
-export async function disconnectStripe(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, mode?: BillingMode): Promise<{ disconnected: number }> {
-  const { count } = await deps.prisma.billingConnection.deleteMany({ where: { tenantId, ...(mode ? { mode } : {}) } });
+export async function disconnectStripe(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, environment: BillingMode, mode?: BillingMode): Promise<{ disconnected: number }> {
+  if (mode && mode !== environment) {
+    const message = `a ${environment} key disconnects the ${environment} account only`;
+    throw new AppError('BAD_REQUEST', `mode: ${message}`, undefined, { issues: [{ path: ['mode'], message, code: 'custom' }] });
+  }
+  const { count } = await deps.prisma.billingConnection.deleteMany({ where: { tenantId, mode: environment } });
   return { disconnected: count };
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from '../../lib/logger';
 import type { SecretBox } from '../../lib/secret-box';
 import type { WebhookDispatchDeps } from '../webhooks/dispatch';
 import type { StripeGateway } from './stripe-gateway';
+import type { QuotaLimitsCache } from '../quotas/enforcer';
 
 /** The collaborators of every billing operation, built once per process by src/app.ts. */
 export interface BillingDeps {
@@ -15,6 +16,8 @@ export interface BillingDeps {
   gateway: StripeGateway;
   /** billing.sync.failed goes out like every other webhook event. */
   webhooks: WebhookDispatchDeps;
+  /** A subscription webhook that changes a license's plan makes its limits be read again. */
+  limits: QuotaLimitsCache;
   send: SendOptions;
   /** Counts reconciliation differences for /metrics. */
   onReconciliationDifferences?: (count: number) => void;

@@ -1,7 +1,7 @@
 import Decimal from 'decimal.js';
 import { AppError } from '../../lib/errors';
 import type { BillingDeps } from './deps';
-import { requireConnection, resolveMode, type BillingMode } from './connections';
+import { requireConnection, type BillingMode } from './connections';
 import { classifyStripeError } from './stripe-gateway';
 
 /** A synchronous Stripe call's failure as the client's answer: Stripe's 4xx in its words, else 503. */
@@ -42,6 +42,16 @@ function meterView(m: {
   };
 }
 
+/**
+ * The Stripe mode a call works in: the caller's environment (test licenses are billed in test
+ * mode only, live ones in live mode only). Naming the other mode is a 400 on `mode`.
+ */
+function modeOfCall(environment: BillingMode, requested: BillingMode | undefined): BillingMode {
+  if (requested === undefined || requested === environment) return environment;
+  const message = `must be "${environment}", the environment of the key`;
+  throw new AppError('BAD_REQUEST', `mode: ${message}`, undefined, { issues: [{ path: ['mode'], message, code: 'custom' }] });
+}
+
 export interface UpsertMeterArgs {
   usageType: string;
   eventName: string;
@@ -59,8 +69,8 @@ export interface UpsertMeterArgs {
  * Maps a usage type to a Stripe meter. The multiplier and event name of a meter that has
  * reported usage are fixed: the ledger's units were counted with them.
  */
-export async function upsertMeter(deps: Pick<BillingDeps, 'prisma' | 'box' | 'gateway'>, tenantId: string, args: UpsertMeterArgs): Promise<MeterView> {
-  const mode = await resolveMode(deps, tenantId, args.mode);
+export async function upsertMeter(deps: Pick<BillingDeps, 'prisma' | 'box' | 'gateway'>, tenantId: string, environment: BillingMode, args: UpsertMeterArgs): Promise<MeterView> {
+  const mode = modeOfCall(environment, args.mode);
   const existing = await deps.prisma.billingMeter.findUnique({ where: { tenantId_mode_usageType: { tenantId, mode, usageType: args.usageType } } });
   const multiplier = args.unitMultiplier ?? existing?.unitMultiplier.toString() ?? '1';
   if (existing && (existing.eventName !== args.eventName || !new Decimal(existing.unitMultiplier.toString()).equals(multiplier))) {
@@ -99,20 +109,20 @@ export async function upsertMeter(deps: Pick<BillingDeps, 'prisma' | 'box' | 'ga
   return meterView(row);
 }
 
-export async function listMeters(deps: Pick<BillingDeps, 'prisma'>, tenantId: string): Promise<MeterView[]> {
-  const rows = await deps.prisma.billingMeter.findMany({ where: { tenantId }, orderBy: [{ mode: 'asc' }, { usageType: 'asc' }] });
+export async function listMeters(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, environment: BillingMode): Promise<MeterView[]> {
+  const rows = await deps.prisma.billingMeter.findMany({ where: { tenantId, mode: environment }, orderBy: [{ mode: 'asc' }, { usageType: 'asc' }] });
   return rows.map(meterView);
 }
 
 /** A Stripe price standing for a plan tier: subscription webhooks with it set the license's plan. */
-export async function setPlanPrice(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, args: { stripePriceId: string; plan: string; mode?: BillingMode }) {
-  const mode = await resolveMode(deps, tenantId, args.mode);
+export async function setPlanPrice(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, environment: BillingMode, args: { stripePriceId: string; plan: string; mode?: BillingMode }) {
+  const mode = modeOfCall(environment, args.mode);
   await deps.prisma.billingPlanPrice.upsert({
     where: { tenantId_mode_stripePriceId: { tenantId, mode, stripePriceId: args.stripePriceId } },
     create: { tenantId, mode, stripePriceId: args.stripePriceId, planCode: args.plan },
     update: { planCode: args.plan },
   });
-  const rows = await deps.prisma.billingPlanPrice.findMany({ where: { tenantId }, orderBy: [{ mode: 'asc' }, { stripePriceId: 'asc' }] });
+  const rows = await deps.prisma.billingPlanPrice.findMany({ where: { tenantId, mode }, orderBy: [{ mode: 'asc' }, { stripePriceId: 'asc' }] });
   return rows.map((r) => ({ mode: r.mode, stripePriceId: r.stripePriceId, plan: r.planCode }));
 }
 
@@ -120,8 +130,13 @@ export async function setPlanPrice(deps: Pick<BillingDeps, 'prisma'>, tenantId: 
  * Creates the license's customer in the Stripe account of the license's environment and links
  * it. The idempotency key is the license's, so a retry after a lost answer links the same customer.
  */
-export async function createStripeCustomer(deps: Pick<BillingDeps, 'prisma' | 'box' | 'gateway'>, tenantId: string, args: { licenseId: string; email?: string }) {
-  const license = await deps.prisma.license.findFirst({ where: { id: args.licenseId, tenantId, deletedAt: null } });
+export async function createStripeCustomer(
+  deps: Pick<BillingDeps, 'prisma' | 'box' | 'gateway'>,
+  tenantId: string,
+  environment: BillingMode,
+  args: { licenseId: string; email?: string },
+) {
+  const license = await deps.prisma.license.findFirst({ where: { id: args.licenseId, tenantId, environment, deletedAt: null } });
   if (!license) throw new AppError('NOT_FOUND', 'license not found');
   if (license.stripeCustomerId) throw new AppError('CONFLICT', `license is already linked to Stripe customer ${license.stripeCustomerId}`);
   const connection = await requireConnection(deps, tenantId, license.environment);

@@ -3,33 +3,38 @@ import { AppError } from '../../lib/errors';
 import { DAY_MS } from '../../lib/time';
 import { periodContaining } from '../periods';
 import type { BillingDeps } from './deps';
-import { listConnections } from './connections';
+import { connectionIdOf, listConnections } from './connections';
+import type { BillingMode } from './connections';
 
 /** What billing looks like for a tenant: connected, how far behind, what failed, last reconciliation. */
-export async function billingHealth(deps: Pick<BillingDeps, 'prisma' | 'pool' | 'box'>, tenantId: string) {
-  const connections = await listConnections(deps, tenantId);
+export async function billingHealth(deps: Pick<BillingDeps, 'prisma' | 'pool' | 'box'>, tenantId: string, environment: BillingMode) {
+  // A key sees the billing of its own environment only: the Stripe account of that mode and its calls.
+  const connections = (await listConnections(deps, tenantId)).filter((c) => c.mode === environment);
+  const connectionId = connectionIdOf(tenantId, environment);
   const { rows: [outbox] } = await deps.pool.query<{ pending: string; failed: string; oldest: Date | null; last_sent: Date | null }>(
     `SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending, count(*) FILTER (WHERE status = 'FAILED') AS failed,
             min(hour) FILTER (WHERE status = 'PENDING') AS oldest, max(sent_at) AS last_sent
-     FROM stripe_usage_reports WHERE tenant_id = $1`,
-    [tenantId],
+     FROM stripe_usage_reports WHERE tenant_id = $1 AND connection_id = $2`,
+    [tenantId, connectionId],
   );
   const failures = await deps.prisma.stripeUsageReport.findMany({
-    where: { tenantId, status: 'FAILED' },
+    where: { tenantId, connectionId, status: 'FAILED' },
     orderBy: { createdAt: 'desc' },
     take: 20,
   });
   const { rows: [reconciliation] } = await deps.pool.query<{ open: string; last_checked: Date | null }>(
-    `SELECT count(*) FILTER (WHERE NOT healed) AS open, max(checked_at) AS last_checked FROM billing_reconciliations WHERE tenant_id = $1`,
-    [tenantId],
+    `SELECT count(*) FILTER (WHERE NOT r.healed) AS open, max(r.checked_at) AS last_checked
+       FROM billing_reconciliations r JOIN licenses l ON l.id = r.license_id AND l.tenant_id = r.tenant_id
+      WHERE r.tenant_id = $1 AND l.environment = $2::api_key_environment`,
+    [tenantId, environment],
   );
   const lastRun = await deps.prisma.jobRun.findFirst({ where: { name: 'billing.reconcile', status: 'completed' }, orderBy: { startedAt: 'desc' } });
   const meterErrors = await deps.prisma.stripeWebhookEvent.findMany({
-    where: { tenantId, type: 'billing.meter.error_report_triggered' },
+    where: { tenantId, livemode: environment === 'live', type: 'billing.meter.error_report_triggered' },
     orderBy: { receivedAt: 'desc' },
     take: 5,
   });
-  const meterErrorCount = await deps.prisma.stripeWebhookEvent.count({ where: { tenantId, type: 'billing.meter.error_report_triggered' } });
+  const meterErrorCount = await deps.prisma.stripeWebhookEvent.count({ where: { tenantId, livemode: environment === 'live', type: 'billing.meter.error_report_triggered' } });
   return {
     enabled: deps.box !== null,
     connected: connections.length > 0,
@@ -59,8 +64,8 @@ export async function billingHealth(deps: Pick<BillingDeps, 'prisma' | 'pool' | 
   };
 }
 
-async function licenseOf(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, licenseId: string) {
-  const license = await deps.prisma.license.findFirst({ where: { id: licenseId, tenantId, deletedAt: null } });
+async function licenseOf(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, environment: BillingMode, licenseId: string) {
+  const license = await deps.prisma.license.findFirst({ where: { id: licenseId, tenantId, environment, deletedAt: null } });
   if (!license) throw new AppError('NOT_FOUND', 'license not found');
   return license;
 }
@@ -70,8 +75,8 @@ async function licenseOf(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, li
  * its time zone): quantity metered, units in Stripe, units still to report, the unit price and
  * amount in cents, overage fees, and the estimated total.
  */
-export async function billingUsageSummary(deps: Pick<BillingDeps, 'prisma' | 'pool'>, tenantId: string, args: { licenseId: string; periodStart?: Date }) {
-  const license = await licenseOf(deps, tenantId, args.licenseId);
+export async function billingUsageSummary(deps: Pick<BillingDeps, 'prisma' | 'pool'>, tenantId: string, environment: BillingMode, args: { licenseId: string; periodStart?: Date }) {
+  const license = await licenseOf(deps, tenantId, environment, args.licenseId);
   const period = periodContaining('monthly', args.periodStart ?? new Date(), license.timezone, license.billingAnchor);
   const { rows } = await deps.pool.query<{
     usage_type: string; event_name: string; unit_multiplier: string; unit_amount_decimal: string | null; quantity: string; live: string; credited: string; invoiced: string; metered: string;
@@ -121,10 +126,10 @@ export async function billingUsageSummary(deps: Pick<BillingDeps, 'prisma' | 'po
 const MAX_REPORT_DAYS = 93;
 
 /** Per UTC day and mapped usage type: quantity rolled up, units reported, credited, invoiced, calls pending. */
-export async function billingUsageReport(deps: Pick<BillingDeps, 'prisma' | 'pool'>, tenantId: string, args: { licenseId: string; from: Date; to: Date }) {
+export async function billingUsageReport(deps: Pick<BillingDeps, 'prisma' | 'pool'>, tenantId: string, environment: BillingMode, args: { licenseId: string; from: Date; to: Date }) {
   if (args.to <= args.from) throw new AppError('BAD_REQUEST', 'to: must be after from');
   if (args.to.getTime() - args.from.getTime() > MAX_REPORT_DAYS * DAY_MS) throw new AppError('BAD_REQUEST', `to: at most ${MAX_REPORT_DAYS} days after from`);
-  const license = await licenseOf(deps, tenantId, args.licenseId);
+  const license = await licenseOf(deps, tenantId, environment, args.licenseId);
   const { rows } = await deps.pool.query<{ day: string; usage_type: string; quantity: string; live: string; credited: string; invoiced: string; pending: string }>(
     `WITH m AS (SELECT id, usage_type FROM billing_meters WHERE tenant_id = $1 AND mode = $3::api_key_environment),
      r AS (SELECT date_trunc('day', h.hour AT TIME ZONE 'UTC') AS day, h.usage_type, sum(h.quantity) AS quantity FROM usage_rollups_hourly h
@@ -154,11 +159,15 @@ export async function billingUsageReport(deps: Pick<BillingDeps, 'prisma' | 'poo
 }
 
 /** Reconciliation differences of a date range (UTC days), newest first, at most 1,000. */
-export async function listReconciliation(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, args: { licenseId?: string; from: Date; to: Date }) {
+export async function listReconciliation(deps: Pick<BillingDeps, 'prisma'>, tenantId: string, environment: BillingMode, args: { licenseId?: string; from: Date; to: Date }) {
   if (args.to < args.from) throw new AppError('BAD_REQUEST', 'to: must not be before from');
   if (args.to.getTime() - args.from.getTime() > 366 * DAY_MS) throw new AppError('BAD_REQUEST', 'to: at most 366 days after from');
   const rows = await deps.prisma.billingReconciliation.findMany({
-    where: { tenantId, ...(args.licenseId ? { licenseId: args.licenseId } : {}), day: { gte: args.from, lte: args.to } },
+    where: {
+      tenantId,
+      licenseId: { in: (await deps.prisma.license.findMany({ where: { tenantId, environment, ...(args.licenseId ? { id: args.licenseId } : {}) }, select: { id: true } })).map((l) => l.id) },
+      day: { gte: args.from, lte: args.to },
+    },
     orderBy: [{ day: 'desc' }, { licenseId: 'asc' }],
     take: 1000,
   });

@@ -108,7 +108,8 @@ export async function receiveStripeWebhook(deps: BillingDeps, tenantId: string, 
       const summary = obj(object.reason);
       detail = { meter: str(obj(object.meter).id) ?? str(object.meter), errorCount: Number(summary.error_count) || null, errorTypes: Array.isArray(summary.error_types) ? summary.error_types.slice(0, 10) : [] };
     }
-    await tx.stripeWebhookEvent.create({ data: { tenantId, eventId, type, livemode: Boolean(event!.livemode), outcome, detail: JSON.parse(JSON.stringify(detail)) as object } });
+    // recorded in the mode of the account whose secret verified it (Stripe's own livemode says the same)
+    await tx.stripeWebhookEvent.create({ data: { tenantId, eventId, type, livemode: mode === 'live', outcome, detail: JSON.parse(JSON.stringify(detail)) as object } });
     return { outcome, detail };
   }).catch((error: unknown) => {
     // The same event delivered twice at once: the other delivery recorded it.
@@ -116,5 +117,8 @@ export async function receiveStripeWebhook(deps: BillingDeps, tenantId: string, 
     throw error;
   });
   if (handled.outcome === 'duplicate') return { status: 200, body: { received: true, duplicate: true } };
+  // A new plan means new limits: the license's cached limits are read again on its next event.
+  const updated = (handled.detail as { licenseId?: unknown }).licenseId;
+  if (handled.outcome === 'license_updated' && typeof updated === 'string') deps.limits.invalidate(updated);
   return { status: 200, body: { received: true, duplicate: false, ...handled } };
 }

@@ -7,9 +7,9 @@ import { connectInput, connectionSchema, modeSchema } from './schemas';
 export const connectProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'billing_connection' })
   .input(connectInput)
   .output(connectionSchema)
-  .mutation(({ ctx, input }) => connectStripe(ctx.services.billing, requireTenant(ctx.tenantId), input));
+  .mutation(({ ctx, input }) => connectStripe(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment, input));
 
 export const disconnectProcedure = procedure({ roles: ['owner'], scope: 'tenant', target: 'billing_connection' })
   .input(z.strictObject({ mode: modeSchema.optional() }).default({}))
   .output(z.object({ disconnected: z.number() }))
-  .mutation(({ ctx, input }) => disconnectStripe(ctx.services.billing, requireTenant(ctx.tenantId), input.mode));
+  .mutation(({ ctx, input }) => disconnectStripe(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment, input.mode));

@@ -28,7 +28,7 @@ export const healthProcedure = procedure({ ...readers, roles: [...readers.roles]
       meterErrorReports: z.object({ count: z.number(), recent: z.array(z.object({ eventId: z.string(), receivedAt: z.string(), detail: z.unknown() })) }),
     }),
   )
-  .query(({ ctx }) => billingHealth(ctx.services.billing, requireTenant(ctx.tenantId)));
+  .query(({ ctx }) => billingHealth(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment));
 
 export const usageSummaryProcedure = procedure({ ...readers, roles: [...readers.roles] })
   .input(z.strictObject({ licenseId: z.uuid(), periodStart: instantSchema.optional() }))
@@ -47,7 +47,7 @@ export const usageSummaryProcedure = procedure({ ...readers, roles: [...readers.
       estimatedTotalCents: z.number(),
     }),
   )
-  .query(({ ctx, input }) => billingUsageSummary(ctx.services.billing, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => billingUsageSummary(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment, input));
 
 export const usageReportProcedure = procedure({ ...readers, roles: [...readers.roles] })
   .input(z.strictObject({ licenseId: z.uuid(), from: instantSchema, to: instantSchema }))
@@ -59,7 +59,7 @@ export const usageReportProcedure = procedure({ ...readers, roles: [...readers.r
       ),
     }),
   )
-  .query(({ ctx, input }) => billingUsageReport(ctx.services.billing, requireTenant(ctx.tenantId), input));
+  .query(({ ctx, input }) => billingUsageReport(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment, input));
 
 export const reconciliationProcedure = procedure({ ...readers, roles: [...readers.roles] })
   .input(z.strictObject({ licenseId: z.uuid().optional(), from: z.iso.date(), to: z.iso.date() }))
@@ -74,5 +74,5 @@ export const reconciliationProcedure = procedure({ ...readers, roles: [...reader
     }),
   )
   .query(({ ctx, input }) =>
-    listReconciliation(ctx.services.billing, requireTenant(ctx.tenantId), { licenseId: input.licenseId, from: new Date(`${input.from}T00:00:00Z`), to: new Date(`${input.to}T00:00:00Z`) }),
+    listReconciliation(ctx.services.billing, requireTenant(ctx.tenantId), ctx.environment, { licenseId: input.licenseId, from: new Date(`${input.from}T00:00:00Z`), to: new Date(`${input.to}T00:00:00Z`) }),
   );
