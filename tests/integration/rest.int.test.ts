@@ -366,6 +366,8 @@ describe('the OpenAPI document', () => {
     const license = doc.paths['/licenses/{id}'].get.responses['200'].content['application/json'].schema;
     expect(license.properties.createdAt).toEqual({ type: 'string', format: 'date-time' });
     expect(doc.paths['/licenses/{id}'].patch.requestBody.content['application/json'].schema.properties.id).toBeUndefined();
+    expect(doc.paths['/events'].post.responses['200'].content['application/json'].schema.required).toEqual(['eventId', 'duplicate']);
+    expect(doc.paths['/events'].post.responses['200'].headers['RateLimit-Remaining']).toBeDefined();
     expect(JSON.stringify(doc)).not.toMatch(/tk_(live|test)_[A-Za-z0-9]{8}/);
   });
 });

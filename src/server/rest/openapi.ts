@@ -132,7 +132,7 @@ function operationOf(route: RestRoute, def: ProcedureDef['_def']) {
       [status]: {
         description: 'The procedure’s answer',
         ...(quota ? { headers: limitHeaders } : {}),
-        content: { 'application/json': { schema: def.output ? jsonSchemaOf(def.output, 'output') : {} } },
+        content: { 'application/json': { schema: route.documentedAnswer ? jsonSchemaOf(route.documentedAnswer, 'output') : def.output ? jsonSchemaOf(def.output, 'output') : {} } },
       },
       '400': errorResponse('Invalid input: `issues` names each field'),
       '401': errorResponse('Missing, malformed, unknown or revoked API key'),

@@ -27,6 +27,8 @@ export interface RestRoute {
    * leaves part of it open (a batch's events are checked one by one, each refused on its own).
    */
   documentedBody?: z.ZodType;
+  /** The answer, for the document only, where the procedure declares no `.output()` (usage.trackEvent, for speed). */
+  documentedAnswer?: z.ZodType;
 }
 
 /**
@@ -35,7 +37,14 @@ export interface RestRoute {
  * (auth matrix, fuzz, twin comparison), so a new route is covered as soon as it is added.
  */
 export const REST_ROUTES: readonly RestRoute[] = [
-  { method: 'POST', path: '/events', procedure: 'usage.trackEvent', tag: 'usage', summary: 'Track one usage event' },
+  {
+    method: 'POST',
+    path: '/events',
+    procedure: 'usage.trackEvent',
+    tag: 'usage',
+    summary: 'Track one usage event',
+    documentedAnswer: z.object({ eventId: z.string(), duplicate: z.boolean() }),
+  },
   {
     method: 'POST',
     path: '/events/batch',
