@@ -14,6 +14,9 @@ import { createMetricsGate } from './metrics-access';
 import { clientAddress } from './client-address';
 import { CORS_PATH_PREFIX, VaryMergingResponse, createCors } from './cors';
 import { STRIPE_WEBHOOK_PATH, createStripeWebhookHandler } from './stripe-webhook';
+import { createRestHandler } from './rest/handler';
+import { REST_BASE } from './rest/routes';
+import { createDocsHandler, isDocsPath } from './rest/docs';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -83,6 +86,8 @@ export function createHttpServer(services: Services): http.Server {
   const metricsGate = createMetricsGate(services.env.METRICS_TOKEN);
   const cors = createCors(services.env.CORS_ALLOWED_ORIGINS);
   const stripeWebhook = createStripeWebhookHandler(services);
+  const rest = createRestHandler(services);
+  const docs = createDocsHandler();
 
   const server = http.createServer({ ServerResponse: VaryMergingResponse }, (req, res) => {
     const url = req.url ?? '/';
@@ -150,6 +155,17 @@ export function createHttpServer(services: Services): http.Server {
         req.headers['content-type'] = 'application/json';
       }
       trpc(req, res);
+      return;
+    }
+    if (pathname === REST_BASE || pathname.startsWith(`${REST_BASE}/`)) {
+      rest(req, res);
+      return;
+    }
+    if (isDocsPath(pathname)) {
+      docs(req, res).catch((err: unknown) => {
+        requestLogger(services.logger, req).error({ err }, 'API reference failed');
+        if (!res.headersSent) sendJson(res, 503, { error: { message: 'API reference unavailable', code: 'SERVICE_UNAVAILABLE' } });
+      });
       return;
     }
     sendJson(res, 404, { error: { message: `no route for ${req.method} ${pathname}`, code: 'NOT_FOUND' } });

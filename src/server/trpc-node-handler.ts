@@ -34,7 +34,7 @@ function isDataStream(value: unknown): boolean {
  * The request body as text, refused with PAYLOAD_TOO_LARGE past `maxBodySize` bytes, as tRPC's
  * own body reader does. A leading byte-order mark is dropped, as `Request.text()` drops it.
  */
-function readBody(req: IncomingMessage, maxBodySize: number | null): Promise<string> {
+export function readBody(req: IncomingMessage, maxBodySize: number | null): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
