@@ -57,7 +57,7 @@ it('answers every role with its own key, its tenant and identification, never th
 it('answers a platform admin key with no tenant and no usage, or with the tenant it names', async () => {
   const alone = await me(app.adminKey);
   expect(alone.status).toBe(200);
-  expect(alone.data).toMatchObject({ role: 'admin', environment: 'test', tenant: null, usage: null });
+  expect(alone.data).toMatchObject({ role: 'admin', environment: 'live', tenant: null, usage: null });
   const acting = await me(app.adminKey, { 'x-tally-tenant': tenant.id });
   expect(acting.status).toBe(200);
   expect([acting.data.role, acting.data.id, acting.data.tenant?.id]).toEqual(['admin', alone.data.id, tenant.id]);
