@@ -214,6 +214,11 @@ describe('usage.voidEvents: usage, quotas, analytics, exports', () => {
     await voidCall({ eventIds: [ids[1]], reason: 'double-counted upload' });
     expect(await overage()).toMatchObject({ feeCents: 75n, final: false });
     expect((await overage())?.quantity.toFixed()).toBe('0.75');
+    // back under the cap (1.5 used of 2): the provisional overage falls to nothing, so it can
+    // never be finalized and billed at its earlier amount
+    await voidCall({ eventIds: [ids[2]], reason: 'duplicate upload' });
+    expect(await overage()).toMatchObject({ feeCents: 0n, final: false });
+    expect((await overage())?.quantity.toFixed()).toBe('0');
   });
 
   it('leaves voided events out of analytics (totals, unique users, breakdowns) and exports unless includeVoided', async () => {

@@ -92,7 +92,7 @@ export async function decideOverage(
 export async function upsertOverage(deps: OverageDeps, o: OverageCrossing, final: boolean): Promise<'created' | 'updated' | 'unchanged'> {
   if (!o.limit.thresholdId) return 'unchanged';
   const excess = new Prisma.Decimal(o.used).minus(capOf(o.limit));
-  if (excess.lte(0)) return 'unchanged';
+  if (excess.lte(0)) return settleBelowCap(deps, o, final);
   const quantity = excess.toDecimalPlaces(6, Prisma.Decimal.ROUND_DOWN);
   const fee = feeCents(quantity, o.limit.overageRateCents);
   // As with level alerts: a new overage's webhook goes out first, under an id derived from the
@@ -140,4 +140,19 @@ export async function upsertOverage(deps: OverageDeps, o: OverageCrossing, final
   if (!row) return 'unchanged';
   if (!row.inserted) return 'updated';
   return 'created';
+}
+
+/**
+ * Usage back under the cap (a void, a recalculation): a provisional overage of the period falls
+ * to nothing, so it can never be finalized (and billed) at the amount it had before. The row
+ * stays, with its decision, as the record that the period once went over.
+ */
+async function settleBelowCap(deps: OverageDeps, o: OverageCrossing, final: boolean): Promise<'updated' | 'unchanged'> {
+  const { rowCount } = await deps.pool.query(
+    `UPDATE usage_overages SET quantity = 0, fee_cents = 0, final = $4, updated_at = now()
+      WHERE tenant_id = $1 AND threshold_id = $2 AND period_start = $3 AND final = false
+        AND (quantity <> 0 OR fee_cents <> 0 OR final <> $4)`,
+    [o.tenantId, o.limit.thresholdId, o.period.start, final],
+  );
+  return rowCount ? 'updated' : 'unchanged';
 }
