@@ -166,6 +166,12 @@ describe('POST /api/stripe/webhook/:tenantId', () => {
     };
     expect(JSON.parse((await stripe.fake.sendWebhook(hook(t.tenantId), t.whsec, invoice)).body)).toMatchObject({ outcome: 'invoice_recorded', detail: { windows: 1 } });
     expect((await app.prisma.billingReportWindow.findFirstOrThrow({ where: { tenantId: t.tenantId } })).stripeInvoiceId).toBe('in_123');
+    // a late event of that hour: a meter event now would fall in a period already billed, so it is an invoice item
+    await app.call('usage.trackEvents', { events: [{ licenseId: license.id, usageType: 'api_call', quantity: 3, occurredAt: new Date(h.getTime() + 120_000).toISOString() }] }, t.ownerKey);
+    await rollUp(app, h, hourAgo(2));
+    await runUsageReport(app.services.billing, { tenantId: t.tenantId });
+    expect(stripe.fake.summary(t.key, { customer })).toBe(2);
+    expect(stripe.fake.invoiceItems(t.key).map((i) => [i.customer, i.amount])).toEqual([[customer, 3]]);
 
     const meterError = { id: 'evt_me_1', type: 'billing.meter.error_report_triggered', data: { object: { meter: 'mtr_1', reason: { error_count: 3, error_types: [{ code: 'no_meter' }] } } } };
     await stripe.fake.sendWebhook(hook(t.tenantId), t.whsec, meterError);

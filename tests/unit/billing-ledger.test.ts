@@ -47,6 +47,19 @@ describe('decideWindow', () => {
     expect(decideWindow(ids, justInside, d(4), d(1), d(0), d(10), now).calls[0]!.kind).toBe('meter_event');
   });
 
+  it('changes an hour that is already on an invoice by invoice items only: a charge for more, a credit for less', () => {
+    const invoiced = { ...fresh, meteredQuantity: d(9), liveUnits: 9n, revision: 1, invoiced: true, liveEvents: [{ identifier: 'e1', sentAt: new Date(now.getTime() - 60_000) }] };
+    const more = decideWindow(ids, invoiced, d(11), d(1), d(0), d(10), now);
+    expect(more.calls.map((c) => [c.kind, c.reason, c.units, c.amountCents])).toEqual([['invoice_item', 'late_window_charge', 2n, 20n]]);
+    // inside the 24 h cancel window, but cancelling would take back usage Stripe has already invoiced
+    const less = decideWindow(ids, invoiced, d(6), d(1), d(0), d(10), now);
+    expect(less.calls.map((c) => [c.kind, c.reason, c.units, c.amountCents])).toEqual([['invoice_item', 'decrease_credit', -3n, -30n]]);
+    // the same hour not yet invoiced: a meter event, and a cancel with a resend
+    const open = { ...invoiced, invoiced: false };
+    expect(decideWindow(ids, open, d(11), d(1), d(0), d(10), now).calls[0]!.kind).toBe('meter_event');
+    expect(decideWindow(ids, open, d(6), d(1), d(0), d(10), now).calls.map((c) => c.kind)).toEqual(['meter_event_cancel', 'meter_event']);
+  });
+
   it('prices units half away from zero, and not at all without a price', () => {
     expect([centsFor(1n, d('2.5')), centsFor(3n, d('0.1')), centsFor(1n, null)]).toEqual([3n, 0n, null]);
   });

@@ -26,6 +26,12 @@ export interface WindowState {
   revision: number;
   /** Meter events of this window Stripe holds (sent, not cancelled). */
   liveEvents: LiveEvent[];
+  /**
+   * The hour went into a Stripe invoice already (invoice.created or .finalized recorded it):
+   * a meter event for it now would land in a period that has been billed and never be charged,
+   * so a change is an invoice item (a charge or a credit) on the next invoice instead.
+   */
+  invoiced?: boolean;
 }
 
 export type CallReason =
@@ -77,7 +83,7 @@ export function centsFor(units: bigint, unitAmountDecimal: Decimal | null): bigi
  * The difference between the rollup and what the ledger accounted for, times the meter's
  * multiplier, plus the carried fraction, floored: that many whole units change hands, the rest
  * is carried. More units are a new meter event (a new revision), or an invoice item when the
- * hour is past Stripe's timestamp limit. Fewer units cancel the window's meter events and
+ * hour is past Stripe's timestamp limit or already on an invoice. Fewer units cancel the window's meter events and
  * resend the corrected value while Stripe still allows cancelling all of them; what cannot be
  * taken back that way is a credit (a negative invoice item at the meter's unit price).
  */
@@ -102,7 +108,7 @@ export function decideWindow(
     revision: window.revision,
   };
   const calls: PlannedCall[] = [];
-  const sendable = window.hour.getTime() >= now.getTime() - METER_TIMESTAMP_LIMIT_MS;
+  const sendable = !window.invoiced && window.hour.getTime() >= now.getTime() - METER_TIMESTAMP_LIMIT_MS;
   const identifier = (revision: number) => meterEventIdentifier(ids.tenantId, ids.licenseId, ids.meterId, window.hour, revision);
 
   if (delta > 0n) {

@@ -118,8 +118,10 @@ async function decideStreams(client: pg.PoolClient, connection: OpenConnection, 
   const hours = fresh.map((c) => c.hour);
   const existing = await client.query<{
     id: string; license_id: string; meter_id: string; hour: Date; metered_quantity: string; live_units: string; credited_units: string; invoiced_units: string; revision: number;
+    stripe_invoice_id: string | null;
   }>(
-    `SELECT w.id, w.license_id, w.meter_id, w.hour, w.metered_quantity::text, w.live_units, w.credited_units, w.invoiced_units, w.revision
+    `SELECT w.id, w.license_id, w.meter_id, w.hour, w.metered_quantity::text, w.live_units, w.credited_units, w.invoiced_units, w.revision,
+            w.stripe_invoice_id
      FROM billing_report_windows w
      WHERE w.tenant_id = $1 AND (w.license_id, w.meter_id, w.hour) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[]))
      FOR UPDATE`,
@@ -155,6 +157,7 @@ async function decideStreams(client: pg.PoolClient, connection: OpenConnection, 
         invoicedUnits: BigInt(row?.invoiced_units ?? 0),
         revision: row?.revision ?? 0,
         liveEvents: row ? (liveOf.get(row.id) ?? []) : [],
+        invoiced: row?.stripe_invoice_id != null,
       },
       new Decimal(c.rollup),
       stream.multiplier,
