@@ -179,7 +179,9 @@ describe.each(REST_ROUTES.map((route) => ({ route, name: `${route.method} ${rout
     const fields = pathFields(route);
     const valid = (await twin().input()) as Record<string, unknown>;
     const bad = fields.length ? { ...valid, [fields[0]!]: 'not-a-uuid' } : { ...valid, bogus: 1 };
-    const events = () => app.prisma.usageEvent.count();
+    // this tenant's events only: other test files write events to the same database meanwhile
+    const { tenantId } = await app.prisma.license.findUniqueOrThrow({ where: { id: w.license } });
+    const events = () => app.prisma.usageEvent.count({ where: { tenantId } });
     const before = await events();
     const t = await trpc(route, bad, w.owner);
     const r = await restCall(app, route, bad, w.owner);
