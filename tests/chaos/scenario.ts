@@ -21,6 +21,7 @@ import { startReceiver } from '../helpers/receiver';
 import { type Answer, request, requestWithRetry } from './http-client';
 import { freePort } from '../../bench/lib';
 import { Child, RedisServer, sleep, startTally, waitFor, waitHealthy } from './processes';
+import { rng } from '../helpers/seeded-random';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -90,17 +91,6 @@ export interface ChaosReport {
   processes: Record<string, string>;
 }
 
-/** mulberry32: a small seeded generator, so an event is a pure function of its index. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Kind = 'normal' | 'late' | 'invalid' | 'quota' | 'overage';
 

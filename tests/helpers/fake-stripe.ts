@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
+import { rng } from './seeded-random';
 
 /**
  * A local stand-in for the parts of Stripe's API Tally uses (Stripe is the one part tests
@@ -89,17 +90,6 @@ export function parseForm(text: string): Params {
   return out;
 }
 
-/** A small seeded generator, so a fault schedule can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const id = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
 
