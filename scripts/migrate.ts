@@ -16,7 +16,9 @@ async function main(): Promise<void> {
   switch (command) {
     case 'deploy': {
       await ensureDatabase(url);
-      const applied = await applyMigrations(url);
+      const applied = await applyMigrations(url, {
+        log: (message, details) => process.stderr.write(`${message}${details ? ` ${JSON.stringify(details)}` : ''}\n`),
+      });
       process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
       return;
     }

@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   loadDotEnvFile();
   const env = loadEnv();
   await ensureDatabase(env.DATABASE_URL);
-  await applyMigrations(env.DATABASE_URL);
+  await applyMigrations(env.DATABASE_URL, { log: (message) => process.stderr.write(`${message}\n`) });
   const db = createDatabase(env.DATABASE_URL, 1);
   try {
     const nameAt = args.indexOf('--name');

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     logger.error({ err: reason }, 'unhandled promise rejection (a bug: this promise should have been handled); still serving');
   });
   await checkDependencies(env, logger);
-  const applied = await applyMigrations(env.DATABASE_URL);
+  const applied = await applyMigrations(env.DATABASE_URL, { log: (message, details) => logger.info({ role: env.ROLE, ...details }, message) });
   if (applied.length) logger.info({ applied }, 'applied migrations');
 
   const services = await createServices(env, logger);

@@ -69,14 +69,15 @@ async function loadEngineModule(): Promise<EngineModule> {
   return bindings;
 }
 
+/** `database`: a connection string, or a pool of ours the engine is to use (and leave open). */
 async function withEngine<T>(
-  connectionString: string,
+  database: string | pg.Pool,
   fn: (engine: WasmSchemaEngine, schemaText: string) => Promise<T>,
 ): Promise<T> {
   enginePromise ??= loadEngineModule();
   const bindings = await enginePromise;
   const schemaText = await readFile(SCHEMA_PATH, 'utf8');
-  const adapter = bindMigrationAwareSqlAdapterFactory(new WholeScriptPg({ connectionString }));
+  const adapter = bindMigrationAwareSqlAdapterFactory(new WholeScriptPg(typeof database === 'string' ? { connectionString: database } : database));
   const engine = await bindings.SchemaEngine.new(
     { datamodels: [[SCHEMA_PATH, schemaText]] },
     () => undefined,
@@ -124,32 +125,107 @@ export async function ensureDatabase(connectionString: string): Promise<boolean>
 
 /** The advisory lock Prisma's schema engine holds while it migrates. */
 const ENGINE_MIGRATION_LOCK = 72707369;
+/** How often a process waiting for another's migration says so. */
+const WAIT_LOG_EVERY_MS = 15_000;
+
+export interface MigrateOptions {
+  /** Told when this process has to wait for another's migration, while it waits, and when it stops waiting. */
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+/**
+ * Names of the migrations recorded as applied, or null when the database has none recorded
+ * or one that failed (the engine then applies or reports; this only spares it a start).
+ */
+async function appliedMigrationNames(client: pg.ClientBase): Promise<Set<string> | null> {
+  try {
+    const { rows } = await client.query<{ migration_name: string; done: boolean }>(
+      `SELECT migration_name, finished_at IS NOT NULL AND rolled_back_at IS NULL AS done FROM _prisma_migrations
+        WHERE rolled_back_at IS NULL`,
+    );
+    if (rows.some((r) => !r.done)) return null;
+    return new Set(rows.map((r) => r.migration_name));
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return null; // no _prisma_migrations yet
+    throw err;
+  }
+}
+
+async function schemaIsCurrent(client: pg.ClientBase): Promise<boolean> {
+  const applied = await appliedMigrationNames(client);
+  if (!applied) return false;
+  return (await listMigrations()).every((m) => applied.has(m.name));
+}
 
 /**
  * Applies prisma/migrations/* in order, recording them in _prisma_migrations like `migrate
- * deploy`. Every role migrates at start, so several processes starting together queue on the
- * engine's advisory lock, and the engine gives up after waiting 10 s, which a busy machine
- * exceeds (the chaos suite saw a scheduler fail to start beside a starting worker). So the
- * wait happens here first, on a connection of our own and without a time limit: the lock is
- * taken and given back at once, and the engine finds it free. (Retrying the engine instead
- * left its timed-out lock request behind on a connection nobody released, which then held
- * the lock against every later attempt.)
+ * deploy`. Every role migrates at start, and an orchestrator starts them together, so:
+ * - a process that finds every migration applied is done at once, without taking a lock;
+ * - otherwise it takes the schema engine's own advisory lock, waiting as long as it takes
+ *   (and saying so), on the one connection the engine then migrates through. A session may
+ *   take an advisory lock it already holds, so the engine's own attempt, which gives up after
+ *   10 s, succeeds at once, and no other migrator can take the lock between our wait and the
+ *   engine's run (the gap of an earlier wait-then-release, which a busy machine hit);
+ * - once it holds the lock it looks again: the process it waited for has usually migrated
+ *   everything, and then the engine is never loaded.
  */
-export async function applyMigrations(connectionString: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
+export async function applyMigrations(connectionString: string, options: MigrateOptions = {}): Promise<string[]> {
+  const log = options.log ?? (() => undefined);
+  // One connection that is never closed while idle: the lock lives on its session.
+  const pool = new pg.Pool({ connectionString, max: 1, idleTimeoutMillis: 0 });
+  pool.on('error', () => undefined); // a broken connection fails the query that uses it
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [ENGINE_MIGRATION_LOCK]);
-    await client.query('SELECT pg_advisory_unlock($1)', [ENGINE_MIGRATION_LOCK]);
+    const client = await pool.connect();
+    try {
+      if (await schemaIsCurrent(client)) return [];
+      await waitForMigrationLock(client, log);
+    } finally {
+      client.release();
+    }
+    try {
+      const again = await pool.connect();
+      try {
+        if (await schemaIsCurrent(again)) return [];
+      } finally {
+        again.release();
+      }
+      return await applyMigrationsOnce(pool);
+    } finally {
+      await pool.query('SELECT pg_advisory_unlock($1)', [ENGINE_MIGRATION_LOCK]).catch(() => undefined);
+    }
   } finally {
-    await client.end();
+    await pool.end();
   }
-  return applyMigrationsOnce(connectionString);
 }
 
-async function applyMigrationsOnce(connectionString: string): Promise<string[]> {
+async function waitForMigrationLock(client: pg.ClientBase, log: NonNullable<MigrateOptions['log']>): Promise<void> {
+  const tried = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [ENGINE_MIGRATION_LOCK]);
+  if (tried.rows[0]!.locked) return;
+  const holder = await client
+    .query<{ pid: number; application_name: string }>(
+      `SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [ENGINE_MIGRATION_LOCK],
+    )
+    .then((r) => r.rows[0])
+    .catch(() => undefined);
+  const started = Date.now();
+  log('waiting for the migration lock: another process is migrating this database', { holderPid: holder?.pid });
+  const timer = setInterval(
+    () => log('still waiting for the migration lock', { waitedSeconds: Math.round((Date.now() - started) / 1000) }),
+    WAIT_LOG_EVERY_MS,
+  );
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [ENGINE_MIGRATION_LOCK]);
+  } finally {
+    clearInterval(timer);
+  }
+  log('got the migration lock', { waitedSeconds: Math.round((Date.now() - started) / 100) / 10 });
+}
+
+async function applyMigrationsOnce(pool: pg.Pool): Promise<string[]> {
   const migrations = await listMigrations();
-  return withEngine(connectionString, async (engine) => {
+  return withEngine(pool, async (engine) => {
     const result = await engine.applyMigrations({
       migrationsList: {
         baseDir: MIGRATIONS_DIR,
