@@ -24,6 +24,8 @@ async function runJob(deps: JobDeps, job: Job): Promise<JobResult> {
   const window = (definition.windowOf as (p: unknown) => string | null)(payload);
   const jobId = job.id ?? `${name}@${Date.now()}`;
   await recordJobStart(deps.prisma, { jobId, name, window, attempt: job.attemptsMade + 1, payload });
+  // With several workers, this line (pino adds the pid) says which process took the job.
+  deps.logger.info({ job: name, jobId, attempt: job.attemptsMade + 1 }, 'job started');
   const started = performance.now();
   try {
     const handler = jobHandlers[name] as JobHandler<JobName>;
