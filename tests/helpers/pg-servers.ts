@@ -17,9 +17,9 @@ import pg from 'pg';
 const run = promisify(execFile);
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
-/** The primary the servers copy or front (the test cluster). */
-export function primaryBase(): URL {
-  const url = new URL(process.env.DATABASE_URL!);
+/** The primary the servers copy or front (the test cluster; any database URL on it names it). */
+export function primaryBase(primaryUrl = process.env.DATABASE_URL!): URL {
+  const url = new URL(primaryUrl);
   url.pathname = '/';
   return url;
 }
@@ -81,8 +81,8 @@ async function query<T extends pg.QueryResultRow>(connectionString: string, text
  * for TCP). Idempotent: appends the line only when no rule allows it yet, then reloads.
  * .ci/run does the same before the suite.
  */
-export async function ensureReplicationAccess(): Promise<void> {
-  const admin = new URL('postgres', primaryBase()).toString();
+export async function ensureReplicationAccess(primaryUrl?: string): Promise<void> {
+  const admin = new URL('postgres', primaryBase(primaryUrl)).toString();
   const rules = await query<{ n: string }>(
     admin,
     `SELECT count(*)::text AS n FROM pg_hba_file_rules
@@ -108,13 +108,13 @@ export interface Replica {
  * standby.signal plus primary_conninfo (-R), started with pg_ctl on its own port. The whole
  * cluster is copied, so every database of the run is on it too.
  */
-export async function startReplica(): Promise<Replica> {
-  await ensureReplicationAccess();
+export async function startReplica(primaryUrl?: string): Promise<Replica> {
+  await ensureReplicationAccess(primaryUrl);
   const user = await serviceUser();
   const dir = folderFor(user, 'replica');
   const data = path.join(dir, 'data');
   const port = await freePort();
-  const primary = primaryBase();
+  const primary = primaryBase(primaryUrl);
   const admin = new URL('postgres', primary).toString();
   // A standby needs at least the primary's values of these.
   const settings = await query<{ name: string; setting: string }>(
@@ -184,11 +184,11 @@ export interface PgBouncer {
  * session state a client leaves behind (named prepared statements, session advisory locks,
  * SET) lands on whichever client gets that server connection next.
  */
-export async function startPgBouncer(options: { poolSize?: number } = {}): Promise<PgBouncer> {
+export async function startPgBouncer(options: { poolSize?: number; primaryUrl?: string } = {}): Promise<PgBouncer> {
   const user = await serviceUser();
   const dir = folderFor(user, 'pgbouncer');
   const port = await freePort();
-  const primary = primaryBase();
+  const primary = primaryBase(options.primaryUrl);
   const ini = path.join(dir, 'pgbouncer.ini');
   writeOwned(path.join(dir, 'userlist.txt'), '"postgres" ""\n', user);
   writeOwned(
