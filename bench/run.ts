@@ -22,6 +22,7 @@ import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import { runSdkBench, sdkConfigFromEnv } from './sdk';
 import { billingConfigFromEnv, runBillingBench } from './billing';
 import { runScaleBench, scaleConfigFromEnv } from './scale';
+import { runScalePgBench, scalePgConfigFromEnv } from './scale-pg';
 import {
   type BenchContext,
   type BenchReport,
@@ -53,6 +54,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
   billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
   scale: (ctx) => runScaleBench(ctx, scaleConfigFromEnv()),
+  'scale-pg': (ctx) => runScalePgBench(ctx, scalePgConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

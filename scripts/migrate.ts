@@ -9,7 +9,8 @@ import { checkSchemaDrift } from '../src/lib/schema-drift';
 //                to schema.prisma since the last migration (snapshot kept beside them)
 //   drift        exit 1 when the migrated database and schema.prisma disagree
 const SNAPSHOT = path.join(MIGRATIONS_DIR, 'schema.snapshot.prisma');
-const url = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/tally';
+// Migrations hold session advisory locks: through the direct connection when a pooler fronts DATABASE_URL.
+const url = process.env.DATABASE_DIRECT_URL || process.env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/tally';
 
 async function main(): Promise<void> {
   const [command, name] = process.argv.slice(2);

@@ -25,10 +25,16 @@ import type { BillingDeps } from './domain/billing/deps';
 
 /** Builds the long-lived parts of a process; nothing listens until the caller says so. */
 export async function createServices(env: Env, logger: Logger): Promise<Services> {
-  const db = createDatabase(env.DATABASE_URL, env.DB_POOL_SIZE, env.EXPORT_POOL_SIZE);
+  const db = createDatabase(env.DATABASE_URL, env.DB_POOL_SIZE, env.EXPORT_POOL_SIZE, {
+    directUrl: env.DATABASE_DIRECT_URL,
+    readUrl: env.DATABASE_READ_URL,
+    readMaxLagMs: env.DATABASE_READ_MAX_LAG_MS,
+    onReplicaError: (err) => logger.warn({ err }, 'read replica unavailable (DATABASE_READ_URL): reads go to the primary until it is back'),
+  });
   const redis = createRedis(env.REDIS_URL);
   await redis.connect();
   const metrics = createMetrics();
+  db.reads.start(metrics);
   const eventWriter = new EventWriter(db.pool, metrics);
   const groupCommitter = new GroupCommitter(eventWriter, {
     flushIntervalMs: env.INGEST_FLUSH_INTERVAL_MS,

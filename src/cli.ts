@@ -14,9 +14,10 @@ async function main(): Promise<void> {
   }
   loadDotEnvFile();
   const env = loadEnv();
-  await ensureDatabase(env.DATABASE_URL);
-  await applyMigrations(env.DATABASE_URL, { log: (message) => process.stderr.write(`${message}\n`) });
-  const db = createDatabase(env.DATABASE_URL, 1);
+  // Migrations hold session advisory locks: never through a transaction pooler.
+  await ensureDatabase(env.DATABASE_DIRECT_URL ?? env.DATABASE_URL);
+  await applyMigrations(env.DATABASE_DIRECT_URL ?? env.DATABASE_URL, { log: (message) => process.stderr.write(`${message}\n`) });
+  const db = createDatabase(env.DATABASE_URL, 1, 1, { directUrl: env.DATABASE_DIRECT_URL });
   try {
     const nameAt = args.indexOf('--name');
     const key = await createApiKey(db.prisma, {

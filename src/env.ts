@@ -19,6 +19,11 @@ export const envShape = {
     .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
     .default('postgresql://postgres@127.0.0.1:5432/tally'),
   DB_POOL_SIZE: intFrom(10, 1, 200),
+  // Scaling (README "Scaling"): a streaming replica for read-only views, and a direct connection
+  // beside a transaction pooler (PgBouncer) for what needs a session of its own.
+  DATABASE_READ_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
+  DATABASE_READ_MAX_LAG_MS: intFrom(5000, 100, 3_600_000),
+  DATABASE_DIRECT_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
   REDIS_KEY_PREFIX: z.string().default('tally:'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -30,7 +30,7 @@ function fail(logger: Logger | undefined, message: string): never {
 /** Reachability first, with a message that says which server and how to start it. */
 async function checkDependencies(env: Env, logger: Logger): Promise<void> {
   try {
-    const created = await ensureDatabase(env.DATABASE_URL);
+    const created = await ensureDatabase(migrationUrl(env));
     if (created) logger.info('created database');
   } catch (err) {
     fail(
@@ -54,6 +54,11 @@ async function checkDependencies(env: Env, logger: Logger): Promise<void> {
   }
 }
 
+/** Migrations hold session advisory locks: never through a transaction pooler (DATABASE_DIRECT_URL when set). */
+function migrationUrl(env: Env): string {
+  return env.DATABASE_DIRECT_URL ?? env.DATABASE_URL;
+}
+
 async function main(): Promise<void> {
   loadDotEnvFile();
   let env: Env;
@@ -71,7 +76,7 @@ async function main(): Promise<void> {
     logger.error({ err: reason }, 'unhandled promise rejection (a bug: this promise should have been handled); still serving');
   });
   await checkDependencies(env, logger);
-  const applied = await applyMigrations(env.DATABASE_URL, { log: (message, details) => logger.info({ role: env.ROLE, ...details }, message) });
+  const applied = await applyMigrations(migrationUrl(env), { log: (message, details) => logger.info({ role: env.ROLE, ...details }, message) });
   if (applied.length) logger.info({ applied }, 'applied migrations');
 
   const services = await createServices(env, logger);

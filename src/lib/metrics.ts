@@ -12,6 +12,10 @@ export interface Metrics {
   jobFailures: Counter<'job'>;
   queueDepth: Gauge<'queue' | 'state'>;
   analyticsCache: Counter<'view' | 'result'>;
+  replicaUp: Gauge;
+  replicaLagSeconds: Gauge;
+  replicaLagBytes: Gauge;
+  dbReads: Counter<'target' | 'reason'>;
   authRefusals: Counter<'reason'>;
   billingReconciliationDifferences: Counter;
 }
@@ -79,6 +83,27 @@ export function createMetrics(): Metrics {
       name: 'tally_analytics_cache_requests_total',
       help: 'Analytics reads by view and cache result (hit or miss); hit rate = hit / (hit + miss)',
       labelNames: ['view', 'result'],
+      registers: [registry],
+    }),
+    replicaUp: new Gauge({
+      name: 'tally_db_replica_up',
+      help: 'Whether the read replica (DATABASE_READ_URL) answered the last lag measurement as a standby of the primary (1) or not (0)',
+      registers: [registry],
+    }),
+    replicaLagSeconds: new Gauge({
+      name: 'tally_db_replica_lag_seconds',
+      help: 'At most how far the read replica is behind the primary, from WAL positions (exact to one poll; 0 when caught up at the poll)',
+      registers: [registry],
+    }),
+    replicaLagBytes: new Gauge({
+      name: 'tally_db_replica_lag_bytes',
+      help: 'WAL bytes the read replica had not replayed at the last measurement (pg_current_wal_lsn on the primary minus pg_last_wal_replay_lsn)',
+      registers: [registry],
+    }),
+    dbReads: new Counter({
+      name: 'tally_db_reads_total',
+      help: 'Read-only views by where they read (target: replica or primary) and why (replica, no_replica, replica_lagging past DATABASE_READ_MAX_LAG_MS, replica_down)',
+      labelNames: ['target', 'reason'],
       registers: [registry],
     }),
     authRefusals: new Counter({

@@ -8,6 +8,8 @@ import { AccessRefused, resolveAccess } from './access';
 import type { Environment } from '../domain/environments/environment';
 import { httpStatusOf } from './errors';
 import { EXPORT_ACCESS } from './routers/analytics/export';
+import { isReplicaOnlyFailure, readHeaders } from './read-routing';
+import type { ReadTarget } from '../lib/read-replica';
 
 export const EXPORT_PATH = '/api/export/';
 
@@ -125,15 +127,26 @@ export function createExportHandler(services: Services) {
       const message = `export capacity is full: ${slots.total} exports are running (EXPORT_POOL_SIZE); retry later`;
       return fail(res, 503, 'SERVICE_UNAVAILABLE', message, undefined, RETRY_LATER);
     }
-    const rows = exportRows({ pool: services.db.pool, prisma: services.db.prisma, exportPool: services.db.exportPool }, tenantId, environment, kind, query, {
-      statementTimeoutMs: env.EXPORT_MAX_DURATION_MS,
-    });
+    // A read-only view: from the replica while it is fresh enough (README "Read replica").
+    const { reads } = services.db;
+    let target: ReadTarget = reads.pick();
+    const open = (db: ReadTarget) => exportRows(db, tenantId, environment, kind, query, { statementTimeoutMs: env.EXPORT_MAX_DURATION_MS });
+    let rows = open(target);
     let deadline: NodeJS.Timeout | undefined;
     let expired = false;
     try {
       let head: IteratorResult<string>;
       try {
-        head = await rows.next(); // scope, range and the connection are settled before the first byte
+        try {
+          head = await rows.next(); // scope, range and the connection are settled before the first byte
+        } catch (err) {
+          // Nothing sent yet: a replica that went away (or has not seen the license yet) is read again on the primary.
+          if (target.source !== 'replica' || !isReplicaOnlyFailure(err)) throw err;
+          reads.markDown(err);
+          target = reads.primaryTarget();
+          rows = open(target);
+          head = await rows.next();
+        }
       } catch (err) {
         if (err instanceof AppError && STATUS[err.code]) return fail(res, STATUS[err.code]!, err.code, err.message);
         if (!isUnavailableError(err)) log.error({ err, kind }, 'export could not start');
@@ -144,6 +157,7 @@ export function createExportHandler(services: Services) {
         'content-type': query.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json',
         'content-disposition': `attachment; filename="${filename}"`,
         'cache-control': 'no-store',
+        ...readHeaders(target),
       });
       // However steadily a client reads, an export holds its connection this long at most.
       deadline = setTimeout(() => {

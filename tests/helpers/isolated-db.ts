@@ -14,7 +14,7 @@ export function createIsolatedDatabase(suffix: string): { url: string; drop: () 
   const root = path.resolve(__dirname, '..', '..');
   const result = spawnSync(path.join(root, 'node_modules', '.bin', 'tsx'), ['scripts/migrate.ts', 'deploy'], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: url.toString() },
+    env: { ...process.env, DATABASE_URL: url.toString(), DATABASE_DIRECT_URL: url.toString() },
     encoding: 'utf8',
   });
   if (result.status !== 0) throw new Error(`could not create ${name}:\n${result.stdout}\n${result.stderr}`);

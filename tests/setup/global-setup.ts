@@ -9,7 +9,7 @@ export default function globalSetup(): void {
   const root = path.resolve(__dirname, '..', '..');
   const result = spawnSync(path.join(root, 'node_modules', '.bin', 'tsx'), ['scripts/migrate.ts', 'deploy'], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: url },
+    env: { ...process.env, DATABASE_URL: url, DATABASE_DIRECT_URL: url },
     encoding: 'utf8',
   });
   if (result.status !== 0) {

@@ -29,6 +29,26 @@ describe('configuration', () => {
   });
 });
 
+describe('scaling settings', () => {
+  it('checks DATABASE_READ_MAX_LAG_MS at its bounds', () => {
+    expect(loadEnv({}).DATABASE_READ_MAX_LAG_MS).toBe(5000);
+    expect(loadEnv({ DATABASE_READ_MAX_LAG_MS: '100' }).DATABASE_READ_MAX_LAG_MS).toBe(100);
+    expect(() => loadEnv({ DATABASE_READ_MAX_LAG_MS: '99' })).toThrow(/DATABASE_READ_MAX_LAG_MS/);
+    expect(loadEnv({ DATABASE_READ_MAX_LAG_MS: '3600000' }).DATABASE_READ_MAX_LAG_MS).toBe(3_600_000);
+    expect(() => loadEnv({ DATABASE_READ_MAX_LAG_MS: '3600001' })).toThrow(/DATABASE_READ_MAX_LAG_MS/);
+  });
+
+  it('takes the replica and the direct connection as postgresql:// URLs, unset by default', () => {
+    const defaults = loadEnv({});
+    expect([defaults.DATABASE_READ_URL, defaults.DATABASE_DIRECT_URL]).toEqual([undefined, undefined]);
+    const env = loadEnv({ DATABASE_READ_URL: 'postgresql://postgres@replica:5432/tally', DATABASE_DIRECT_URL: 'postgres://postgres@db:5432/tally' });
+    expect(env.DATABASE_READ_URL).toBe('postgresql://postgres@replica:5432/tally');
+    expect(env.DATABASE_DIRECT_URL).toBe('postgres://postgres@db:5432/tally');
+    expect(() => loadEnv({ DATABASE_READ_URL: 'mysql://replica/tally' })).toThrow(/DATABASE_READ_URL/);
+    expect(() => loadEnv({ DATABASE_DIRECT_URL: 'replica:5432' })).toThrow(/DATABASE_DIRECT_URL/);
+  });
+});
+
 describe('.env.example', () => {
   it('lists every variable with its default', () => {
     const text = readFileSync(path.join(__dirname, '..', '..', '.env.example'), 'utf8');

@@ -31,10 +31,20 @@ export class AnalyticsCache implements AnalyticsInvalidator {
   /**
    * The cached answer, or `compute`'s, which is cached. `compute` gets the generation stamp
    * it runs under (null when caching is off or Redis is down), for caches of its own that
-   * must end with it (FinalDayCache).
+   * must end with it (FinalDayCache), and a `keepUncached` to call when its answer must not
+   * be cached (read from a replica that may not hold the writes behind that generation).
    */
-  async read<T>(tenantId: string, view: string, input: unknown, compute: (generation: string | null) => Promise<T>): Promise<T> {
-    if (this.ttlSeconds === 0) return compute(null);
+  async read<T>(
+    tenantId: string,
+    view: string,
+    input: unknown,
+    compute: (generation: string | null, keepUncached: () => void) => Promise<T>,
+  ): Promise<T> {
+    let store = true;
+    const keepUncached = () => {
+      store = false;
+    };
+    if (this.ttlSeconds === 0) return compute(null, keepUncached);
     const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
     const key = `${this.prefix}analytics:${tenantId}:${digest}`;
     let stamp: string | null;
@@ -49,9 +59,9 @@ export class AnalyticsCache implements AnalyticsInvalidator {
       stamp = null; // Redis down: answer from PostgreSQL
     }
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
-    const value = await compute(stamp);
+    const value = await compute(stamp, keepUncached);
     // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
-    if (stamp !== null) void this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
+    if (stamp !== null && store) void this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
     return value;
   }
 

@@ -62,14 +62,16 @@ function pseudonymFor(tenantId: string, userId: string): string {
  *
  * Idempotent: a second run finds nothing carrying the id and reports 0.
  */
-export async function eraseUser(pool: pg.Pool, request: ErasureRequest, batchSize = ERASURE_BATCH_SIZE): Promise<ErasureReport> {
+export async function eraseUser(pool: pg.Pool, request: ErasureRequest, batchSize = ERASURE_BATCH_SIZE, sessionPool: pg.Pool = pool): Promise<ErasureReport> {
   const { tenantId, environment, userId, licenseId } = request;
   if (licenseId !== undefined) await assertLicenseOfTenant(pool, tenantId, environment, licenseId);
   // Two erasures of one user at once would split the user's events between two pseudonyms
   // (and count the user twice): the second is refused while the first runs. The lock is held
-  // by a session of its own, so each batch can still commit on its own.
+  // by a session of its own, so each batch can still commit on its own. A session lock needs a
+  // server session that stays the same: `sessionPool` (the direct connection behind a
+  // transaction pooler, where lock and unlock could otherwise run on two server connections).
   const lockKey = `${tenantId}|${userId}`; // a tenant id is a UUID: no '|' in it
-  const lock = await pool.connect();
+  const lock = await sessionPool.connect();
   let released = false;
   try {
     const { rows } = await lock.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [ERASURE_LOCK, lockKey]);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BREAKDOWN_DIMENSIONS, usageBreakdown } from '../../../domain/analytics/breakdown';
 import { procedure, requireTenant } from '../../trpc';
+import { generationFor, readView } from '../../read-routing';
 import { periodOutput, rangeInput } from './schemas';
 
 export const MAX_BREAKDOWN_LIMIT = 100;
@@ -20,7 +21,11 @@ export const breakdownProcedure = procedure({ roles: ['owner', 'member', 'read']
   )
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'breakdown', { ...input, environment: ctx.environment }, () =>
-      usageBreakdown({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, ctx.environment, input),
+    const { reads } = ctx.services.db;
+    return ctx.services.analyticsCache.read(tenantId, 'breakdown', { ...input, environment: ctx.environment }, (generation, keepUncached) =>
+      readView(reads, ctx.res, (db) => {
+        generationFor(reads, db, tenantId, generation, keepUncached);
+        return usageBreakdown({ pool: db.pool, prisma: db.prisma }, tenantId, ctx.environment, input);
+      }),
     );
   });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { platformOverview } from '../../../domain/analytics/platform';
 import { signupCounts } from '../../../domain/signup/counts';
 import { procedure } from '../../trpc';
+import { readView } from '../../read-routing';
 
 export const platformProcedure = procedure({ roles: [], scope: 'platform' })
   .input(
@@ -39,10 +40,9 @@ export const platformProcedure = procedure({ roles: [], scope: 'platform' })
     }),
   )
   // The admin key's environment, or the one X-Tally-Environment names: test and live are never summed.
-  .query(async ({ ctx, input }) => {
-    const [overview, signups] = await Promise.all([
-      platformOverview(ctx.services.db.pool, ctx.environment, input),
-      signupCounts(ctx.services.db.pool),
-    ]);
-    return { ...overview, signups };
-  });
+  .query(({ ctx, input }) =>
+    readView(ctx.services.db.reads, ctx.res, async (db) => {
+      const [overview, signups] = await Promise.all([platformOverview(db.pool, ctx.environment, input), signupCounts(db.pool)]);
+      return { ...overview, signups };
+    }),
+  );

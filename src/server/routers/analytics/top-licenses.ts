@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { topLicenses } from '../../../domain/analytics/top-licenses';
 import { procedure, requireTenant } from '../../trpc';
+import { generationFor, readView } from '../../read-routing';
 import { periodOutput, rangeInput } from './schemas';
 
 export const topLicensesProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant' })
@@ -31,7 +32,11 @@ export const topLicensesProcedure = procedure({ roles: ['owner', 'member', 'read
   )
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    return ctx.services.analyticsCache.read(tenantId, 'topLicenses', { ...input, environment: ctx.environment }, () =>
-      topLicenses({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, tenantId, ctx.environment, input),
+    const { reads } = ctx.services.db;
+    return ctx.services.analyticsCache.read(tenantId, 'topLicenses', { ...input, environment: ctx.environment }, (generation, keepUncached) =>
+      readView(reads, ctx.res, (db) => {
+        generationFor(reads, db, tenantId, generation, keepUncached);
+        return topLicenses({ pool: db.pool, prisma: db.prisma }, tenantId, ctx.environment, input);
+      }),
     );
   });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { usageAnalytics } from '../../../domain/analytics/usage-analytics';
 import { procedure, requireTenant } from '../../trpc';
+import { generationFor, readView } from '../../read-routing';
 import { granularitySchema, periodOutput, rangeInput } from './schemas';
 
 /** Present when asked for with `percentiles: true`; null when no event of the period has a duration. */
@@ -31,7 +32,16 @@ export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], sc
   .query(({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
     // The environment is part of the cached question: a test key never gets a live answer.
-    return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment }, (generation) =>
-      usageAnalytics({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma, finalDays: ctx.services.finalDays }, tenantId, ctx.environment, input, generation),
+    const { reads } = ctx.services.db;
+    return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment }, (generation, keepUncached) =>
+      readView(reads, ctx.res, (db) =>
+        usageAnalytics(
+          { pool: db.pool, prisma: db.prisma, finalDays: ctx.services.finalDays },
+          tenantId,
+          ctx.environment,
+          input,
+          generationFor(reads, db, tenantId, generation, keepUncached),
+        ),
+      ),
     );
   });

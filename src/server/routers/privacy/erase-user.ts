@@ -8,7 +8,12 @@ export const eraseUserProcedure = procedure({ roles: ['owner'], scope: 'tenant',
   .output(erasureReportSchema)
   .mutation(async ({ ctx, input }) => {
     const tenantId = requireTenant(ctx.tenantId);
-    const report = await eraseUser(ctx.services.db.pool, { tenantId, environment: ctx.environment, userId: input.userId, licenseId: input.licenseId });
+    const report = await eraseUser(
+      ctx.services.db.pool,
+      { tenantId, environment: ctx.environment, userId: input.userId, licenseId: input.licenseId },
+      undefined,
+      ctx.services.db.sessionPool,
+    );
     // Cached breakdowns may hold a route or platform that named the user.
     await ctx.services.analyticsCache.invalidate([tenantId]);
     return report;
