@@ -105,7 +105,7 @@ export async function usageSeries(
  * The licenses of a scope in groups that share their coverage (see usageSeries), each with
  * the plan of where every piece of every bucket is read from.
  */
-async function planGroups(
+export async function planGroups(
   pool: pg.Pool,
   scope: SeriesScope,
   buckets: Span[],
