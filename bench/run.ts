@@ -23,6 +23,7 @@ import { runSdkBench, sdkConfigFromEnv } from './sdk';
 import { billingConfigFromEnv, runBillingBench } from './billing';
 import { runScaleBench, scaleConfigFromEnv } from './scale';
 import { runScalePgBench, scalePgConfigFromEnv } from './scale-pg';
+import { runUniqueUsersBench, uniqueUsersConfigFromEnv } from './unique-users';
 import {
   type BenchContext,
   type BenchReport,
@@ -55,6 +56,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
   scale: (ctx) => runScaleBench(ctx, scaleConfigFromEnv()),
   'scale-pg': (ctx) => runScalePgBench(ctx, scalePgConfigFromEnv()),
+  'unique-users': (ctx) => runUniqueUsersBench(ctx, uniqueUsersConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

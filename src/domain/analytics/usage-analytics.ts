@@ -148,7 +148,7 @@ export async function usageAnalytics(
     );
   }
   const [totals, percentiles] = await Promise.all([
-    seriesTotals(deps.pool, scope, buckets, timezone, range, finalDays),
+    seriesTotals(deps.pool, scope, buckets, timezone, finalDays),
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
   ]);
   const { total, uniqueUsers } = totals;

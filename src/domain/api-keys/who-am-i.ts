@@ -40,7 +40,7 @@ export async function whoAmI(deps: WhoAmIDeps, keyId: string, tenantId: string |
       'SELECT id, timezone FROM licenses WHERE tenant_id = $1 AND environment = $2::api_key_environment',
       [tenant.id, key.environment],
     );
-    const totals = await seriesTotals(deps.pool, { tenantId: tenant.id, licenses }, [span], zone, span);
+    const totals = await seriesTotals(deps.pool, { tenantId: tenant.id, licenses }, [span], zone);
     usage = {
       period: {
         month: `${year}-${String(month).padStart(2, '0')}`,

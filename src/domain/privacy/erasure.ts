@@ -4,6 +4,7 @@ import { AppError } from '../../lib/errors';
 import { inTransaction } from '../../lib/transaction';
 import { type DimensionColumns, dimensionsOf, rehashErased, replaceTokens, replaceTokensInJson, type StoredEvent } from './scrub';
 import type { Environment } from '../environments/environment';
+import { USER_NUMBER_LOCK } from '../rollups/recompute';
 
 /** Events rewritten per transaction: a heavy user is erased in many short transactions, not one long one. */
 export const ERASURE_BATCH_SIZE = 1_000;
@@ -110,7 +111,58 @@ async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: nu
       after = batch.lastId;
     }
   }
+  await eraseFromUserSets(pool, request, pseudonym);
   return { id: randomUUID(), pseudonym: events > 0 ? pseudonym : null, events, idempotencyKeys, auditLogs, webhookDeliveries };
+}
+
+/**
+ * The user's bit in the daily user sets of the erased licenses moves to the pseudonym's number
+ * (every day, also those whose raw events retention has removed), so counts stay what they
+ * were; the user id's number is dropped once no set of the tenant holds it. Runs after every
+ * event batch has committed and under the tenant's USER_NUMBER_LOCK, which every recompute of
+ * sets holds while it reads events: a recompute that saw the user id before its events were
+ * rewritten has committed by now and is corrected here, and any later one sees only the
+ * pseudonym. No user id of an erased user is left in the sets or the numbers.
+ */
+async function eraseFromUserSets(pool: pg.Pool, { tenantId, environment, userId, licenseId }: ErasureRequest, pseudonym: string): Promise<void> {
+  await inTransaction(pool, {}, async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))', [USER_NUMBER_LOCK, tenantId]);
+    const { rows } = await client.query<{ user_no: number }>('SELECT user_no FROM usage_user_numbers WHERE tenant_id = $1 AND user_id = $2', [tenantId, userId]);
+    if (!rows[0]) return;
+    const from = rows[0].user_no;
+    const held = await client.query(
+      `SELECT 1 FROM daily_user_sets
+        WHERE tenant_id = $1 AND length(users) > $2 AND get_bit(users, $2) = 1
+          AND license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $3::api_key_environment AND ($4::uuid IS NULL OR id = $4))
+        LIMIT 1`,
+      [tenantId, from, environment, licenseId ?? null],
+    );
+    if (held.rowCount) {
+      // The pseudonym may have a number already (a recompute between two batches saw it).
+      await client.query(
+        `INSERT INTO usage_user_numbers (tenant_id, user_no, user_id)
+         SELECT $1, coalesce(max(user_no), -1) + 1, $2 FROM usage_user_numbers WHERE tenant_id = $1
+         ON CONFLICT (tenant_id, user_id) DO NOTHING`,
+        [tenantId, pseudonym],
+      );
+      await client.query(
+        `UPDATE daily_user_sets s
+            SET users = tally_user_bitmap_move(s.users, $2, n.user_no), computed_at = now()
+           FROM usage_user_numbers n
+          WHERE n.tenant_id = $1 AND n.user_id = $5
+            AND s.tenant_id = $1 AND length(s.users) > $2 AND get_bit(s.users, $2) = 1
+            AND s.license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $3::api_key_environment AND ($4::uuid IS NULL OR id = $4))`,
+        [tenantId, from, environment, licenseId ?? null, pseudonym],
+      );
+    }
+    // Events of other licenses or the other environment may still carry the id: the next
+    // recompute that meets them numbers it again.
+    await client.query(
+      `DELETE FROM usage_user_numbers n WHERE n.tenant_id = $1 AND n.user_no = $2
+          AND NOT EXISTS (SELECT 1 FROM daily_user_sets s WHERE s.tenant_id = $1 AND length(s.users) > $2 AND get_bit(s.users, $2) = 1)`,
+      [tenantId, from],
+    );
+  });
 }
 
 export async function assertLicenseOfTenant(db: pg.Pool | pg.PoolClient, tenantId: string, environment: Environment, licenseId: string): Promise<void> {

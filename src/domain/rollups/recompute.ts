@@ -136,6 +136,72 @@ removed AS (
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
 
+/**
+ * The user sets of the same license-local days as DAILY_SQL ($1..$4 alike): user ids get their
+ * tenant's next numbers when new (numbered in user id order, above the tenant's largest; the
+ * caller holds the tenant's USER_NUMBER_LOCK, so numbers stay dense and unique), each
+ * (license, usage type, day) gets the bitmap of its users' numbers, and sets of days whose
+ * users are gone (voided, erased, recalculated away) are removed. Upserted, never merged, so a
+ * set always equals its day's raw events.
+ */
+const USER_SETS_SQL = `
+WITH target AS (
+  SELECT l.id AS license_id, l.tenant_id, l.timezone, t.day,
+         t.day::timestamp AT TIME ZONE l.timezone AS day_start,
+         (t.day + 1)::timestamp AT TIME ZONE l.timezone AS day_end
+    FROM unnest($3::uuid[], $4::date[]) AS t(license_id, day)
+    JOIN licenses l ON l.id = t.license_id
+),
+seen AS MATERIALIZED (
+  SELECT DISTINCT e.tenant_id, e.license_id, e.usage_type, t.day, t.timezone, e.user_id
+    FROM usage_events e
+    JOIN target t ON t.license_id = e.license_id AND t.tenant_id = e.tenant_id
+   WHERE e.occurred_at >= $1 AND e.occurred_at < $2 AND e.voided_at IS NULL AND e.user_id IS NOT NULL
+     AND e.occurred_at >= t.day_start AND e.occurred_at < t.day_end
+),
+known AS MATERIALIZED (
+  SELECT s.*, n.user_no FROM seen s LEFT JOIN usage_user_numbers n ON n.tenant_id = s.tenant_id AND n.user_id = s.user_id
+),
+numbered AS (
+  INSERT INTO usage_user_numbers (tenant_id, user_no, user_id)
+  SELECT u.tenant_id,
+         coalesce((SELECT max(m.user_no) FROM usage_user_numbers m WHERE m.tenant_id = u.tenant_id), -1)
+           + row_number() OVER (PARTITION BY u.tenant_id ORDER BY u.user_id),
+         u.user_id
+    FROM (SELECT DISTINCT tenant_id, user_id FROM known WHERE user_no IS NULL) u
+  RETURNING tenant_id, user_id, user_no
+),
+fresh AS (
+  SELECT k.tenant_id, k.license_id, k.usage_type, k.day AS date, k.timezone,
+         tally_user_bitmap(array_agg(coalesce(k.user_no, n.user_no))) AS users
+    FROM known k LEFT JOIN numbered n ON k.user_no IS NULL AND n.tenant_id = k.tenant_id AND n.user_id = k.user_id
+   GROUP BY k.license_id, k.usage_type, k.day, k.tenant_id, k.timezone
+),
+written AS (
+  INSERT INTO daily_user_sets AS r (tenant_id, license_id, usage_type, date, timezone, users)
+  SELECT * FROM fresh
+  ON CONFLICT (tenant_id, license_id, usage_type, date) DO UPDATE
+    SET timezone = EXCLUDED.timezone, users = EXCLUDED.users, computed_at = now()
+    WHERE r.users IS DISTINCT FROM EXCLUDED.users OR r.timezone IS DISTINCT FROM EXCLUDED.timezone
+  RETURNING 1
+),
+removed AS (
+  DELETE FROM daily_user_sets r
+   USING target t
+   WHERE r.license_id = t.license_id AND r.tenant_id = t.tenant_id AND r.date = t.day
+     AND (r.tenant_id, r.license_id, r.usage_type, r.date) NOT IN (SELECT tenant_id, license_id, usage_type, date FROM fresh)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touched`;
+
+/**
+ * Taken (transaction-scoped, per tenant) by every writer of a tenant's user numbers and user
+ * sets: the daily recompute, and an erasure when it moves the erased user's bits to the
+ * pseudonym. So numbers are handed out one writer at a time, and a recompute that read the
+ * user's events before the erasure rewrote them has committed before the erasure fixes the sets.
+ */
+export const USER_NUMBER_LOCK = 7_005;
+
 /** Sorting a window's events for count(DISTINCT user_id) in memory instead of on disk. */
 function recomputeTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return inTransaction(pool, { settings: [`work_mem = '${RECOMPUTE_WORK_MEM}'`] }, work);
@@ -226,8 +292,16 @@ async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise
   );
   const { scan_start: scanStart, scan_end: scanEnd } = bounds.rows[0]!;
   if (!scanStart || !scanEnd) return 0;
-  const { rows } = await client.query<{ touched: string }>(DAILY_SQL, [scanStart, scanEnd, licenseIds, dates]);
-  return Number(rows[0]!.touched);
+  // Tenants in one order (by lock key) for every recompute: two of them cannot deadlock.
+  await client.query(
+    `SELECT pg_advisory_xact_lock(${USER_NUMBER_LOCK}, k)
+       FROM (SELECT DISTINCT hashtext(tenant_id::text) AS k FROM licenses WHERE id = ANY($1::uuid[])) t ORDER BY k`,
+    [[...new Set(licenseIds)]],
+  );
+  const params = [scanStart, scanEnd, licenseIds, dates];
+  const { rows } = await client.query<{ touched: string }>(DAILY_SQL, params);
+  const sets = await client.query<{ touched: string }>(USER_SETS_SQL, params);
+  return Number(rows[0]!.touched) + Number(sets.rows[0]!.touched);
 }
 
 /**

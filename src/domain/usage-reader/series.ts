@@ -5,6 +5,7 @@ import { Prisma } from '../../generated/prisma/client';
 import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
+import { distinctUsersOfPlans } from './distinct-users';
 import { ExactSum, compact, formatMicro, parseMicro } from '../../lib/micro';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
@@ -104,7 +105,7 @@ export async function usageSeries(
  * The licenses of a scope in groups that share their coverage (see usageSeries), each with
  * the plan of where every piece of every bucket is read from.
  */
-async function planGroups(
+export async function planGroups(
   pool: pg.Pool,
   scope: SeriesScope,
   buckets: Span[],
@@ -388,7 +389,7 @@ export interface UsageTotals {
   byBucket: Map<number, BucketTotals>;
   byUsageType: Map<string, TotalsCell>;
   total: TotalsCell;
-  /** Distinct non-null user ids among the raw events of the range (see distinctUsers). */
+  /** Distinct non-null user ids over the buckets, exact (see distinctUsersOfPlans). */
   uniqueUsers: number;
 }
 
@@ -411,14 +412,15 @@ export interface FinalDays {
  * latter. Exact, and a handful of rows back whatever the number of buckets and licenses: the
  * per-bucket sums come as one text of "bucket quantity events" items (a row per bucket cost
  * the API more in protocol parsing than everything else it does for a year of days). The
- * first group's statement also counts the distinct users of the whole scope over `range`.
+ * distinct users of the whole scope come from a statement of their own, run alongside
+ * (distinctUsersOfPlans: user sets of final days, raw events for the rest).
  *
  * With `finalDays`, a single license's final days come from the process's FinalDayCache
  * instead (PostgreSQL reads only days it has not seen under this generation), and the
- * statement covers the rest: hours not final yet, and the distinct users. Sums are added in
+ * statement covers the rest: hours not final yet. Sums are added in
  * millionths, exactly.
  */
-export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, range: Span, finalDays?: FinalDays): Promise<UsageTotals> {
+export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, finalDays?: FinalDays): Promise<UsageTotals> {
   const byBucket = new Map<number, { quantity: ExactSum; events: ExactSum }>();
   const byUsageType = new Map<string, CellSum>();
   const total = new CellSum();
@@ -438,6 +440,9 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
 
   if (buckets.length > 0 && scope.licenses.length > 0) {
     const groups = await planGroups(pool, scope, buckets, zone, true);
+    // Over the plans as made, before the final days' sums go to the cache below; run alongside the sums.
+    const users = distinctUsersOfPlans(pool, scope, groups.map((g) => ({ licenseIds: g.licenseIds, plan: g.plan })));
+    users.catch(() => undefined); // awaited below; a failure of the sums first must not leave it unhandled
     const single = groups.length === 1 && groups[0]!.licenseIds.length === 1 ? groups[0]! : undefined;
     if (finalDays && single && single.plan.daily.length) {
       const days = single.plan.daily;
@@ -455,14 +460,13 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
         }
       }
     }
-    let usersCounted = false;
     const results = await runGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
       pool,
       scope,
       groups,
-      // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows), 3: distinct users (in `events`)
-      (union, param, index) => {
-        const sums = `WITH s AS (
+      // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows)
+      (union) =>
+        `WITH s AS (
                         SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity)) AS quantity,
                                sum(event_count) AS events, sum(error_count) AS errors, sum(duration_ms_sum) AS duration_ms_sum
                           FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type)))
@@ -470,22 +474,11 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
                              NULL AS events, NULL AS errors, NULL AS duration_ms_sum
                         FROM s WHERE grouping = 1
                       UNION ALL
-                      SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`;
-        if (index > 0) return sums;
-        usersCounted = true;
-        return `${sums}
-                UNION ALL
-                SELECT 3, NULL, NULL, count(DISTINCT user_id)::text, NULL, NULL FROM usage_events
-                 WHERE tenant_id = $1 AND license_id = ANY(${param(pgArray(scope.licenses.map((l) => l.id), true))}::uuid[])
-                   AND ($3::text IS NULL OR usage_type = $3)
-                   AND occurred_at >= ${param(new Date(range.start))} AND occurred_at < ${param(new Date(range.end))}
-                   AND voided_at IS NULL`;
-      },
+                      SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`,
     );
     for (const rows of results) {
       for (const row of rows) {
-        if (row.what === 3) uniqueUsers = Number(row.events);
-        else if (row.what === 1) {
+        if (row.what === 1) {
           if (!row.quantity) continue; // no rows at all
           for (const item of row.quantity.split(',')) {
             const [bucket, quantity, events] = item.split(' ') as [string, string, string];
@@ -501,8 +494,7 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
         }
       }
     }
-    // No group's statement ran (every plan was empty, or all final days): count the users on their own.
-    if (!usersCounted) uniqueUsers = await distinctUsers(pool, scope, range);
+    uniqueUsers = await users;
   }
   return {
     byBucket: new Map([...byBucket].map(([bucket, c]) => [bucket, { quantity: formatMicro(c.quantity.value()), events: Number(c.events.value()) }])),
@@ -512,8 +504,12 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
   };
 }
 
-/** Distinct non-null user ids among the raw events of the range (raw events are kept USAGE_EVENT_RETENTION_DAYS). */
-export async function distinctUsers(pool: pg.Pool, scope: SeriesScope, range: Span): Promise<number> {
+/**
+ * Distinct non-null user ids among the raw events of the range, by count(DISTINCT): what
+ * analytics.usage answered before user sets. Only the benchmark's and the tests' baseline now:
+ * it reads every event of the range, and nothing past raw-event retention.
+ */
+export async function distinctUsersFromRawEvents(pool: pg.Pool, scope: SeriesScope, range: Span): Promise<number> {
   if (scope.licenses.length === 0) return 0;
   const { rows } = await pool.query<{ n: string }>({
     name: 'analytics.distinct-users',
