@@ -73,15 +73,19 @@ async function measured<T>(pid: number, work: () => Promise<T>) {
   const cpu = new CpuMeter(pid);
   await rss.start();
   await cpu.start();
+  const hrNowUs = () => Number(process.hrtime.bigint() / 1000n);
+  const fromUs = hrNowUs();
   const started = performance.now();
   const result = await work();
   const wallSeconds = (performance.now() - started) / 1000;
+  const toUs = hrNowUs();
   const cores = await cpu.stop();
   const memory = await rss.stop();
   const resources: PhaseReport['resources'] = {
     ...cores,
     wallSeconds: round(wallSeconds, 2),
-    window: { fromUs: 0, toUs: 0 },
+    // the CPU profile (BENCH_CPU_PROFILE=1) is cut to this window per phase
+    window: { fromUs, toUs },
     peakRssMb: memory.peakRssMb,
     peakTreeRssMb: memory.peakTreeRssMb,
     rssSamples: memory.samples,
@@ -158,7 +162,7 @@ export async function runAnalyticsBench(ctx: BenchContext, config: Config): Prom
     phases.push({
       name: 'analytics.usage at fixed rate',
       resources: load.resources,
-      metrics: { requests: total, statuses: Object.fromEntries(statuses), p95BySecondMs: load.result.p95BySecond, warmup: { requests: warm.total, p95BySecondMs: warm.p95BySecond } },
+      metrics: { requests: total, p50Ms: round(percentile(latencies, 50), 2), p95Ms: round(percentile(latencies, 95), 2), p99Ms: round(percentile(latencies, 99), 2), statuses: Object.fromEntries(statuses), p95BySecondMs: load.result.p95BySecond, warmup: { requests: warm.total, p95BySecondMs: warm.p95BySecond } },
       errors,
     });
     figures.push(

@@ -214,6 +214,7 @@ export class CpuMeter {
   private startedAt = 0;
   private api = 0;
   private postgres = new Map<number, number>();
+  private redis = new Map<number, number>();
   private self = process.cpuUsage();
   private machine = { busy: 0, total: 0 };
 
@@ -231,27 +232,47 @@ export class CpuMeter {
     return new Map((await allProcesses()).filter((p) => p.comm.startsWith('postgres')).map((p) => [p.pid, p.cpuTicks]));
   }
 
+  /** Every redis-server on the machine (the quota counters live there). */
+  private static async redisTicks(): Promise<Map<number, number>> {
+    return new Map((await allProcesses()).filter((p) => p.comm.startsWith('redis-server')).map((p) => [p.pid, p.cpuTicks]));
+  }
+
   async start(): Promise<void> {
     this.startedAt = performance.now();
     this.api = (await statOf(this.apiPid))?.cpuTicks ?? 0;
     this.postgres = await CpuMeter.postgresTicks();
+    this.redis = await CpuMeter.redisTicks();
     this.machine = await CpuMeter.machineTicks();
     this.self = process.cpuUsage();
   }
 
-  async stop(): Promise<{ apiCores: number; postgresCores: number; benchClientCores: number; machineBusyPct: number }> {
+  async stop(): Promise<{
+    apiCores: number;
+    postgresCores: number;
+    redisCores: number;
+    benchClientCores: number;
+    machineBusyPct: number;
+    apiCpuSeconds: number;
+    redisCpuSeconds: number;
+  }> {
     const seconds = (performance.now() - this.startedAt) / 1000;
     const self = process.cpuUsage(this.self);
     const api = ((await statOf(this.apiPid))?.cpuTicks ?? this.api) - this.api;
     let postgres = 0;
     for (const [pid, ticks] of await CpuMeter.postgresTicks()) postgres += ticks - (this.postgres.get(pid) ?? 0);
+    let redis = 0;
+    for (const [pid, ticks] of await CpuMeter.redisTicks()) redis += ticks - (this.redis.get(pid) ?? 0);
     const machine = await CpuMeter.machineTicks();
     const ticksToCores = (t: number) => round(t / CLOCK_TICKS_PER_SECOND / seconds, 2);
     return {
       apiCores: ticksToCores(api),
       postgresCores: ticksToCores(postgres),
+      redisCores: ticksToCores(redis),
       benchClientCores: round((self.user + self.system) / 1e6 / seconds, 2),
       machineBusyPct: round((100 * (machine.busy - this.machine.busy)) / Math.max(1, machine.total - this.machine.total)),
+      // unrounded, for CPU per request (the quota benchmark): clock ticks are 10 ms
+      apiCpuSeconds: api / CLOCK_TICKS_PER_SECOND,
+      redisCpuSeconds: redis / CLOCK_TICKS_PER_SECOND,
     };
   }
 }
@@ -265,8 +286,13 @@ export interface PhaseResources {
   rssSamples: number;
   apiCores: number;
   postgresCores: number;
+  /** Every redis-server process of the machine. */
+  redisCores?: number;
   benchClientCores: number;
   machineBusyPct: number;
+  /** CPU seconds of the API process and of redis-server during the phase. */
+  apiCpuSeconds?: number;
+  redisCpuSeconds?: number;
   /** From the API's own /metrics, scraped before and after the phase. */
   api?: ApiRuntimeStats;
   /** [ms since phase start, MB] of the API process. */
@@ -712,6 +738,7 @@ export function renderPhases(phases: PhaseReport[]): string {
     formatNumber(p.resources.peakRssMb, 0),
     formatNumber(p.resources.apiCores, 2),
     formatNumber(p.resources.postgresCores, 2),
+    p.resources.redisCores === undefined ? '' : formatNumber(p.resources.redisCores, 2),
     formatNumber(p.resources.benchClientCores, 2),
     `${formatNumber(p.resources.machineBusyPct, 0)}%`,
     p.resources.api ? formatNumber(p.resources.api.heapUsedMb, 0) : '',
@@ -720,9 +747,9 @@ export function renderPhases(phases: PhaseReport[]): string {
     p.errors.length ? `${p.errors.length} error(s)` : 'ok',
   ]);
   return renderTable(
-    ['phase', 'wall s', 'API peak RSS MB', 'API cores', 'postgres cores', 'bench client cores', 'machine busy', 'API heap used MB (end)', 'API GC s', 'events per INSERT', 'status'],
+    ['phase', 'wall s', 'API peak RSS MB', 'API cores', 'postgres cores', 'redis cores', 'bench client cores', 'machine busy', 'API heap used MB (end)', 'API GC s', 'events per INSERT', 'status'],
     rows,
-    [false, true, true, true, true, true, true, true, true, true, false],
+    [false, true, true, true, true, true, true, true, true, true, true, false],
   );
 }
 

@@ -4,7 +4,9 @@
  * tenant in the same run, one without any limit (baseline: no Redis call) and one with a hard
  * daily threshold high enough never to refuse (every call runs the Lua check-and-increment).
  * The two alternate in rounds (A B A B …) so that drift in the machine's load hits both alike.
- * Figures: p99 added by enforcement and throughput with enforcement as a share of without.
+ * Figures: p99 added by enforcement, throughput with enforcement as a share of without, and
+ * the CPU time enforcement adds per event (API process + redis-server, from /proc, over every
+ * measured round: the 64-client p99 difference is queueing at saturation, CPU is what it costs).
  * A second measure of the latency added, free of queueing: one client alternating the two
  * licenses call by call (A B A B …), so both see the same moment of the machine.
  * Checks: every call answered 200, the limited calls carry RateLimit-* headers, and PostgreSQL
@@ -167,11 +169,20 @@ export async function runQuotaBench(ctx: BenchContext, cfg: QuotaBenchConfig): P
     if (v.name === 'enforced' && v.withHeaders !== v.accepted) v.errors.push(`${v.accepted - v.withHeaders} enforced answers without RateLimit-* headers`);
     if (v.name === 'unenforced' && v.withHeaders !== 0) v.errors.push('unenforced answers carried RateLimit-* headers');
     const last = v.resources.at(-1)!;
+    const cpuSeconds = (pick: (r: PhaseResources) => number | undefined) => v.resources.reduce((sum, r) => sum + (pick(r) ?? 0), 0);
     phases.push({
       name: `${v.name} single ingest`,
       resources: { ...last, wallSeconds: round(v.seconds, 3), apiCores: round(v.resources.reduce((s, r) => s + r.apiCores, 0) / v.resources.length, 2) },
       errors: v.errors,
-      metrics: { requests: v.requests, requestsPerSecond: round(v.requests / v.seconds, 0), latency: summarizeLatencies(v.latencies), storedEvents: stored },
+      metrics: {
+        requests: v.requests,
+        requestsPerSecond: round(v.requests / v.seconds, 0),
+        latency: summarizeLatencies(v.latencies),
+        storedEvents: stored,
+        // CPU time per answered call over every measured round, from /proc: the API process, and every redis-server
+        apiCpuUsPerRequest: round((1e6 * cpuSeconds((r) => r.apiCpuSeconds)) / Math.max(1, v.requests), 1),
+        redisCpuUsPerRequest: round((1e6 * cpuSeconds((r) => r.redisCpuSeconds)) / Math.max(1, v.requests), 1),
+      },
     });
   }
 
@@ -185,19 +196,29 @@ export async function runQuotaBench(ctx: BenchContext, cfg: QuotaBenchConfig): P
   const [base, enforced] = phases as [PhaseReport, PhaseReport];
   const lat = (p: PhaseReport) => p.metrics.latency as ReturnType<typeof summarizeLatencies>;
   const rps = (p: PhaseReport) => p.metrics.requestsPerSecond as number;
+  const apiUs = (p: PhaseReport) => p.metrics.apiCpuUsPerRequest as number;
+  const redisUs = (p: PhaseReport) => p.metrics.redisCpuUsPerRequest as number;
   const figures: Figure[] = [
     { what: `single-event ingest, ${cfg.clients} clients, no limit`, value: rps(base), unit: 'req/s', baseline: `p50 ${round(lat(base).p50Ms, 2)} ms, p99 ${round(lat(base).p99Ms, 2)} ms` },
     { what: 'same, with a hard limit (Redis Lua check)', value: rps(enforced), unit: 'req/s', baseline: `p50 ${round(lat(enforced).p50Ms, 2)} ms, p99 ${round(lat(enforced).p99Ms, 2)} ms` },
-    { what: 'quota enforcement: p99 added, 64 clients', value: round(lat(enforced).p99Ms - lat(base).p99Ms, 2), unit: 'ms', digits: 2, target: { value: 1, better: 'lower' }, baseline: `p50 added ${round(lat(enforced).p50Ms - lat(base).p50Ms, 2)} ms` },
+    { what: 'quota enforcement: p99 added, 64 clients', value: round(lat(enforced).p99Ms - lat(base).p99Ms, 2), unit: 'ms', digits: 2, baseline: `p50 added ${round(lat(enforced).p50Ms - lat(base).p50Ms, 2)} ms; queueing at saturation: judged by CPU per event below` },
     {
       what: 'quota enforcement: p99 added, 1 client A/B',
       value: round(sEnforced.p99Ms - sBase.p99Ms, 2),
       unit: 'ms',
       digits: 2,
-      target: { value: 1, better: 'lower' },
+      target: { value: 0.5, better: 'lower' },
       baseline: `p99 ${round(sBase.p99Ms, 2)} → ${round(sEnforced.p99Ms, 2)} ms; p50 ${round(sBase.p50Ms, 2)} → ${round(sEnforced.p50Ms, 2)} ms`,
     },
-    { what: 'quota enforcement: throughput vs unenforced', value: round((100 * rps(enforced)) / rps(base), 1), unit: '%', digits: 1, target: { value: 85, better: 'higher' }, baseline: `${rps(enforced)} vs ${rps(base)} req/s, same run` },
+    { what: 'quota enforcement: throughput vs unenforced', value: round((100 * rps(enforced)) / rps(base), 1), unit: '%', digits: 1, target: { value: 90, better: 'higher' }, baseline: `${rps(enforced)} vs ${rps(base)} req/s, same run` },
+    {
+      what: 'quota enforcement: API + Redis CPU added per event',
+      value: round(apiUs(enforced) + redisUs(enforced) - apiUs(base) - redisUs(base), 1),
+      unit: 'µs',
+      digits: 1,
+      target: { value: 20, better: 'lower' },
+      baseline: `API ${apiUs(base)} → ${apiUs(enforced)} µs, Redis ${redisUs(base)} → ${redisUs(enforced)} µs per event (/proc, ${cfg.clients} clients)`,
+    },
   ];
   return { name: 'quota', figures, phases, config: { ...cfg } };
 }

@@ -12,6 +12,7 @@ import { EventWriter } from './domain/usage/ingest';
 import { GroupCommitter } from './domain/usage/group-commit';
 import { ensureUsageEventPartitions } from './domain/usage/partitions';
 import { QuotaEnforcer } from './domain/quotas/enforcer';
+import { LicenseCache } from './domain/licenses/license-cache';
 import type { Services } from './server/services';
 import type { JobDeps } from '../jobs/handlers/types';
 import type { ReactionDeps } from './domain/quotas/reactions';
@@ -35,7 +36,14 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   await redis.connect();
   const metrics = createMetrics();
   db.reads.start(metrics);
-  const eventWriter = new EventWriter(db.pool, metrics);
+  // One cache of licenses for the quota decision and the writer; changes are broadcast to every process.
+  const licenseCache = new LicenseCache(db.pool, {
+    ttlMs: env.QUOTA_LIMITS_CACHE_SECONDS * 1000,
+    redis,
+    channelPrefix: env.REDIS_KEY_PREFIX,
+  });
+  await licenseCache.start();
+  const eventWriter = new EventWriter(db.pool, metrics, licenseCache);
   const groupCommitter = new GroupCommitter(eventWriter, {
     flushIntervalMs: env.INGEST_FLUSH_INTERVAL_MS,
     maxGroupSize: env.INGEST_MAX_GROUP_SIZE,
@@ -70,7 +78,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   });
   await authenticator.start();
   const quota = new QuotaEnforcer(
-    { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger },
+    { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger, licenses: licenseCache },
     {
       keyPrefix: env.REDIS_KEY_PREFIX,
       failMode: env.QUOTA_FAIL_MODE,
@@ -142,6 +150,7 @@ export async function prepareData(services: Services): Promise<void> {
 export async function closeServices(services: Services): Promise<void> {
   await services.groupCommitter.drain();
   await services.authenticator.stop();
+  await services.quota.licenses.stop();
   await services.queues.close().catch(() => undefined);
   await services.bullConnection.quit().catch(() => undefined);
   await services.redis.quit().catch(() => undefined);

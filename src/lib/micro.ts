@@ -20,12 +20,16 @@ export function parseMicro(text: string): bigint {
   return negative ? -value : value;
 }
 
+const PLAIN_DECIMAL = /^-?\d{1,14}(\.\d{1,6})?$/;
+
 /**
  * Counters hold millionths of a unit as integers (quantities have at most 6 decimals), so
  * Redis adds them exactly. Rounded down: usage + q may not pass the cap, and usage + q is
  * a whole number of millionths, so "≤ floor(cap)" is the same test as "≤ cap".
  */
 export function floorMicro(value: Prisma.Decimal | string): bigint {
+  // The hot path (every quota decision): a plain decimal of at most 6 places is exact as it is.
+  if (typeof value === 'string' && PLAIN_DECIMAL.test(value)) return parseMicro(value);
   return BigInt(new Prisma.Decimal(value).times(MICRO_DECIMAL).floor().toFixed());
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { useTestApp } from '../helpers/harness';
-import { deleteLicense, updateLicense } from '../../src/domain/licenses/licenses';
+import { deleteLicense, setLicenseStatus, updateLicense } from '../../src/domain/licenses/licenses';
+import { LicenseCache } from '../../src/domain/licenses/license-cache';
 import { createThreshold, removeThreshold, updateThreshold } from '../../src/domain/quotas/thresholds';
 import { revokeApiKey } from '../../src/domain/api-keys/api-keys';
 import { recalculateRange } from '../../src/domain/rollups/aggregate';
@@ -90,5 +91,49 @@ describe('domain operations called directly', () => {
     await recalculateRange(app.services.rollups, { tenantId: t.tenantId, licenseId: null, startDate: day, endDate: day }, { retentionDays: 90 });
     expect(await generation(t.tenantId)).toBe(before + 1);
     expect(await generation(other.tenantId)).toBe(otherBefore);
+  });
+
+  it('setLicenseStatus and deleteLicense refuse the next event at once, though the license was cached', async () => {
+    const t = await app.createTenant();
+    const license = await app.createLicense(t.ownerKey, { plan: 'enterprise' });
+    const track = () => app.call('usage.trackEvent', { licenseId: license.id, usageType: 'api_call' }, t.ownerKey);
+    expect((await track()).status).toBe(200); // cached for an hour now
+
+    await setLicenseStatus(app.services.licenses, t.tenantId, 'live', license.id, 'SUSPENDED');
+    const suspended = await track();
+    expect(suspended.status).toBe(422);
+    expect(suspended.body.error?.message).toMatch(/SUSPENDED/);
+    expect(await send(t.ownerKey, license.id, 2)).toBe(0);
+
+    await setLicenseStatus(app.services.licenses, t.tenantId, 'live', license.id, 'ACTIVE');
+    expect((await track()).status).toBe(200);
+
+    await deleteLicense(app.services.licenses, t.tenantId, 'live', license.id);
+    expect((await track()).status).toBe(404);
+    expect(await app.prisma.usageEvent.count({ where: { licenseId: license.id } })).toBe(2);
+  });
+
+  it('an invalidation reaches the license cache of every other process (Redis broadcast)', async () => {
+    const t = await app.createTenant();
+    const license = await app.createLicense(t.ownerKey, { plan: 'enterprise' });
+    // another process's cache: its own connections, the same channel, entries kept for an hour
+    const other = new LicenseCache(app.services.db.pool, { ttlMs: 3_600_000, redis: app.services.redis, channelPrefix: app.prefix });
+    await other.start();
+    try {
+      expect((await other.get(license.id))?.status).toBe('ACTIVE'); // cached there
+      await app.prisma.license.update({ where: { id: license.id }, data: { status: 'EXPIRED' } });
+      expect((await other.get(license.id))?.status).toBe('ACTIVE'); // still the cached entry: only an invalidation drops it
+
+      await setLicenseStatus(app.services.licenses, t.tenantId, 'live', license.id, 'SUSPENDED');
+      // the broadcast arrives asynchronously: ask until it has (the entry would otherwise stay an hour)
+      let status = (await other.get(license.id))?.status;
+      for (let i = 0; i < 200 && status === 'ACTIVE'; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        status = (await other.get(license.id))?.status;
+      }
+      expect(status).toBe('SUSPENDED');
+    } finally {
+      await other.stop();
+    }
   });
 });

@@ -148,4 +148,62 @@ describe('hard limits at ingestion', () => {
     expect(await stored(licenseId)).toBe(1);
     expect((await app.call('usage.check', { licenseId: randomUUID(), usageType: 'checked' }, ownerKey, { method: 'GET' })).status).toBe(404);
   });
+
+  it('refuses a suspended license before any reservation: at its limit it is LICENSE_INACTIVE (not 429), and its counters are never touched', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'paused', 2);
+    expect((await track(licenseId, 'paused')).status).toBe(200);
+    expect((await track(licenseId, 'paused')).status).toBe(200);
+    expect((await track(licenseId, 'paused')).status).toBe(429); // at the limit
+    const counters = async () => app.services.redis.keys(`${app.prefix}quota:{${licenseId}}:*`);
+    const before = await counters();
+    expect(before.length).toBeGreaterThan(0);
+    expect(await app.services.redis.get(before[0]!)).toBe('2000000');
+
+    expect((await app.call('licenses.setStatus', { id: licenseId, status: 'SUSPENDED' }, ownerKey)).status).toBe(200);
+    const single = await track(licenseId, 'paused');
+    expect(single.status).toBe(422);
+    expect(single.body.error?.message).toMatch(/SUSPENDED/);
+    expect(await app.services.redis.get(before[0]!)).toBe('2000000');
+
+    // with the counters gone, a reservation would rebuild them: none is made
+    await app.services.redis.del(...before);
+    const again = await track(licenseId, 'paused');
+    expect(again.status).toBe(422);
+    const batch = await app.call('usage.trackEvents', { events: [{ licenseId, usageType: 'paused' }, { licenseId, usageType: 'paused', quantity: 5 }] }, ownerKey);
+    expect(batch.status).toBe(200);
+    expect(batch.data.rejected.map((r: { code: string }) => r.code)).toEqual(['LICENSE_INACTIVE', 'LICENSE_INACTIVE']);
+    expect(await counters()).toEqual([]);
+    expect(await stored(licenseId)).toBe(2);
+
+    // active again: the counter is rebuilt from PostgreSQL and the limit still holds
+    expect((await app.call('licenses.setStatus', { id: licenseId, status: 'ACTIVE' }, ownerKey)).status).toBe(200);
+    expect((await track(licenseId, 'paused')).status).toBe(429);
+    expect(await stored(licenseId)).toBe(2);
+  });
+
+  it('judges the reservations of one license asked for in the same tick in one script call, in the order asked, exactly to the limit', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'tick', 30);
+    const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+    const enforcer = app.services.quota;
+    const event = (quantity: string) => ({ licenseId, usageType: 'tick', quantity, occurredAt: new Date() });
+    // the counter exists (built from PostgreSQL) before the calls below
+    const [first] = await enforcer.reserve(tenantId, 'live', [event('1')]);
+    expect(first!.admitted).toBe(true);
+    enforcer.settle([first!.admitted ? first!.reservation : null]);
+
+    const scripts = jest.spyOn(app.services.quotaRedis, 'evalsha');
+    try {
+      // 1 + 40 × 0.75 = 31 > 30: the first 38 calls fit (1 + 28.5 = 29.5), the 39th would pass the limit (30.25);
+      // a call of 0.5 after it still fits exactly (30), and one of 0.000001 after that does not
+      const quantities = [...Array<string>(40).fill('0.75'), '0.5', '0.000001'];
+      const outcomes = await Promise.all(quantities.map((q) => enforcer.reserve(tenantId, 'live', [event(q)]).then(([o]) => o!)));
+      expect(scripts).toHaveBeenCalledTimes(1);
+      expect(outcomes.map((o) => o.admitted)).toEqual([...Array<boolean>(38).fill(true), false, false, true, false]);
+      await enforcer.release(outcomes.map((o) => (o.admitted ? o.reservation : null)));
+    } finally {
+      scripts.mockRestore();
+    }
+    const [key] = await app.services.redis.keys(`${app.prefix}quota:{${licenseId}}:tick:*`);
+    expect(await app.services.redis.get(key!)).toBe('1000000'); // all given back: only the first call's 1 remains
+  });
 });

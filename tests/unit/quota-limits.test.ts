@@ -49,3 +49,13 @@ it('prices overage in whole cents, half up', () => {
   expect(feeCents(new Prisma.Decimal('0.01'), 49)).toBe(0n);
   expect(feeCents(new Prisma.Decimal('0.01'), 50)).toBe(1n);
 });
+
+describe('floorMicro', () => {
+  it('answers exactly what Decimal arithmetic answers, on the fast path for plain decimals and off it', () => {
+    const values = ['0', '1', '-1', '0.000001', '-0.000001', '2.5', '0.75', '123456789.123456', '-3.000001', '99999999999999999999.999999',
+      '1e3', '1.0000005', '-1.0000005', '0.1234567', '+2', '.5'];
+    for (const v of values) {
+      expect(floorMicro(v)).toBe(BigInt(new Prisma.Decimal(v).times(1_000_000).floor().toFixed()));
+    }
+  });
+});

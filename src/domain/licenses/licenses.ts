@@ -180,9 +180,11 @@ export async function updateLicense(
   return presentLicense(license);
 }
 
-export async function setLicenseStatus(db: Db, tenantId: string, environment: Environment, id: string, status: LicenseStatus) {
-  await getLicense(db, tenantId, environment, id);
-  const license = await db.license.update({ where: { id }, data: { status }, include: withPlan });
+/** A suspended or expired license refuses events at once: its cached entry goes, here and in every other process. */
+export async function setLicenseStatus(deps: LicenseDeps, tenantId: string, environment: Environment, id: string, status: LicenseStatus) {
+  await getLicense(deps.prisma, tenantId, environment, id);
+  const license = await deps.prisma.license.update({ where: { id }, data: { status }, include: withPlan });
+  deps.limits.invalidate(id);
   return presentLicense(license);
 }
 
@@ -190,6 +192,7 @@ export async function setLicenseStatus(db: Db, tenantId: string, environment: En
 export async function deleteLicense(deps: LicenseDeps, tenantId: string, environment: Environment, id: string) {
   await getLicense(deps.prisma, tenantId, environment, id);
   const license = await deps.prisma.license.update({ where: { id }, data: { deletedAt: new Date() }, include: withPlan });
+  deps.limits.invalidate(id); // its events are now refused as not found
   await deps.analytics.invalidate([tenantId]); // its answers now say "not found"
   return presentLicense(license);
 }

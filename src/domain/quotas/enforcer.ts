@@ -12,9 +12,8 @@ import {
   capOf,
   levelMicro,
   limitsFor,
-  limitsInScope,
-  loadLicenseLimits,
 } from './limits';
+import { LicenseCache, type LicenseInvalidation, licenseRefusal } from '../licenses/license-cache';
 import { floorMicro, formatMicro } from '../../lib/micro';
 import { DAY_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
@@ -125,6 +124,17 @@ function tightest(entries: { counter: Counter; used: bigint }[]): QuotaState | n
 
 class Timeout extends Error {}
 
+interface DecisionItem {
+  amount: bigint;
+  counters: Counter[];
+}
+
+interface QueuedDecision {
+  items: DecisionItem[];
+  resolve: (outcomes: ReserveOutcome[]) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
  * Real-time quota enforcement. Redis holds one counter per license, usage type and period
  * (millionths of a unit); one Lua script checks and increments every counter a call touches,
@@ -133,12 +143,11 @@ class Timeout extends Error {}
  * when Redis is unreachable the decision is taken from PostgreSQL (fail-closed by default).
  */
 /** The per-process cache of a license's limits; operations that change limits drop the license's entry. */
-export interface QuotaLimitsCache {
-  invalidate(licenseId: string): void;
-}
+export type QuotaLimitsCache = LicenseInvalidation;
 
 export class QuotaEnforcer implements QuotaLimitsCache {
-  private readonly limitsCache = new Map<string, { at: number; value: Promise<LicenseLimits | null> }>();
+  /** Licenses with their limits: the same cache (and entry) the writer reads. */
+  readonly licenses: LicenseCache;
   /** Counters worked out per license limits and usage type, reused while their periods last. */
   private readonly countersCache = new WeakMap<LicenseLimits, Map<string, Counter[]>>();
   /** Reserved in Redis, not yet written or given back: a rebuild must count them. */
@@ -146,41 +155,35 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly rebuilding = new Map<string, Promise<void>>();
   /** Without Redis, decisions for one license are taken one at a time in this process. */
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
+  /** Reservations of one license asked for in the same turn of the event loop: one script call for all. */
+  private readonly queued = new Map<string, QueuedDecision[]>();
 
   constructor(
-    private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger },
+    private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger; licenses?: LicenseCache },
     private readonly options: QuotaOptions,
-  ) {}
+  ) {
+    this.licenses = deps.licenses ?? new LicenseCache(deps.pool, { ttlMs: options.limitsCacheMs });
+  }
 
-  /** QuotaLimitsCache: limits of this license are read again on its next event. */
+  /** QuotaLimitsCache: this license is read again on its next event (here and, broadcast, in other processes). */
   invalidate(licenseId: string): void {
-    this.limitsCache.delete(licenseId);
+    this.licenses.invalidate(licenseId);
   }
 
   /**
-   * The limits of a license of this tenant and environment; null for any other (another
-   * tenant's, the other environment's: its events are refused as not found by the writer, and
-   * must not be refused or counted by quota first). The environment is read with the license
-   * and cached with it: no extra round trip.
+   * The limits of a license that takes events of this tenant and environment; null for any
+   * other (another tenant's, the other environment's, a deleted or inactive one: its events are
+   * refused by the license rule, and must never be counted, nor refused by quota first).
    */
-  private limitsOf(tenantId: string, environment: Environment, licenseId: string): Promise<LicenseLimits | null> {
-    return this.tenantLimitsOf(tenantId, licenseId).then((v) => limitsInScope(v, tenantId, environment));
+  private async limitsOf(tenantId: string, environment: Environment, licenseId: string): Promise<LicenseLimits | null> {
+    const license = await this.licenses.get(licenseId);
+    return licenseRefusal(license, tenantId, environment) ? null : license;
   }
 
-  /** The limits of a license of this tenant, whatever its environment: for events already judged (giveBack). */
-  private tenantLimitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
-    const cached = this.limitsCache.get(licenseId);
-    const now = Date.now();
-    if (cached && now - cached.at < this.options.limitsCacheMs) {
-      return cached.value.then((v) => (v && v.tenantId !== tenantId ? null : v));
-    }
-    const value = loadLicenseLimits(this.deps.prisma, tenantId, licenseId);
-    // Another tenant's id loads as null; cache only what belongs to the caller's tenant.
-    value.then(
-      (v) => (v ? this.limitsCache.set(licenseId, { at: now, value }) : undefined),
-      () => this.limitsCache.delete(licenseId),
-    );
-    return value;
+  /** The limits of a license of this tenant, whatever its environment or status: for events already judged (giveBack, check). */
+  private async tenantLimitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
+    const license = await this.licenses.get(licenseId);
+    return license && license.tenantId === tenantId && !license.deleted ? license : null;
   }
 
   /** The hot path: periods (time-zone arithmetic) and caps (decimal arithmetic) are worked out once per period. */
@@ -245,23 +248,58 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     return outcomes;
   }
 
-  private async decide(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
-    if (this.deps.redis.status === 'ready') {
-      try {
-        return await this.decideInRedis(items);
-      } catch (error) {
-        if (error instanceof AppError) throw error;
-        this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
-        // The script may still run, and what PostgreSQL admits now is not in these counters:
-        // drop them (queued behind the script on the same connection) so they are rebuilt.
-        const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
-        this.deps.redis.del(...keys).catch(() => undefined);
-      }
-    }
+  private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+    if (this.deps.redis.status !== 'ready') return this.decideWithoutRedis(licenseId, items);
+    return this.queueInRedis(licenseId, items).catch((error: unknown) => {
+      if (error instanceof AppError) throw error;
+      this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
+      // The script may still run, and what PostgreSQL admits now is not in these counters:
+      // drop them (queued behind the script on the same connection) so they are rebuilt.
+      const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
+      this.deps.redis.del(...keys).catch(() => undefined);
+      return this.decideWithoutRedis(licenseId, items);
+    });
+  }
+
+  private decideWithoutRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
     if (this.options.failMode === 'open') {
-      return items.map(() => ({ admitted: true, reservation: null, state: null }));
+      return Promise.resolve(items.map(() => ({ admitted: true, reservation: null, state: null })));
     }
     return this.decideInPostgres(licenseId, items);
+  }
+
+  /**
+   * The reservations of one license asked for in the same turn of the event loop (concurrent
+   * single-event calls whose requests were read together) go to Redis as one script call: the
+   * script judges them in order, exactly as separate calls would have been judged one after
+   * another, at a fraction of the cost per event. A license's counters share a Cluster slot.
+   */
+  private queueInRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+    return new Promise((resolve, reject) => {
+      let queue = this.queued.get(licenseId);
+      if (!queue) {
+        const fresh: QueuedDecision[] = [];
+        this.queued.set(licenseId, (queue = fresh));
+        setImmediate(() => {
+          this.queued.delete(licenseId);
+          void this.runQueued(fresh);
+        });
+      }
+      queue.push({ items, resolve, reject });
+    });
+  }
+
+  private async runQueued(queue: QueuedDecision[]): Promise<void> {
+    try {
+      const outcomes = await this.decideInRedis(queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items));
+      let from = 0;
+      for (const q of queue) {
+        q.resolve(queue.length === 1 ? outcomes : outcomes.slice(from, from + q.items.length));
+        from += q.items.length;
+      }
+    } catch (error) {
+      for (const q of queue) q.reject(error);
+    }
   }
 
   private withTimeout<T>(promise: Promise<T>): Promise<T> {
@@ -274,7 +312,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     ]).finally(() => clearTimeout(timer));
   }
 
-  private async decideInRedis(items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
+  private async decideInRedis(items: DecisionItem[]): Promise<ReserveOutcome[]> {
     const keys: string[] = [];
     const counterByKey = new Map<string, Counter>();
     for (const item of items)
@@ -349,7 +387,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     return done;
   }
 
-  private async decideInPostgres(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
+  private async decideInPostgres(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
     const previous = this.fallbackChains.get(licenseId) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(async () => {
       const used = new Map<string, bigint>();
@@ -474,8 +512,9 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   /** Whether `quantity` more of `usageType` would be admitted now; nothing is recorded. */
   async check(tenantId: string, environment: Environment, args: { licenseId: string; usageType: string; quantity: string }, at = new Date()) {
-    const limits = await this.limitsOf(tenantId, environment, args.licenseId);
-    if (!limits) throw new AppError('NOT_FOUND', 'license not found');
+    // The license rule's "not found" (an inactive license's limits and usage may still be looked at).
+    const limits = await this.licenses.get(args.licenseId);
+    if (!limits || licenseRefusal(limits, tenantId, environment)?.code === 'LICENSE_NOT_FOUND') throw new AppError('NOT_FOUND', 'license not found');
     const counters = this.countersOf(limits, args.usageType, at);
     const amount = floorMicro(args.quantity);
     const used = await Promise.all(counters.map((c) => this.currentValue(c)));

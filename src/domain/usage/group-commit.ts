@@ -31,6 +31,8 @@ export const NOT_WRITTEN: EventOutcome = { status: 'rejected', code: 'QUOTA_EXCE
 export class GroupCommitter {
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** Whether the pending timer is a flush at once (delay 0) rather than a wait for company. */
+  private timerImmediate = false;
   private inflight = 0;
   private readonly idle = new Set<() => void>();
 
@@ -61,8 +63,10 @@ export class GroupCommitter {
 
   private flushSoon(delayMs: number): void {
     if (this.inflight >= this.options.maxInflight) return; // a finishing group picks these up
-    if (this.timer && delayMs > 0) return;
+    // A flush already due takes the new event too: no timer torn down and set again per event.
+    if (this.timer && (delayMs > 0 || this.timerImmediate)) return;
     if (this.timer) clearTimeout(this.timer);
+    this.timerImmediate = delayMs === 0;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();

@@ -8,6 +8,7 @@ import { type NormalizedEvent, type ParsedUsageEvent, payloadHashOf } from './ev
 import { DAY_MS } from '../../lib/time';
 import { countryOfAddress } from '../../lib/geoip';
 import type { Environment } from '../environments/environment';
+import { type LicenseRecord, LicenseCache, licenseRefusal } from '../licenses/license-cache';
 
 export type EventOutcome =
   | { status: 'accepted'; eventId: string }
@@ -170,47 +171,9 @@ function insertParams(events: NormalizedEvent[]): unknown[] {
   return params;
 }
 
-interface LicenseState {
-  tenantId: string;
-  environment: Environment;
-  status: string;
-  usageTrackingEnabled: boolean;
-  deleted: boolean;
-}
-
-async function loadLicenses(pool: pg.Pool, ids: string[]): Promise<Map<string, LicenseState>> {
-  const { rows } = await pool.query<{
-    id: string;
-    tenant_id: string;
-    environment: Environment;
-    status: string;
-    usage_tracking_enabled: boolean;
-    deleted: boolean;
-  }>(
-    `SELECT id, tenant_id, environment, status, usage_tracking_enabled, deleted_at IS NOT NULL AS deleted
-       FROM licenses WHERE id = ANY($1::uuid[])`,
-    [ids],
-  );
-  return new Map(
-    rows.map((r) => [
-      r.id,
-      { tenantId: r.tenant_id, environment: r.environment, status: r.status, usageTrackingEnabled: r.usage_tracking_enabled, deleted: r.deleted },
-    ]),
-  );
-}
-
-function licenseRejection(license: LicenseState | undefined, event: NormalizedEvent): EventOutcome | null {
-  // Another tenant's license, or one of the other environment, is "not found": never reveal that it exists.
-  if (!license || license.tenantId !== event.tenantId || license.environment !== event.environment || license.deleted) {
-    return { status: 'rejected', code: 'LICENSE_NOT_FOUND', message: 'licenseId: license not found' };
-  }
-  if (license.status !== 'ACTIVE') {
-    return { status: 'rejected', code: 'LICENSE_INACTIVE', message: `licenseId: license is ${license.status}, not ACTIVE` };
-  }
-  if (!license.usageTrackingEnabled) {
-    return { status: 'rejected', code: 'LICENSE_INACTIVE', message: 'licenseId: usage tracking is disabled for this license' };
-  }
-  return null;
+function licenseRejection(license: LicenseRecord | undefined, event: NormalizedEvent): EventOutcome | null {
+  const refused = licenseRefusal(license, event.tenantId, event.environment);
+  return refused ? { status: 'rejected', ...refused } : null;
 }
 
 const keyOf = (e: { tenantId: string; idempotencyKey: string | null }) => `${e.tenantId}\u0000${e.idempotencyKey}`;
@@ -224,10 +187,16 @@ function byKey(a: NormalizedEvent, b: NormalizedEvent): number {
 }
 
 export class EventWriter {
+  /** Where licenses are looked up: the quota enforcer's cache, so both read one entry (uncached when none is given). */
+  readonly licenses: LicenseCache;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly metrics?: Metrics,
-  ) {}
+    licenses?: LicenseCache,
+  ) {
+    this.licenses = licenses ?? new LicenseCache(pool, { ttlMs: 0 });
+  }
 
   /**
    * Stores a group of events (possibly of several tenants) in one multi-row statement and
@@ -236,7 +205,7 @@ export class EventWriter {
    */
   async write(events: NormalizedEvent[]): Promise<EventOutcome[]> {
     const outcomes: (EventOutcome | undefined)[] = new Array(events.length);
-    const licenses = await loadLicenses(this.pool, [...new Set(events.map((e) => e.licenseId))]);
+    const licenses = await this.licenses.getMany(new Set(events.map((e) => e.licenseId)));
 
     // The first event of each key, per tenant (no key string built per event).
     const firstByKey = new Map<string, Map<string, number>>();

@@ -7,5 +7,5 @@ export const setLicenseStatusProcedure = procedure({ roles: ['owner', 'member'],
   .input(z.strictObject({ id: z.uuid(), status: licenseStatusSchema }))
   .output(licenseSchema)
   .mutation(({ ctx, input }) =>
-    setLicenseStatus(ctx.services.db.prisma, requireTenant(ctx.tenantId), ctx.environment, input.id, input.status),
+    setLicenseStatus(ctx.services.licenses, requireTenant(ctx.tenantId), ctx.environment, input.id, input.status),
   );
