@@ -13,16 +13,12 @@ export type { AppRouter };
 export type RouterInputs = inferRouterInputs<AppRouter>;
 export type RouterOutputs = inferRouterOutputs<AppRouter>;
 
-/** One usage event as `usage.trackEvent` takes it, plus who caused it. */
-export type TrackEvent = RouterInputs['usage']['trackEvent'] & {
-  /**
-   * The person's email and organization. Tally has no columns for them yet: they travel in
-   * `properties` (`userEmail`, `organization`), which analytics never shows and
-   * `privacy.eraseUser` empties with the rest of the user's properties.
-   */
-  userEmail?: string;
-  organization?: string;
-};
+/**
+ * One usage event as `usage.trackEvent` takes it, who caused it included: `userId`,
+ * `userEmail` and `organization` are fields of the event that Tally stores in columns of their
+ * own (the email is never shown in analytics answers; `privacy.eraseUser` removes it).
+ */
+export type TrackEvent = RouterInputs['usage']['trackEvent'];
 
 export type CheckInput = RouterInputs['usage']['check'];
 export type CheckResult = RouterOutputs['usage']['check'];
@@ -147,22 +143,14 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
   return Math.round(random() * ceiling);
 }
 
-/** The event as Tally's schema takes it: identification folded into properties, a key and a time set. */
+/** The event as Tally's schema takes it, with a key and a time set. */
 function toWire(event: TrackEvent): Record<string, unknown> {
-  const { userEmail, organization, ...rest } = event;
-  const body: Record<string, unknown> = { ...rest };
+  const body: Record<string, unknown> = { ...event };
   // A key and a time fixed when the event is tracked, so every resend is the same payload and
   // Tally answers `duplicate` instead of storing it twice.
   body.idempotencyKey ??= globalThis.crypto.randomUUID();
   body.occurredAt ??= new Date().toISOString();
   body.sdkVersion ??= `tally-sdk-node/${SDK_VERSION}`;
-  if (userEmail !== undefined || organization !== undefined) {
-    body.properties = {
-      ...(rest.properties as Record<string, unknown> | undefined),
-      ...(userEmail !== undefined ? { userEmail } : {}),
-      ...(organization !== undefined ? { organization } : {}),
-    };
-  }
   return body;
 }
 

@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { AppError, isUnavailableError } from '../lib/errors';
-import { EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
+import { EMAIL_EXPORT_ROLES, EXPORT_KINDS, exportQuerySchema, exportRows, type ExportKind } from '../domain/analytics/export';
 import type { Services } from './services';
 import { clientAddress } from './client-address';
 import { requestLogger } from './request-log';
@@ -98,6 +98,7 @@ export function createExportHandler(services: Services) {
     if (req.method !== 'GET' || !EXPORT_KINDS.includes(kind)) return fail(res, 404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
     let tenantId: string;
     let environment: Environment;
+    let role: string;
     try {
       const caller = {
         authorization: req.headers.authorization,
@@ -109,6 +110,7 @@ export function createExportHandler(services: Services) {
       const access = await resolveAccess(services, caller, EXPORT_ACCESS, `${EXPORT_PATH}${kind}`);
       tenantId = access.tenantId!;
       environment = access.environment;
+      role = access.principal.role;
     } catch (error) {
       if (!(error instanceof AccessRefused)) throw error;
       return fail(res, httpStatusOf(error), error.code, error.message, undefined, error.headers);
@@ -118,6 +120,9 @@ export function createExportHandler(services: Services) {
       return fail(res, 400, 'BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), parsed.error.issues);
     }
     const query = parsed.data;
+    if (query.includeUserEmail === true && !EMAIL_EXPORT_ROLES.includes(role)) {
+      return fail(res, 403, 'FORBIDDEN', `includeUserEmail: role "${role}" may not export users' emails (owner only)`);
+    }
     const slot = slots.take(tenantId);
     if (slot === 'tenant') {
       const message = `too many exports at once: this tenant already runs ${slots.perTenantMax} (EXPORT_MAX_PER_TENANT); retry when one has finished`;

@@ -8,6 +8,7 @@ import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { RawJson, arbitraryFor, hostileValue, toJsonText } from '../helpers/zod-arbitrary';
 import { readScoreboard, scoreboardChanges } from '../helpers/scoreboard';
+import { useFakeStripe } from '../helpers/billing';
 
 /**
  * The REST face under random input: for every route of the route table, inputs derived from its
@@ -25,6 +26,8 @@ const inputOf = (route: RestRoute) =>
   (appRouter._def.procedures as unknown as Record<string, { _def: { inputs: z.ZodType[] } }>)[route.procedure]!._def.inputs[0]!;
 const seedFor = (...parts: string[]) => SEED ^ createHash('sha256').update(parts.join('|')).digest().readInt32LE(0);
 
+// The billing routes call Stripe: the fake one, started (in its own beforeAll) before the app.
+useFakeStripe();
 let app: TestApp;
 let db: ReturnType<typeof createIsolatedDatabase>;
 let ids: string[];

@@ -7,6 +7,7 @@ import type { Meta, TenantRole } from '../../src/server/trpc';
 import { OPENAPI_PATH, REST_ROUTES, type RestRoute, pathFields } from '../../src/server/rest/routes';
 import { useTestApp, type CallResult } from '../helpers/harness';
 import { licenseWithLimit } from '../helpers/quota';
+import { secretKey, useFakeStripe, webhookSecret } from '../helpers/billing';
 import { rawRest, restCall, restRouteOf, type RestResult } from '../helpers/rest';
 
 /**
@@ -17,6 +18,8 @@ import { rawRest, restCall, restRouteOf, type RestResult } from '../helpers/rest
  */
 
 const BODY_LIMIT = 4096;
+// Stripe is the fake one (billing.connect and billing.createCustomer call it); started before the app.
+useFakeStripe();
 const app = useTestApp({ MAX_BODY_BYTES: String(BODY_LIMIT), QUOTA_REDIS_TIMEOUT_MS: '10000' });
 const WEBHOOK_URL = 'https://93.184.215.14/tally-rest';
 const TODAY = new Date().toISOString().slice(0, 10);
@@ -51,6 +54,10 @@ async function freshOverage(): Promise<string> {
   return overage.id;
 }
 const freshLicense = async () => (await app.createLicense(w.owner)).id;
+const connectStripe = async () => {
+  const res = await app.call('billing.connect', { secretKey: secretKey('live'), webhookSecret: webhookSecret() }, w.owner);
+  if (res.status !== 200) throw new Error(`billing.connect: ${JSON.stringify(res.body)}`);
+};
 
 /**
  * A valid call in the world's tenant for each procedure a REST route serves. `fresh` calls
@@ -103,6 +110,40 @@ const twins: Record<string, { input: () => unknown; fresh?: boolean; ignore?: st
   'webhooks.delete': { input: async () => ({ id: (await app.call('webhooks.create', { url: WEBHOOK_URL }, w.owner)).data.id }), fresh: true },
   'webhooks.rotateSecret': { input: () => ({ id: w.webhook, overlapHours: 1 }) },
   'webhooks.deliveries': { input: () => ({ limit: 5 }) },
+  'usage.voidEvents': {
+    input: async () => {
+      const res = await app.call('usage.trackEvent', { licenseId: w.license, usageType: 'rest_t', quantity: 1 }, w.owner);
+      return { eventIds: [res.data.eventId], reason: 'sent twice by mistake' };
+    },
+    fresh: true,
+    ignore: ['recomputeJobId'],
+  },
+  'forecasts.accuracy': { input: () => ({ licenseId: w.license }) },
+  'auditLogs.list': { input: () => ({ targetId: w.license, limit: 20 }) },
+  'billing.connect': { input: () => ({ secretKey: secretKey('live'), webhookSecret: webhookSecret() }), fresh: true, ignore: ['keyHint', 'reportFrom'] },
+  'billing.disconnect': {
+    input: async () => {
+      await connectStripe();
+      return {};
+    },
+    fresh: true,
+  },
+  'billing.createCustomer': {
+    input: async () => {
+      await connectStripe();
+      return { licenseId: await freshLicense(), email: 'billing@example.com' };
+    },
+    fresh: true,
+    ignore: ['stripeCustomerId', 'licenseId'],
+  },
+  'billing.meters.list': { input: () => ({}) },
+  'billing.meters.upsert': { input: () => ({ usageType: 'rest_t', eventName: 'rest_events', unitMultiplier: '0.001' }) },
+  'billing.planPrices.set': { input: () => ({ stripePriceId: 'price_rest', plan: 'starter' }) },
+  'billing.reportNow': { input: () => ({}), ignore: ['jobId'] },
+  'billing.health': { input: () => ({}) },
+  'billing.reconciliation': { input: () => ({ licenseId: w.license, from: YESTERDAY, to: TODAY }) },
+  'billing.usageSummary': { input: () => ({ licenseId: w.license }) },
+  'billing.usageReport': { input: () => ({ licenseId: w.license, from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date().toISOString() }) },
 };
 
 /** What differs between two calls by construction: new ids, secrets and times. */

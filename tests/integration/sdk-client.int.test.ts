@@ -185,11 +185,17 @@ it('carries identification: User-Agent, X-Tally-Environment, the SDK version, an
   await tally.track({ licenseId, usageType: 'api_call', userId: 'u-1', userEmail: 'ada@example.com', organization: 'Analytical Engines' });
   await tally.flush();
   expect(seen.map((h) => [h.get('user-agent'), h.get('x-tally-environment')])).toEqual([[`tally-sdk-node/${SDK_VERSION}`, 'staging']]);
-  const row = await app.services.db.pool.query(`SELECT user_id, sdk_version, properties FROM usage_events WHERE license_id = $1`, [licenseId]);
-  expect(row.rows).toEqual([{ user_id: 'u-1', sdk_version: `tally-sdk-node/${SDK_VERSION}`, properties: { userEmail: 'ada@example.com', organization: 'Analytical Engines' } }]);
-  // Analytics breakdowns do not show properties: the email is in no analytics answer.
-  const breakdown = await tally.analytics.breakdown.query({ startDate: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10), endDate: new Date(Date.now() + 86_400_000).toISOString().slice(0, 10), by: 'sdkVersion', licenseId });
-  expect(JSON.stringify(breakdown)).not.toContain('ada@example.com');
+  const row = await app.services.db.pool.query(`SELECT user_id, user_email, organization, sdk_version, properties FROM usage_events WHERE license_id = $1`, [licenseId]);
+  // The identification travels as fields of the event, stored in their own columns.
+  expect(row.rows).toEqual([
+    { user_id: 'u-1', user_email: 'ada@example.com', organization: 'Analytical Engines', sdk_version: `tally-sdk-node/${SDK_VERSION}`, properties: {} },
+  ]);
+  // The organization is a breakdown dimension; the email is in no analytics answer.
+  const range = { startDate: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10), endDate: new Date(Date.now() + 86_400_000).toISOString().slice(0, 10), licenseId };
+  const byOrganization = await tally.analytics.breakdown.query({ ...range, by: 'organization' });
+  expect(byOrganization.items).toEqual([expect.objectContaining({ key: 'Analytical Engines', quantity: '1' })]);
+  const breakdown = await tally.analytics.breakdown.query({ ...range, by: 'sdkVersion' });
+  expect(JSON.stringify([breakdown, byOrganization])).not.toContain('ada@example.com');
   expect(breakdown.items.map((i) => i.key)).toEqual([`tally-sdk-node/${SDK_VERSION}`]);
 });
 

@@ -44,6 +44,8 @@ function stored(raw: Record<string, unknown>): { row: StoredEvent; hash: string 
       platform: e.platform,
       deviceType: e.deviceType,
       userId: e.userId,
+      userEmail: e.userEmail,
+      organization: e.organization,
       route: e.route,
       method: e.method,
       statusCode: e.statusCode,
@@ -62,6 +64,8 @@ describe('rehashErased', () => {
       quantity: fc.oneof(fc.integer({ min: 0, max: 10_000 }), fc.constantFrom('1.5', '0.000001', '2.50', '1e3')),
       occurredAt: fc.integer({ min: 0, max: 86_400_000 }).map((ms) => new Date(NOW.getTime() - ms).toISOString()),
       userId: fc.string({ maxLength: 20 }),
+      userEmail: fc.stringMatching(/^[a-z0-9_+-]{1,10}@[a-z0-9]{1,10}\.[a-z]{2,6}$/),
+      organization: fc.string({ minLength: 1, maxLength: 20 }),
       route: fc.string({ maxLength: 20 }),
       platform: fc.constantFrom('web', 'ios'),
       statusCode: fc.integer({ min: 100, max: 599 }),
@@ -88,10 +92,10 @@ describe('rehashErased', () => {
     fc.assert(
       fc.property(event, (raw) => {
         const original = stored({ licenseId, usageType: 'api_call', ...raw, userId: 'u-1' });
-        const { ipAddress: _ip, properties: _p, ...rest } = raw;
+        const { ipAddress: _ip, properties: _p, userEmail: _email, ...rest } = raw;
         const sentProperties = 'properties' in raw ? { properties: {} } : {};
         const erased = stored({ licenseId, usageType: 'api_call', ...rest, ...sentProperties, userId: 'erased:p' });
-        const after = { ...original.row, userId: 'erased:p', ipAddress: null, properties: {} };
+        const after = { ...original.row, userId: 'erased:p', userEmail: null, ipAddress: null, properties: {} };
         expect(rehashErased(original.row, original.hash, after)).toBe(erased.hash);
       }),
       { numRuns: 500 },

@@ -5,7 +5,7 @@ import { resolveScope, type AnalyticsDeps } from './usage-analytics';
 import { usageSeries, type SeriesScope } from '../usage-reader/series';
 import type { Environment } from '../environments/environment';
 
-export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType', 'country'] as const;
+export const BREAKDOWN_DIMENSIONS = ['platform', 'deviceType', 'route', 'statusClass', 'sdkVersion', 'usageType', 'country', 'organization'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];
 
 export interface BreakdownInput {
@@ -65,6 +65,10 @@ function strategyFor(by: BreakdownDimension): BreakdownStrategy {
     case 'country':
       // Looked up from ipAddress at ingestion (ISO 3166-1 alpha-2); null: no public address, or unplaced.
       return rawDimension('country');
+    case 'organization':
+      // As the client sent it on the event. The user's email is never a dimension: personal data
+      // stays out of analytics answers (privacy.exportUser and exports with includeUserEmail have it).
+      return rawDimension('organization');
     default: {
       const never: never = by;
       throw new Error(`unknown breakdown ${String(never)}`);

@@ -23,6 +23,11 @@ export const exportQuerySchema = z.strictObject({
    * voided_by_key_id). A query string says `true` or `false`; JSON callers may send a boolean.
    */
   includeVoided: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
+  /**
+   * Events export only: the user_email column too. Emails are personal data: never exported
+   * unless asked for, and only owners (and admins) may ask (EMAIL_EXPORT_ROLES).
+   */
+  includeUserEmail: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
 });
 export type ExportQuery = z.output<typeof exportQuerySchema>;
 
@@ -46,8 +51,12 @@ const EVENT_COLUMNS: Column[] = [
   col('device_type'), col('user_id'), col('route'), col('method'), col('status_code', 'status_code::text', 'status_code'),
   col('duration_ms', 'duration_ms::text', 'duration_ms'), col('sdk_version'), col('properties', 'properties::text', 'properties'),
   // Appended, so readers of the earlier columns by position are unaffected.
-  col('country'),
+  col('country'), col('organization'),
 ];
+/** Roles that may export users' emails (includeUserEmail); the others get a 403 for asking. */
+export const EMAIL_EXPORT_ROLES: readonly string[] = ['owner', 'admin'];
+/** Appended (before any void columns) only when includeUserEmail is asked for. */
+const EMAIL_COLUMNS: Column[] = [col('user_email')];
 /** The void columns, appended when an export includes voided events (null for the others). */
 const VOID_COLUMNS: Column[] = [
   col('voided_at', utcStamp('voided_at')), col('void_reason'), col('voided_by_key_id', 'voided_by_key_id::text'),
@@ -100,7 +109,9 @@ export async function* exportRows(
   const { licenses, timezone } = await resolveScope(deps, tenantId, environment, query);
   const range = rangeOf(query.startDate, query.endDate, 'daily', timezone);
   const includeVoided = kind === 'events' && query.includeVoided === true;
-  const columns = kind === 'events' ? (includeVoided ? [...EVENT_COLUMNS, ...VOID_COLUMNS] : EVENT_COLUMNS) : ROLLUP_COLUMNS;
+  const includeEmail = kind === 'events' && query.includeUserEmail === true;
+  const columns =
+    kind === 'events' ? [...EVENT_COLUMNS, ...(includeEmail ? EMAIL_COLUMNS : []), ...(includeVoided ? VOID_COLUMNS : [])] : ROLLUP_COLUMNS;
   const client = await deps.exportPool.connect();
   let broken: Error | undefined;
   let open = false;

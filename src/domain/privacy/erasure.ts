@@ -51,7 +51,7 @@ function pseudonymFor(tenantId: string, userId: string): string {
 
 /**
  * Erases one user of a tenant (optionally of one license): in every event carrying the user
- * id, userId becomes a pseudonym, ipAddress is removed, properties are emptied (any of them
+ * id, userId becomes a pseudonym, ipAddress and userEmail are removed, properties are emptied (any of them
  * may be personal; none is aggregated), and the user id or address where it stands in another
  * text field (route, platform, idempotency key...) becomes the pseudonym; the payload hash of
  * the event and its idempotency key is recomputed over what remains. The tenant's audit log
@@ -94,7 +94,7 @@ async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: nu
   const { tenantId, environment, userId } = request;
   const pseudonym = pseudonymFor(tenantId, userId);
   const addresses = await addressesOf(pool, request);
-  const needles = [userId, ...addresses];
+  const needles = [userId, ...addresses, ...(await emailsOf(pool, request))];
 
   const auditLogs = await scrubAuditLogs(pool, tenantId, needles, addresses, pseudonym);
   const webhookDeliveries = await scrubWebhookDeliveries(pool, tenantId, environment, needles, pseudonym);
@@ -205,6 +205,20 @@ async function addressesOf(pool: pg.Pool, { tenantId, environment, userId, licen
   return rows.map((r) => r.ip);
 }
 
+/** The emails the user's events carry that no other user's events do (same reasoning as addressesOf). */
+async function emailsOf(pool: pg.Pool, { tenantId, environment, userId, licenseId }: ErasureRequest): Promise<string[]> {
+  const { rows } = await pool.query<{ email: string }>(
+    `SELECT DISTINCT e.user_email AS email FROM usage_events e
+      WHERE e.tenant_id = $1 AND e.user_id = $2 AND ($3::uuid IS NULL OR e.license_id = $3) AND e.user_email IS NOT NULL
+        AND e.license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $4::api_key_environment)
+        AND NOT EXISTS (SELECT 1 FROM usage_events o
+                         WHERE o.tenant_id = $1 AND o.user_email = e.user_email AND o.user_id IS DISTINCT FROM $2)
+      LIMIT ${MAX_ADDRESSES}`,
+    [tenantId, userId, licenseId ?? null, environment],
+  );
+  return rows.map((r) => r.email);
+}
+
 /** A deadlock or serialization failure rolled the batch back whole: running it again is safe. */
 async function withRetry<T>(work: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -249,7 +263,8 @@ async function eraseBatch(
     const table = quoteIdent(partition);
     const { rows } = await client.query<EventRow>(
       `SELECT id, license_id, usage_type, quantity::text AS quantity, occurred_at, idempotency_key, payload_hash,
-              platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, country, properties
+              platform, device_type, user_id, user_email, organization, route, method, status_code, duration_ms, sdk_version, ip_address,
+              country, properties
          FROM ${table}
         WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3) AND id > $4
           AND license_id IN (SELECT id FROM licenses WHERE tenant_id = $1 AND environment = $6::api_key_environment)
@@ -259,12 +274,16 @@ async function eraseBatch(
     if (rows.length === 0) return { events: 0, idempotencyKeys: 0, lastId: null };
 
     const rewritten = rows.map((r) => {
-      const needles = r.ip_address === null ? [userId] : [userId, r.ip_address];
+      const needles = [userId, ...(r.ip_address === null ? [] : [r.ip_address]), ...(r.user_email === null ? [] : [r.user_email])];
       const scrub = (s: string | null) => (s === null ? null : replaceTokens(s, needles, pseudonym));
       const before = storedEvent(r);
       const afterErasure: StoredEvent = {
         ...before,
         userId: pseudonym,
+        userEmail: null, // personal through and through: removed, not pseudonymised
+        // The organization stays (breakdowns by organization keep their numbers); the user's
+        // id, address or email standing in it as a token is replaced like in the other texts.
+        organization: scrub(r.organization),
         ipAddress: null,
         country: null, // derived from the address: it goes with it
         properties: {},
@@ -279,10 +298,11 @@ async function eraseBatch(
 
     const updated = await client.query(
       `UPDATE ${table} e
-          SET user_id = $3, ip_address = NULL, country = NULL, properties = '{}', idempotency_key = n.idempotency_key, payload_hash = n.payload_hash,
-              platform = n.platform, device_type = n.device_type, route = n.route, method = n.method, sdk_version = n.sdk_version
-         FROM unnest($4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-              AS n(id, occurred_at, idempotency_key, payload_hash, platform, device_type, route, method, sdk_version)
+          SET user_id = $3, user_email = NULL, ip_address = NULL, country = NULL, properties = '{}', idempotency_key = n.idempotency_key,
+              payload_hash = n.payload_hash, platform = n.platform, device_type = n.device_type, route = n.route, method = n.method,
+              sdk_version = n.sdk_version, organization = n.organization
+         FROM unnest($4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+              AS n(id, occurred_at, idempotency_key, payload_hash, platform, device_type, route, method, sdk_version, organization)
         WHERE e.tenant_id = $1 AND e.user_id = $2 AND e.id = n.id AND e.occurred_at = n.occurred_at`,
       [
         tenantId,
@@ -297,6 +317,7 @@ async function eraseBatch(
         rewritten.map((w) => w.event.route),
         rewritten.map((w) => w.event.method),
         rewritten.map((w) => w.event.sdkVersion),
+        rewritten.map((w) => w.event.organization),
       ],
     );
 

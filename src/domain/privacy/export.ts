@@ -82,8 +82,8 @@ export async function exportUser(pool: pg.Pool, request: UserExportRequest) {
     }
   >(
     `SELECT id, license_id, usage_type, trim_scale(quantity)::text AS quantity, occurred_at, received_at, idempotency_key,
-            platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, country, properties,
-            voided_at, void_reason
+            platform, device_type, user_id, user_email, organization, route, method, status_code, duration_ms, sdk_version, ip_address,
+            country, properties, voided_at, void_reason
        FROM usage_events
       WHERE tenant_id = $1 AND user_id = $2 AND ($3::uuid IS NULL OR license_id = $3)
         AND ($4::uuid IS NULL OR (license_id, occurred_at, id) > ($4::uuid, $5::timestamptz, $6::uuid))

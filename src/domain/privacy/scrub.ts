@@ -48,6 +48,8 @@ export interface DimensionColumns {
   platform: string | null;
   device_type: string | null;
   user_id: string | null;
+  user_email: string | null;
+  organization: string | null;
   route: string | null;
   method: string | null;
   status_code: number | null;
@@ -63,6 +65,8 @@ export function dimensionsOf(r: DimensionColumns): EventDimensions {
     platform: r.platform,
     deviceType: r.device_type,
     userId: r.user_id,
+    userEmail: r.user_email,
+    organization: r.organization,
     route: r.route,
     method: r.method,
     statusCode: r.status_code,
@@ -97,7 +101,7 @@ function parsedOf(e: StoredEvent, shape: Shape): ParsedUsageEvent {
     quantity: new Decimal(e.quantity).toFixed(), // the normal form the schema hands on
   };
   if (shape.occurredAt) parsed.occurredAt = e.occurredAt.toISOString();
-  for (const key of ['platform', 'deviceType', 'userId', 'route', 'method', 'statusCode', 'durationMs', 'sdkVersion'] as const) {
+  for (const key of ['platform', 'deviceType', 'userId', 'userEmail', 'organization', 'route', 'method', 'statusCode', 'durationMs', 'sdkVersion'] as const) {
     if (e[key] !== null) parsed[key] = e[key];
   }
   if (shape.ipAddress && e.ipAddress !== null) parsed.ipAddress = e.ipAddress;

@@ -90,7 +90,22 @@ const propertiesSchema = boundedJsonObject(128)
 
 
 /** Limits of the free-text fields, shared by the schema and the fast path below. */
-const TEXT_LIMITS = { idempotencyKey: 255, platform: 64, deviceType: 64, userId: 256, route: 512, method: 16, sdkVersion: 100 } as const;
+const TEXT_LIMITS = {
+  idempotencyKey: 255,
+  platform: 64,
+  deviceType: 64,
+  userId: 256,
+  route: 512,
+  method: 16,
+  sdkVersion: 100,
+  organization: 256,
+  /** RFC 5321's limit on a forward path, less its angle brackets. */
+  userEmail: 254,
+} as const;
+export const MAX_USER_EMAIL_LENGTH = TEXT_LIMITS.userEmail;
+export const MAX_ORGANIZATION_LENGTH = TEXT_LIMITS.organization;
+/** zod's email shape (the same regex the fast path tests). */
+const EMAIL = z.regexes.email;
 const INT_RANGES = { statusCode: [100, 599], durationMs: [0, 2_147_483_647] } as const;
 
 export const usageTypeSchema = z.string().regex(USAGE_TYPE_PATTERN, 'must be 1-64 characters of a-z, 0-9, _ . : -');
@@ -104,6 +119,9 @@ export const usageEventInputSchema = z.strictObject({
   platform: storableText(TEXT_LIMITS.platform).optional(),
   deviceType: storableText(TEXT_LIMITS.deviceType).optional(),
   userId: storableText(TEXT_LIMITS.userId).optional(),
+  /** Personal data: stored on the event, exported and erased per user, never shown in analytics. */
+  userEmail: z.email({ pattern: EMAIL }).max(TEXT_LIMITS.userEmail).optional(),
+  organization: storableText(TEXT_LIMITS.organization).min(1).optional(),
   route: storableText(TEXT_LIMITS.route).optional(),
   method: storableText(TEXT_LIMITS.method).optional(),
   statusCode: z.number().int().min(INT_RANGES.statusCode[0]).max(INT_RANGES.statusCode[1]).optional(),
@@ -161,6 +179,12 @@ export function fastParseEvent(raw: unknown): ParsedUsageEvent | null {
       case 'idempotencyKey':
         if (!storable(value, TEXT_LIMITS.idempotencyKey) || value.length === 0) return null;
         break;
+      case 'userEmail':
+        if (typeof value !== 'string' || value.length > TEXT_LIMITS.userEmail || !EMAIL.test(value)) return null;
+        break;
+      case 'organization':
+        if (!storable(value, TEXT_LIMITS.organization) || value.length === 0) return null;
+        break;
       case 'platform':
       case 'deviceType':
       case 'userId':
@@ -188,6 +212,8 @@ export interface EventDimensions {
   platform: string | null;
   deviceType: string | null;
   userId: string | null;
+  userEmail: string | null;
+  organization: string | null;
   route: string | null;
   method: string | null;
   statusCode: number | null;

@@ -68,6 +68,8 @@ export function normalizeEvent(
     platform: event.platform ?? null,
     deviceType: event.deviceType ?? null,
     userId: event.userId ?? null,
+    userEmail: event.userEmail ?? null,
+    organization: event.organization ?? null,
     route: event.route ?? null,
     method: event.method ?? null,
     statusCode: event.statusCode ?? null,
@@ -96,10 +98,10 @@ WITH input AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[], $8::text[],
     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::text[],
-    $17::text[], $18::jsonb[], $20::text[]
+    $17::text[], $18::jsonb[], $20::text[], $21::text[], $22::text[]
   ) AS t(id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash,
          platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-         ip_address, properties, country)
+         ip_address, properties, country, user_email, organization)
 ),
 claimed AS (
   INSERT INTO idempotency_keys (tenant_id, key, event_id, occurred_at, payload_hash)
@@ -110,9 +112,10 @@ claimed AS (
 stored AS (
   INSERT INTO usage_events (id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key,
     payload_hash, platform, device_type, user_id, route, method, status_code, duration_ms, sdk_version,
-    ip_address, properties, country)
+    ip_address, properties, country, user_email, organization)
   SELECT id, tenant_id, license_id, usage_type, quantity, occurred_at, idempotency_key, payload_hash, platform,
-         device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties, country
+         device_type, user_id, route, method, status_code, duration_ms, sdk_version, ip_address, properties, country,
+         user_email, organization
     FROM input
    WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM claimed)
   RETURNING id, tenant_id, license_id, occurred_at
@@ -168,6 +171,9 @@ function insertParams(events: NormalizedEvent[]): unknown[] {
   params.push(LATE_MARK_LEAD_SECONDS);
   // $20, after $19: the country came with the column, appended so the other numbers stay put.
   params.push(pgArray(events, true, (e) => e.country));
+  // $21, $22: the user's email and organization, appended for the same reason.
+  params.push(pgArray(events, false, (e) => e.userEmail));
+  params.push(pgArray(events, false, (e) => e.organization));
   return params;
 }
 

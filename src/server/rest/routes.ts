@@ -33,7 +33,7 @@ export interface RestRoute {
 
 /**
  * The public procedures as REST routes. Admin and platform work (tenants, jobs, recomputation,
- * audit logs, privacy, exports) stays on tRPC. Tests derive their cases from this table
+ * privacy, exports) stays on tRPC; the tenant's audit log and billing are here. Tests derive their cases from this table
  * (auth matrix, fuzz, twin comparison), so a new route is covered as soon as it is added.
  */
 export const REST_ROUTES: readonly RestRoute[] = [
@@ -55,6 +55,7 @@ export const REST_ROUTES: readonly RestRoute[] = [
     documentedBody: z.strictObject({ events: z.array(usageEventInputSchema).min(1).max(1000) }),
   },
   { method: 'GET', path: '/usage/check', procedure: 'usage.check', tag: 'usage', summary: 'Would this much more usage be admitted now? (records nothing)' },
+  { method: 'POST', path: '/events/void', procedure: 'usage.voidEvents', tag: 'usage', summary: 'Void events sent by mistake (kept for the record, counted nowhere; owner, audited with the reason)' },
 
   { method: 'GET', path: '/licenses', procedure: 'licenses.list', tag: 'licenses', summary: 'List licenses (cursor pagination)' },
   { method: 'POST', path: '/licenses', procedure: 'licenses.create', tag: 'licenses', summary: 'Create a license', status: 201 },
@@ -82,6 +83,21 @@ export const REST_ROUTES: readonly RestRoute[] = [
   { method: 'GET', path: '/analytics/top-licenses', procedure: 'analytics.topLicenses', tag: 'analytics', summary: 'Licenses with the most usage' },
 
   { method: 'GET', path: '/forecasts', procedure: 'forecasts.list', tag: 'forecasts', summary: 'List forecasts' },
+  { method: 'GET', path: '/forecasts/accuracy', procedure: 'forecasts.accuracy', tag: 'forecasts', summary: 'How far forecasts of closed periods were from the actual totals' },
+
+  { method: 'POST', path: '/billing/connect', procedure: 'billing.connect', tag: 'billing', summary: 'Connect a Stripe account (secrets stored encrypted, never returned)' },
+  { method: 'POST', path: '/billing/disconnect', procedure: 'billing.disconnect', tag: 'billing', summary: 'Disconnect Stripe' },
+  { method: 'POST', path: '/billing/customers', procedure: 'billing.createCustomer', tag: 'billing', summary: "Create a license's Stripe customer and link it", status: 201 },
+  { method: 'GET', path: '/billing/meters', procedure: 'billing.meters.list', tag: 'billing', summary: 'List the usage types mapped to Stripe meters' },
+  { method: 'POST', path: '/billing/meters', procedure: 'billing.meters.upsert', tag: 'billing', summary: 'Map a usage type to a Stripe meter (created in Stripe when asked)' },
+  { method: 'POST', path: '/billing/plan-prices', procedure: 'billing.planPrices.set', tag: 'billing', summary: 'Map a Stripe price to a plan tier (subscription sync)' },
+  { method: 'POST', path: '/billing/report-now', procedure: 'billing.reportNow', tag: 'billing', summary: 'Report usage to Stripe now (queues a run)' },
+  { method: 'GET', path: '/billing/health', procedure: 'billing.health', tag: 'billing', summary: 'Billing sync health: connection, backlog, failures, last reconciliation' },
+  { method: 'GET', path: '/billing/reconciliation', procedure: 'billing.reconciliation', tag: 'billing', summary: "Differences found between Stripe's meter summaries, the ledger and the rollups" },
+  { method: 'GET', path: '/licenses/{licenseId}/billing/summary', procedure: 'billing.usageSummary', tag: 'billing', summary: "A license's billing period: quantities, reported, pending, amounts" },
+  { method: 'GET', path: '/licenses/{licenseId}/billing/report', procedure: 'billing.usageReport', tag: 'billing', summary: "A license's usage as reported to Stripe, per day" },
+
+  { method: 'GET', path: '/audit-logs', procedure: 'auditLogs.list', tag: 'audit-logs', summary: "The tenant's audit log (cursor pagination)" },
 
   { method: 'GET', path: '/api-keys', procedure: 'apiKeys.list', tag: 'api-keys', summary: 'List API keys' },
   { method: 'POST', path: '/api-keys', procedure: 'apiKeys.create', tag: 'api-keys', summary: 'Create an API key (the secret is shown once)', status: 201 },

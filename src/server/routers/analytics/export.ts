@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { EXPORT_KINDS, exportQuerySchema, exportUrl } from '../../../domain/analytics/export';
+import { EMAIL_EXPORT_ROLES, EXPORT_KINDS, exportQuerySchema, exportUrl } from '../../../domain/analytics/export';
+import { AppError } from '../../../lib/errors';
 import { resolveScope } from '../../../domain/analytics/usage-analytics';
 import { rangeOf } from '../../../domain/analytics/buckets';
 import { procedure, requireTenant } from '../../trpc';
@@ -14,6 +15,9 @@ export const exportProcedure = procedure(EXPORT_ACCESS)
   .output(z.object({ url: z.string(), method: z.literal('GET'), format: z.enum(['csv', 'json']) }))
   .query(async ({ ctx, input }) => {
     const { kind, ...query } = input;
+    if (query.includeUserEmail === true && !EMAIL_EXPORT_ROLES.includes(ctx.principal.role)) {
+      throw new AppError('FORBIDDEN', `includeUserEmail: role "${ctx.principal.role}" may not export users' emails (owner only)`);
+    }
     const { timezone } = await resolveScope({ pool: ctx.services.db.pool, prisma: ctx.services.db.prisma }, requireTenant(ctx.tenantId), ctx.environment, query);
     rangeOf(query.startDate, query.endDate, 'daily', timezone);
     return { url: exportUrl(kind, query), method: 'GET' as const, format: query.format };

@@ -37,6 +37,8 @@ const exportedEvent = z.object({
   platform: z.string().nullable(),
   deviceType: z.string().nullable(),
   userId: z.string(),
+  userEmail: z.string().nullable(),
+  organization: z.string().nullable(),
   route: z.string().nullable(),
   method: z.string().nullable(),
   statusCode: z.number().nullable(),
