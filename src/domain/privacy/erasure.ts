@@ -4,7 +4,7 @@ import { AppError } from '../../lib/errors';
 import { inTransaction } from '../../lib/transaction';
 import { type DimensionColumns, dimensionsOf, rehashErased, replaceTokens, replaceTokensInJson, type StoredEvent } from './scrub';
 import type { Environment } from '../environments/environment';
-import { USER_NUMBER_LOCK } from '../rollups/recompute';
+import { USER_NUMBER_LOCK, userNumberLockSlot } from '../rollups/recompute';
 
 /** Events rewritten per transaction: a heavy user is erased in many short transactions, not one long one. */
 export const ERASURE_BATCH_SIZE = 1_000;
@@ -126,7 +126,7 @@ async function eraseLocked(pool: pg.Pool, request: ErasureRequest, batchSize: nu
  */
 async function eraseFromUserSets(pool: pg.Pool, { tenantId, environment, userId, licenseId }: ErasureRequest, pseudonym: string): Promise<void> {
   await inTransaction(pool, {}, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))', [USER_NUMBER_LOCK, tenantId]);
+    await client.query(`SELECT pg_advisory_xact_lock($1, ${userNumberLockSlot('$2::uuid::text')})`, [USER_NUMBER_LOCK, tenantId]);
     const { rows } = await client.query<{ user_no: number }>('SELECT user_no FROM usage_user_numbers WHERE tenant_id = $1 AND user_id = $2', [tenantId, userId]);
     if (!rows[0]) return;
     const from = rows[0].user_no;

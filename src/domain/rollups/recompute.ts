@@ -201,6 +201,13 @@ SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) AS touche
  * user's events before the erasure rewrote them has committed before the erasure fixes the sets.
  */
 export const USER_NUMBER_LOCK = 7_005;
+/**
+ * The lock is per slot of tenants (hashtext of the tenant id, 64 slots), not per tenant: the
+ * daily job recomputes every license at once, and one advisory lock per tenant would fill
+ * PostgreSQL's shared lock table in a deployment of many tenants. Tenants sharing a slot only
+ * wait for each other.
+ */
+export const userNumberLockSlot = (tenantIdSql: string) => `(hashtext(${tenantIdSql}) & 63)`;
 
 /** Sorting a window's events for count(DISTINCT user_id) in memory instead of on disk. */
 function recomputeTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -295,7 +302,7 @@ async function recomputeDays(client: pg.PoolClient, days: LicenseDay[]): Promise
   // Tenants in one order (by lock key) for every recompute: two of them cannot deadlock.
   await client.query(
     `SELECT pg_advisory_xact_lock(${USER_NUMBER_LOCK}, k)
-       FROM (SELECT DISTINCT hashtext(tenant_id::text) AS k FROM licenses WHERE id = ANY($1::uuid[])) t ORDER BY k`,
+       FROM (SELECT DISTINCT ${userNumberLockSlot('tenant_id::text')} AS k FROM licenses WHERE id = ANY($1::uuid[])) t ORDER BY k`,
     [[...new Set(licenseIds)]],
   );
   const params = [scanStart, scanEnd, licenseIds, dates];
