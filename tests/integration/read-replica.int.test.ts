@@ -162,6 +162,53 @@ describe('read replica (DATABASE_READ_URL)', () => {
     }
   });
 
+  it('keeps a replica answer out of the cache while the replica may predate the writes behind the cache generation', async () => {
+    // The analytics cache on (its default TTL), and a bound wide enough that every read here goes to the replica.
+    const cachedApp = await TestApp.start({ DATABASE_READ_URL: replica.urlOf(process.env.DATABASE_URL!), DATABASE_READ_MAX_LAG_MS: '600000' });
+    const { reads } = cachedApp.services.db;
+    /** Until the replica is known to hold every commit made before `t` (performance.now() clock). */
+    const freshPast = async (t: number) => {
+      for (const deadline = Date.now() + 30_000; ; ) {
+        const lag = reads.lagBoundMs();
+        if (lag !== null && performance.now() - lag > t) return;
+        if (Date.now() > deadline) throw new Error('the replica did not catch up');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // Computed answers carry the replica headers; answers from the cache carry none.
+    const source = async () => {
+      const res = await cachedApp.call('analytics.usage', range(), ownerKey, { method: 'GET' });
+      expect(res.status).toBe(200);
+      return res.headers.get('x-tally-data-source') ?? 'cache';
+    };
+    try {
+      await waitForReplay(process.env.DATABASE_URL!, replica.urlOf(process.env.DATABASE_URL!));
+      const before = performance.now();
+      expect(await source()).toBe('replica'); // a generation this process has just seen: not cached yet
+      await freshPast(before);
+      expect(await source()).toBe('replica');
+      expect(await source()).toBe('cache');
+
+      await replicaPool.query('SELECT pg_wal_replay_pause()');
+      try {
+        await app.createLicense(ownerKey, { timezone: 'UTC' }); // WAL the paused replica does not replay
+        // What a recalculation does once its rollups committed: a new generation for the tenant.
+        await cachedApp.services.analyticsCache.invalidate([tenantId]);
+        const paused = performance.now();
+        expect(await source()).toBe('replica');
+        expect(await source()).toBe('replica'); // computed again: the first was kept out of the cache
+        await replicaPool.query('SELECT pg_wal_replay_resume()');
+        await freshPast(paused);
+      } finally {
+        await replicaPool.query('SELECT pg_wal_replay_resume()');
+      }
+      expect(await source()).toBe('replica');
+      expect(await source()).toBe('cache');
+    } finally {
+      await cachedApp.close();
+    }
+  });
+
   it('reads from the primary when the replica is down', async () => {
     await routedTo('replica');
     await replica.stop();
