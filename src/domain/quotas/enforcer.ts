@@ -186,7 +186,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       return await this.licenses.get(licenseId);
     } catch (error) {
       if (!isUnavailableError(error)) throw error;
-      throw new AppError('UNAVAILABLE', 'quota cannot be checked right now (PostgreSQL unavailable), retry later', undefined, { cause: error });
+      throw new AppError('UNAVAILABLE', 'quota cannot be checked right now: PostgreSQL unavailable, retry later', undefined, { cause: error });
     }
   }
 
