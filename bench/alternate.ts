@@ -75,7 +75,6 @@ function prepareBaseline(opts: Options): string {
   const sha = git(ROOT, 'rev-parse', '--verify', `${opts.baseline}^{commit}`);
   const dir = opts.baselineDir;
   if (!existsSync(path.join(dir, '.git'))) {
-    git(ROOT, 'worktree', 'prune');
     git(ROOT, 'worktree', 'add', '--detach', dir, sha);
   } else {
     git(dir, 'checkout', '--', '.'); // drop the bench/ copied in last time

@@ -130,11 +130,16 @@ describe('POST /api/stripe/webhook/:tenantId', () => {
     const customer = customerId();
     const license = await app.createLicense(t.ownerKey, { stripeCustomerId: customer, plan: 'starter' });
     expect((await app.call('billing.planPrices.set', { stripePriceId: 'price_pro', plan: 'professional' }, t.ownerKey)).status).toBe(200);
+    const track = () => app.call('usage.trackEvent', { licenseId: license.id, usageType: 'api_call' }, t.ownerKey);
+    expect((await track()).status).toBe(200); // the license is cached now
     const event = { id: 'evt_sub_1', type: 'customer.subscription.updated', data: { object: { customer, status: 'past_due', items: { data: [{ price: { id: 'price_pro' } }] } } } };
     const first = await stripe.fake.sendWebhook(hook(t.tenantId), t.whsec, event);
     expect([first.status, JSON.parse(first.body)]).toEqual([200, expect.objectContaining({ outcome: 'license_updated', duplicate: false })]);
     const after = await app.call('licenses.get', { id: license.id }, t.ownerKey, { method: 'GET' });
     expect([after.data.plan, after.data.status]).toEqual(['professional', 'SUSPENDED']);
+    // the webhook dropped the cached license: its events are refused at once
+    const refused = await track();
+    expect([refused.status, refused.body.error?.message]).toEqual([422, expect.stringMatching(/SUSPENDED/)]);
 
     await app.call('licenses.setStatus', { id: license.id, status: 'ACTIVE' }, t.ownerKey);
     const replay = await stripe.fake.sendWebhook(hook(t.tenantId), t.whsec, event);
@@ -148,6 +153,7 @@ describe('POST /api/stripe/webhook/:tenantId', () => {
     const deleted = await stripe.fake.sendWebhook(hook(t.tenantId), t.whsec, { id: 'evt_sub_3', type: 'customer.subscription.deleted', data: { object: { customer, status: 'canceled', items: { data: [] } } } });
     expect(deleted.status).toBe(200);
     expect((await app.call('licenses.get', { id: license.id }, t.ownerKey, { method: 'GET' })).data.status).toBe('EXPIRED');
+    expect((await track()).status).toBe(422);
   });
 
   it('records which invoice took windows and overages, and surfaces meter error reports in health', async () => {

@@ -141,13 +141,17 @@ describe('a dry database pool', () => {
     try {
       const { tenantId, ownerKey } = await fixtures.createTenant();
       const { id: licenseId } = await fixtures.createLicense(ownerKey, { timezone: 'UTC' });
+      // Lookups of one license share one read (one connection, however many events wait on it):
+      // events of several licenses take a connection each.
+      const others: string[] = [];
+      for (let i = 0; i < 5; i++) others.push((await fixtures.createLicense(ownerKey, { timezone: 'UTC' })).id);
       await seedEvents(fixtures.services.db.pool, tenantId, licenseId, 30_000); // megabytes more than socket buffers hold
       const reader = await fixtures.createKey(ownerKey, 'read');
-      const track = () =>
+      const track = (id = licenseId) =>
         fetch(`${api.baseUrl}/api/trpc/usage.trackEvent`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${ownerKey}` },
-          body: JSON.stringify({ licenseId, usageType: 'api_call', quantity: 1, idempotencyKey: randomUUID() }),
+          body: JSON.stringify({ licenseId: id, usageType: 'api_call', quantity: 1, idempotencyKey: randomUUID() }),
         }).then((r) => r.status);
       expect(await track()).toBe(200);
 
@@ -156,11 +160,11 @@ describe('a dry database pool', () => {
       for (let i = 0; i < 10; i++) stalled.push(await stallExport(eventsExportUrl(api.baseUrl, licenseId), reader.key));
       expect(stalled.filter((s) => s.status === 200)).toHaveLength(2);
       expect(stalled.filter((s) => s.status !== 200).every((s) => [429, 503].includes(s.status) && s.headers['retry-after'] === '5')).toBe(true);
-      expect(await Promise.all(Array.from({ length: 8 }, track))).toEqual(Array(8).fill(200));
+      expect(await Promise.all(Array.from({ length: 8 }, () => track()))).toEqual(Array(8).fill(200));
 
-      // Now a slow database dries the ingest pool itself: quota reads wait on a lock and hold
-      // both connections, so later calls find no connection in time (their quota decision
-      // fails while the group they joined cannot be flushed yet).
+      // Now a slow database dries the ingest pool itself: license reads (of two licenses) wait on
+      // a lock and hold both connections, so later calls (of other licenses) find no connection
+      // in time (their quota decision fails while the group they joined cannot be flushed yet).
       await locker.connect();
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE licenses IN ACCESS EXCLUSIVE MODE');
@@ -172,7 +176,7 @@ describe('a dry database pool', () => {
       let answered = 0;
       const during = [track().finally(() => (answered += 1))];
       for (let i = 0; i < 300 && (await waitingOnLock()) === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      during.push(...Array.from({ length: 5 }, () => track().finally(() => (answered += 1))));
+      during.push(...others.map((id) => track(id).finally(() => (answered += 1))));
       for (let i = 0; i < 300 && answered === 0; i++) await new Promise((r) => setTimeout(r, 100));
       await locker.query('COMMIT');
       const statuses = await Promise.all(during);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import type { PrismaClient } from '../../generated/prisma/client';
-import { AppError } from '../../lib/errors';
+import { AppError, isUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { type Period, periodContaining } from '../periods';
 import { licenseUsage } from '../usage-reader/license-usage';
@@ -176,13 +176,23 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * refused by the license rule, and must never be counted, nor refused by quota first).
    */
   private async limitsOf(tenantId: string, environment: Environment, licenseId: string): Promise<LicenseLimits | null> {
-    const license = await this.licenses.get(licenseId);
+    const license = await this.licenseOf(licenseId);
     return licenseRefusal(license, tenantId, environment) ? null : license;
+  }
+
+  /** The license (cached); PostgreSQL out of reach is UNAVAILABLE, as when the usage cannot be read. */
+  private async licenseOf(licenseId: string) {
+    try {
+      return await this.licenses.get(licenseId);
+    } catch (error) {
+      if (!isUnavailableError(error)) throw error;
+      throw new AppError('UNAVAILABLE', 'quota cannot be checked right now: PostgreSQL unavailable, retry later', undefined, { cause: error });
+    }
   }
 
   /** The limits of a license of this tenant, whatever its environment or status: for events already judged (giveBack, check). */
   private async tenantLimitsOf(tenantId: string, licenseId: string): Promise<LicenseLimits | null> {
-    const license = await this.licenses.get(licenseId);
+    const license = await this.licenseOf(licenseId);
     return license && license.tenantId === tenantId && !license.deleted ? license : null;
   }
 
@@ -513,7 +523,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   /** Whether `quantity` more of `usageType` would be admitted now; nothing is recorded. */
   async check(tenantId: string, environment: Environment, args: { licenseId: string; usageType: string; quantity: string }, at = new Date()) {
     // The license rule's "not found" (an inactive license's limits and usage may still be looked at).
-    const limits = await this.licenses.get(args.licenseId);
+    const limits = await this.licenseOf(args.licenseId);
     if (!limits || licenseRefusal(limits, tenantId, environment)?.code === 'LICENSE_NOT_FOUND') throw new AppError('NOT_FOUND', 'license not found');
     const counters = this.countersOf(limits, args.usageType, at);
     const amount = floorMicro(args.quantity);
