@@ -21,6 +21,8 @@ import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import { runSdkBench, sdkConfigFromEnv } from './sdk';
 import { billingConfigFromEnv, runBillingBench } from './billing';
+import { runWebBench, webConfigFromEnv } from './web';
+import { ensureConsoleBundle } from '../src/server/console/bundle';
 import {
   type BenchContext,
   type BenchReport,
@@ -51,6 +53,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
   sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
   billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
+  web: (ctx) => runWebBench(ctx, webConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {
@@ -131,6 +134,12 @@ async function main(): Promise<number> {
   let facts: Record<string, string> = {};
   try {
     await createDatabase(dbName);
+    if (names.includes('web')) {
+      // npm start would build a missing or stale console bundle itself; built here first, so the
+      // API's start-up is not waited for through a Vite build.
+      const bundle = ensureConsoleBundle(process.env.CONSOLE_DIST_DIR ?? 'web/dist', (m) => console.log(m));
+      if (bundle.state === 'missing' || bundle.state === 'stale') throw new Error(bundle.reason);
+    }
     console.log(`database ${dbName}; starting the API (ROLE=api)${profileDir ? ' with --cpu-prof' : ''}…`);
     server = await startServer({
       databaseUrl: url,
