@@ -90,6 +90,13 @@ describe('/dashboard static files', () => {
     }
   });
 
+  it('counts every console request under one metrics label, whatever its path', async () => {
+    await raw(app.baseUrl, '/dashboard/licenses/some-path-a-client-made-up');
+    const metrics = await (await fetch(`${app.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/tally_http_requests_total\{procedure="\/dashboard",status="200"\}/);
+    expect(metrics).not.toMatch(/procedure="\/dashboard\//);
+  });
+
   it('refuses methods other than GET and HEAD with 405', async () => {
     for (const method of ['POST', 'PUT', 'DELETE']) {
       const res = await raw(app.baseUrl, '/dashboard/', method);

@@ -31,7 +31,9 @@ export function periodLabel(period: string, granularity: Granularity): string {
 
 function UsageChart({ license, granularity, from, to, usageType }: { license: License; granularity: Granularity; from: string; to: string; usageType?: string }) {
   const queryClient = useQueryClient();
-  const input = { licenseId: license.id, startDate: from, endDate: to, granularity, timezone: license.timezone, usageType };
+  // no timezone: for one license the API reads its range in the license's zone (and this is the
+  // question LicensePage may already have asked before the license arrived)
+  const input = { licenseId: license.id, startDate: from, endDate: to, granularity, usageType };
   const usage = useQuery({ queryKey: ['analytics.usage', input], queryFn: () => api.analytics.usage.query(input) });
   // the other granularities of the same range, fetched ahead so a switch only redraws
   useEffect(() => {
@@ -462,6 +464,12 @@ export function LicensePage({ id, access }: { id: string; access: Access }) {
   const g = query.get('g');
   const granularity: Granularity = GRANULARITIES.includes(g as Granularity) ? (g as Granularity) : 'daily';
   const usageType = query.get('type') || undefined;
+  // A shared URL names its range: the chart's data is asked for at once, beside the license
+  // (whose zone is needed only to pick a default range), not after it.
+  const urlFrom = query.get('from') ?? '';
+  const urlTo = query.get('to') ?? '';
+  const early = DATE.test(urlFrom) && DATE.test(urlTo) && urlFrom <= urlTo && dayCount(urlFrom, urlTo) <= MAX_DAYS[granularity] ? { licenseId: id, startDate: urlFrom, endDate: urlTo, granularity, usageType } : null;
+  useQuery({ queryKey: ['analytics.usage', early], queryFn: () => api.analytics.usage.query(early!), enabled: early !== null });
   return (
     <QueryView query={license} label="the license">
       {(l) => {
