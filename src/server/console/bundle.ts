@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /** The project root: the web console's sources are under web/, next to src/. */
@@ -17,7 +17,7 @@ function newestSourceMtime(distDir: string): number {
   const visit = (dir: string) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
-      if (full === distDir || entry.name === 'node_modules' || entry.name === 'dist') continue;
+      if (full === distDir || entry.name === 'node_modules' || entry.name.startsWith('dist')) continue;
       if (entry.isDirectory()) visit(full);
       else newest = Math.max(newest, statSync(full).mtimeMs);
     }
@@ -53,14 +53,22 @@ export function ensureConsoleBundle(configured: string, log: (message: string) =
     return { state: builtAt === null ? 'missing' : 'stale', distDir, reason };
   }
   log(`building the web console (bundle ${why}) into ${distDir}`);
-  const result = spawnSync(process.execPath, [viteBin, 'build', '--config', path.join(CONSOLE_SOURCE_DIR, 'vite.config.ts'), '--outDir', distDir, '--emptyOutDir', '--logLevel', 'warn'], {
+  // Built beside the bundle and swapped in: a server reading the old one, or another process
+  // building at the same time (two test files starting Tally), never sees a half-written folder.
+  const building = `${distDir}.building-${process.pid}`;
+  const result = spawnSync(process.execPath, [viteBin, 'build', '--config', path.join(CONSOLE_SOURCE_DIR, 'vite.config.ts'), '--outDir', building, '--emptyOutDir', '--logLevel', 'warn'], {
     cwd: PROJECT_ROOT,
     encoding: 'utf8',
     env: { ...process.env, NODE_ENV: 'production' },
   });
   if (result.status !== 0) {
+    rmSync(building, { recursive: true, force: true });
     const reason = `building the web console failed: ${(result.stderr || result.stdout || String(result.error ?? '')).trim().slice(-2000)}`;
     return { state: builtAt === null ? 'missing' : 'stale', distDir, reason };
   }
+  const old = `${distDir}.old-${process.pid}`;
+  if (existsSync(distDir)) renameSync(distDir, old);
+  renameSync(building, distDir);
+  rmSync(old, { recursive: true, force: true });
   return { state: 'built', distDir };
 }
