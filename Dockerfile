@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Tally's production image. Two stages: `build` installs every dependency and generates the
 # Prisma client; `runtime` installs only the production dependencies and takes the generated
-# client from `build`. The service runs from its TypeScript sources through tsx (a production
+# client and the web console's bundle from `build`. The service runs from its TypeScript sources through tsx (a production
 # dependency), so there is no compile step, and it migrates the database itself at start.
 # tests/integration/deploy.int.test.ts checks this file against package.json and the repository,
 # assembles the runtime stage without a container engine and starts its CMD.
@@ -15,6 +15,9 @@ COPY prisma ./prisma
 # Scripts off: the only one the image needs is the client generation, run explicitly below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 RUN npm run db:generate
+# The web console's bundle (React + Vite, dev dependencies): built here, served by the runtime.
+COPY web ./web
+RUN npm run build:web
 
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -26,6 +29,7 @@ COPY package.json package-lock.json ./
 # production dependencies; dependencies' install scripts are not needed at run time.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/src/generated ./src/generated
+COPY --from=build /app/web/dist ./web/dist
 COPY tsconfig.json ./
 COPY prisma ./prisma
 COPY jobs ./jobs

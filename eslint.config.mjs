@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'src/generated/', 'dist/', 'sdk/dist/', 'sdk/.consumer-check/', 'examples/*/node_modules/', 'coverage/', 'bench/results/'] },
+  { ignores: ['node_modules/', 'src/generated/', 'dist/', 'sdk/dist/', 'sdk/.consumer-check/', 'examples/*/node_modules/', 'coverage/', 'bench/results/', 'web/dist*/', 'test-artifacts/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

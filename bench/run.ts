@@ -24,6 +24,8 @@ import { billingConfigFromEnv, runBillingBench } from './billing';
 import { runScaleBench, scaleConfigFromEnv } from './scale';
 import { runScalePgBench, scalePgConfigFromEnv } from './scale-pg';
 import { runUniqueUsersBench, uniqueUsersConfigFromEnv } from './unique-users';
+import { runWebBench, webConfigFromEnv } from './web';
+import { ensureConsoleBundle } from '../src/server/console/bundle';
 import {
   type BenchContext,
   type BenchReport,
@@ -57,6 +59,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   scale: (ctx) => runScaleBench(ctx, scaleConfigFromEnv()),
   'scale-pg': (ctx) => runScalePgBench(ctx, scalePgConfigFromEnv()),
   'unique-users': (ctx) => runUniqueUsersBench(ctx, uniqueUsersConfigFromEnv()),
+  web: (ctx) => runWebBench(ctx, webConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {
@@ -137,6 +140,12 @@ async function main(): Promise<number> {
   let facts: Record<string, string> = {};
   try {
     await createDatabase(dbName);
+    if (names.includes('web')) {
+      // npm start would build a missing or stale console bundle itself; built here first, so the
+      // API's start-up is not waited for through a Vite build.
+      const bundle = ensureConsoleBundle(process.env.CONSOLE_DIST_DIR ?? 'web/dist', (m) => console.log(m));
+      if (bundle.state === 'missing' || bundle.state === 'stale') throw new Error(bundle.reason);
+    }
     console.log(`database ${dbName}; starting the API (ROLE=api)${profileDir ? ' with --cpu-prof' : ''}…`);
     server = await startServer({
       databaseUrl: url,

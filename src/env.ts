@@ -94,6 +94,9 @@ export const envShape = {
   SIGNUP_MODE: z.enum(['off', 'test-only', 'open']).default('off'),
   SIGNUP_LIMIT: intFrom(5, 1, 1_000_000),
   SIGNUP_WINDOW_SECONDS: intFrom(3600, 1, 604_800),
+  // Where the web console's bundle lives (relative to the project root); npm start builds it there
+  // when it is missing or older than web/'s sources.
+  CONSOLE_DIST_DIR: z.string().min(1).max(1000).default('web/dist'),
 };
 
 const envSchema = z.object(envShape).superRefine((env, ctx) => {

@@ -8,6 +8,7 @@ import { createHttpServer } from './server/http';
 import { closeWorkers, startWorkers } from '../jobs/worker';
 import { Scheduler } from '../jobs/scheduler';
 import { bullPrefix } from '../jobs/queues';
+import { ensureConsoleBundle } from './server/console/bundle';
 
 const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 const START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no';
@@ -85,7 +86,11 @@ async function main(): Promise<void> {
   const runsApi = env.ROLE === 'api' || env.ROLE === 'all';
   let server: Server | undefined;
   if (runsApi) {
-    server = createHttpServer(services);
+    // The web console's bundle: built here when missing or older than web/'s sources.
+    const bundle = ensureConsoleBundle(env.CONSOLE_DIST_DIR, (message) => logger.info(message));
+    if (bundle.state === 'built') logger.info({ dir: bundle.distDir }, 'web console built');
+    if (bundle.state === 'missing' || bundle.state === 'stale') logger.warn({ dir: bundle.distDir }, bundle.reason);
+    server = createHttpServer(services, { consoleUnavailable: bundle.state === 'missing' ? bundle.reason : undefined });
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve) => server!.listen(env.PORT, env.HOST, resolve));
     const address = server.address();

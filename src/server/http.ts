@@ -17,6 +17,8 @@ import { STRIPE_WEBHOOK_PATH, createStripeWebhookHandler } from './stripe-webhoo
 import { createRestHandler } from './rest/handler';
 import { REST_BASE } from './rest/routes';
 import { createDocsHandler, isDocsPath } from './rest/docs';
+import { createConsoleHandler, isConsolePath } from './console/static';
+import { consoleDistDir } from './console/bundle';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -65,7 +67,8 @@ async function refreshQueueDepth(services: Services): Promise<void> {
   );
 }
 
-export function createHttpServer(services: Services): http.Server {
+/** `consoleUnavailable`: why the web console cannot be served (its bundle missing and not buildable), said at /dashboard. */
+export function createHttpServer(services: Services, options: { consoleUnavailable?: string } = {}): http.Server {
   const trpc = createTrpcNodeHandler({
     router: appRouter,
     basePath: TRPC_BASE,
@@ -88,6 +91,7 @@ export function createHttpServer(services: Services): http.Server {
   const stripeWebhook = createStripeWebhookHandler(services);
   const rest = createRestHandler(services);
   const docs = createDocsHandler();
+  const webConsole = createConsoleHandler(consoleDistDir(services.env.CONSOLE_DIST_DIR), () => options.consoleUnavailable ?? null);
 
   const server = http.createServer({ ServerResponse: VaryMergingResponse }, (req, res) => {
     const url = req.url ?? '/';
@@ -166,6 +170,10 @@ export function createHttpServer(services: Services): http.Server {
         requestLogger(services.logger, req).error({ err }, 'API reference failed');
         if (!res.headersSent) sendJson(res, 503, { error: { message: 'API reference unavailable', code: 'SERVICE_UNAVAILABLE' } });
       });
+      return;
+    }
+    if (isConsolePath(pathname)) {
+      webConsole(req, res, pathname);
       return;
     }
     sendJson(res, 404, { error: { message: `no route for ${req.method} ${pathname}`, code: 'NOT_FOUND' } });

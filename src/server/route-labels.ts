@@ -2,6 +2,7 @@ import { EXPORT_KINDS } from '../domain/analytics/export';
 import { ADMIN_QUEUES_PATH } from './admin-queues';
 import { EXPORT_PATH } from './export-routes';
 import { DOCS_PATH } from './rest/docs';
+import { CONSOLE_PATH } from './console/static';
 import { OPENAPI_PATH, REST_ROUTES, templateOf } from './rest/routes';
 
 export const TRPC_BASE = '/api/trpc/';
@@ -25,6 +26,7 @@ export function createRouteLabeler(procedureNames: Iterable<string>): (pathname:
   labels.set(ADMIN_QUEUES_PATH, ADMIN_QUEUES_PATH);
   labels.set(OPENAPI_PATH, OPENAPI_PATH);
   labels.set(DOCS_PATH, DOCS_PATH);
+  labels.set(CONSOLE_PATH, CONSOLE_PATH);
   const restTemplates = [...new Set(REST_ROUTES.map(templateOf))];
   return (pathname, method) => {
     if (method === 'OPTIONS') return OPTIONS_ROUTE;
@@ -34,6 +36,8 @@ export function createRouteLabeler(procedureNames: Iterable<string>): (pathname:
     if (pathname.startsWith('/api/stripe/webhook/')) return '/api/stripe/webhook/:tenantId';
     if (pathname.startsWith(`${ADMIN_QUEUES_PATH}/`)) return ADMIN_QUEUES_PATH;
     if (pathname.startsWith(`${DOCS_PATH}/`)) return DOCS_PATH;
+    // the web console's pages and files, whatever the path under it
+    if (pathname.startsWith(`${CONSOLE_PATH}/`)) return CONSOLE_PATH;
     return restTemplateOf(restTemplates, pathname) ?? UNKNOWN_ROUTE;
   };
 }

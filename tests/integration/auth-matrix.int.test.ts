@@ -729,6 +729,19 @@ describe('the export routes and the queue dashboard', () => {
     const basic = Buffer.from(`admin:${app.adminKey}`).toString('base64');
     expect((await get('/admin/queues', null, { authorization: `Basic ${basic}` })).status).toBe(200);
   });
+
+  it('serves the web console (/dashboard) alike to every caller, key or none: static files, never API data', async () => {
+    // 200 with the bundle, 503 saying it is not built when this checkout has none: the same either way
+    for (const path of ['/dashboard/', `/dashboard/licenses/${world.a.license}`, '/dashboard/api/trpc/licenses.list']) {
+      const anonymous = await get(path, null);
+      expect([path, [200, 503].includes(anonymous.status)]).toEqual([path, true]);
+      for (const key of [...TENANT_ROLES.map((r) => keys[r]), app.adminKey, 'nope', revokedKey]) {
+        const res = await get(path, key, asAdminOf(world.a.tenantId));
+        expect([path, res.status, res.body]).toEqual([path, anonymous.status, anonymous.body]);
+      }
+      expect([path, anonymous.body.includes(world.a.license) || anonymous.body.includes(world.a.tenantId)]).toEqual([path, false]);
+    }
+  });
 });
 
 /**
