@@ -1,3 +1,4 @@
+import { RedisRateGate, bucketKey } from './domain/billing/rate-gate';
 import type { Env } from './env';
 import { createDatabase } from './lib/db';
 import type { Logger } from './lib/logger';
@@ -118,6 +119,8 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
       maxAttempts: 12,
     },
     onReconciliationDifferences: (count) => metrics.billingReconciliationDifferences.inc(count),
+    // One token bucket per Stripe account in Redis: every worker process shares the account's rate.
+    rateGateFor: (connectionId, rps) => new RedisRateGate(redis, bucketKey(env.REDIS_KEY_PREFIX, connectionId), rps, logger),
   };
   return {
     env, db, redis, billing, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { appRouter } from '../../src/server/router';
 import type { Meta, TenantRole } from '../../src/server/trpc';
 import { useTestApp, type CallResult } from '../helpers/harness';
+import Stripe from 'stripe';
 import { useFakeStripe, secretKey, webhookSecret } from '../helpers/billing';
 import { REST_ROUTES } from '../../src/server/rest/routes';
 import { restCall } from '../helpers/rest';
@@ -741,6 +742,72 @@ describe('the export routes and the queue dashboard', () => {
       }
       expect([path, anonymous.body.includes(world.a.license) || anonymous.body.includes(world.a.tenantId)]).toEqual([path, false]);
     }
+  });
+});
+
+/**
+ * POST /api/stripe/webhook/:tenantId is public (Stripe holds none of our keys) and guarded by
+ * the Stripe signature of the path tenant's own webhook secret: no signature, a bad one, or
+ * another tenant's secret is a 400 and writes nothing, whatever API key or X-Tally-Tenant comes
+ * along; only the path tenant's own secret gets in, and its event lands in that tenant alone.
+ */
+describe('the Stripe webhook', () => {
+  const hook = (tenantId: string) => `${app.baseUrl}/api/stripe/webhook/${tenantId}`;
+  const signed = (payload: string, secret: string, timestamp = Math.floor(Date.now() / 1000)) =>
+    Stripe.webhooks.generateTestHeaderString({ payload, secret, timestamp });
+  const post = async (tenantId: string, payload: string, headers: Record<string, string>) => {
+    const res = await fetch(hook(tenantId), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload });
+    return { status: res.status, body: await res.text() };
+  };
+  const recorded = (tenantId: string) => app.prisma.stripeWebhookEvent.count({ where: { tenantId } });
+
+  it('refuses unsigned, badly signed and other-tenant-signed deliveries with 400 for every caller, writing nothing; the own secret gets in', async () => {
+    const { a, b } = world;
+    const secretA = webhookSecret();
+    const secretB = webhookSecret();
+    for (const [side, secret] of [[a, secretA], [b, secretB]] as const) {
+      expect((await app.call('billing.connect', { secretKey: secretKey('live'), webhookSecret: secret }, side.owner)).status).toBe(200);
+    }
+    // a subscription event for tenant A's customer: if it got in, the license's status would change
+    const customer = `cus_${randomUUID().replace(/-/g, '').slice(0, 14)}`;
+    const license = (await app.createLicense(a.owner, { stripeCustomerId: customer })).id;
+    const payload = JSON.stringify({
+      id: `evt_${randomUUID().replace(/-/g, '')}`, object: 'event', type: 'customer.subscription.deleted', livemode: true,
+      data: { object: { customer, status: 'canceled', items: { data: [] } } },
+    });
+    const before = { a: await recorded(a.tenantId), b: await recorded(b.tenantId) };
+    const callers: Record<string, string>[] = [
+      {},
+      ...[...TENANT_ROLES.map((r) => keys[r]), a.owner, b.owner, revokedKey, 'nope'].map((k) => ({ authorization: `Bearer ${k}` })),
+      { authorization: `Bearer ${app.adminKey}`, 'x-tally-tenant': a.tenantId },
+    ];
+    const signatures: [string, Record<string, string>][] = [
+      ['none', {}],
+      ['garbage', { 'stripe-signature': 'garbage' }],
+      ['empty v1', { 'stripe-signature': `t=${Math.floor(Date.now() / 1000)},v1=` }],
+      ['random secret', { 'stripe-signature': signed(payload, webhookSecret()) }],
+      ["tenant B's secret", { 'stripe-signature': signed(payload, secretB) }],
+      ['stale', { 'stripe-signature': signed(payload, secretA, Math.floor(Date.now() / 1000) - 301) }],
+      ['other body', { 'stripe-signature': signed(`${payload} `, secretA) }],
+    ];
+    for (const caller of callers) {
+      for (const [name, signature] of signatures) {
+        const res = await post(a.tenantId, payload, { ...caller, ...signature });
+        expect([name, res.status]).toEqual([name, 400]);
+        expect(JSON.parse(res.body).error.message).toEqual(expect.any(String));
+      }
+      // A's secret on B's path: B does not take it either
+      const crossed = await post(b.tenantId, payload, { ...caller, 'stripe-signature': signed(payload, secretA) });
+      expect(crossed.status).toBe(400);
+    }
+    expect({ a: await recorded(a.tenantId), b: await recorded(b.tenantId) }).toEqual(before);
+    expect((await app.prisma.license.findUniqueOrThrow({ where: { id: license } })).status).toBe('ACTIVE');
+
+    // no API key at all, the tenant's own secret: in, in tenant A only
+    const own = await post(a.tenantId, payload, { 'stripe-signature': signed(payload, secretA) });
+    expect([own.status, JSON.parse(own.body).outcome]).toEqual([200, 'license_updated']);
+    expect({ a: await recorded(a.tenantId), b: await recorded(b.tenantId) }).toEqual({ a: before.a + 1, b: before.b });
+    expect((await app.prisma.license.findUniqueOrThrow({ where: { id: license } })).status).toBe('EXPIRED');
   });
 });
 

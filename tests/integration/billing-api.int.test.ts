@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { useFakeStripe, secretKey, webhookSecret, customerId, hourAgo, rollUp, ENCRYPTION_KEY } from '../helpers/billing';
 import { useTestApp } from '../helpers/harness';
 import { connectStripe } from '../../src/domain/billing/connections';
@@ -188,6 +189,39 @@ describe('POST /api/stripe/webhook/:tenantId', () => {
 });
 
 describe('billing.reconcile and the read side', () => {
+  it("billing.health's lastReconciliationAt is the tenant's own account's last reconciliation, per environment, not the platform job's", async () => {
+    const t = await connected('live');
+    const other = await connected('live');
+    const lastOf = async (key: string) => {
+      const health = await app.call('billing.health', {}, key, { method: 'GET' });
+      expect(health.status).toBe(200);
+      return health.data.lastReconciliationAt as string | null;
+    };
+    // the platform-wide job completed (for other tenants): not this tenant's reconciliation
+    await app.prisma.jobRun.create({
+      data: { jobId: `billing-reconcile-${randomUUID()}`, name: 'billing.reconcile', status: 'completed', finishedAt: new Date(), window: '2026-01-01' },
+    });
+    expect(await lastOf(t.ownerKey)).toBeNull();
+
+    const day = new Date(Math.floor((Date.now() - DAY_MS) / DAY_MS) * DAY_MS);
+    const startedAt = Date.now();
+    await reconcileDay(app.services.billing, day, { tenantId: other.tenantId });
+    expect(await lastOf(t.ownerKey)).toBeNull();
+    const otherAt = await lastOf(other.ownerKey);
+    expect(Date.parse(otherAt!)).toBeGreaterThanOrEqual(startedAt - 1_000);
+
+    await reconcileDay(app.services.billing, day, { tenantId: t.tenantId });
+    const liveAt = await lastOf(t.ownerKey);
+    expect(Date.parse(liveAt!)).toBeGreaterThanOrEqual(Date.parse(otherAt!));
+    // the tenant's test account, connected after that run, has never been reconciled
+    const testOwner = (await app.call('apiKeys.create', { name: 'test owner', role: 'owner', environment: 'test' }, t.ownerKey)).data.key as string;
+    expect((await app.call('billing.connect', { secretKey: secretKey('test'), webhookSecret: webhookSecret() }, testOwner)).status).toBe(200);
+    expect(await lastOf(testOwner)).toBeNull();
+    expect(await lastOf(t.ownerKey)).toBe(liveAt);
+    await reconcileDay(app.services.billing, day, { tenantId: t.tenantId });
+    expect(await lastOf(testOwner)).not.toBeNull();
+  });
+
   it('finds a day where Stripe and the ledger differ, counts it, heals it, then finds none', async () => {
     const t = await connected();
     const customer = customerId();

@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
+import http from 'node:http';
 import fc from 'fast-check';
+import Stripe from 'stripe';
 import type { z } from 'zod';
 import { appRouter } from '../../src/server/router';
 import { REST_BASE, REST_ROUTES, type RestRoute, pathFields, readsQuery } from '../../src/server/rest/routes';
@@ -8,7 +10,7 @@ import { TestApp } from '../helpers/harness';
 import { createIsolatedDatabase } from '../helpers/isolated-db';
 import { RawJson, arbitraryFor, hostileValue, toJsonText } from '../helpers/zod-arbitrary';
 import { readScoreboard, scoreboardChanges } from '../helpers/scoreboard';
-import { useFakeStripe } from '../helpers/billing';
+import { secretKey, useFakeStripe, webhookSecret } from '../helpers/billing';
 
 /**
  * The REST face under random input: for every route of the route table, inputs derived from its
@@ -20,6 +22,8 @@ import { useFakeStripe } from '../helpers/billing';
  * FUZZ_RUNS (default 20) and FUZZ_SEED (default 1111) as in fuzz.int.test.ts.
  */
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20);
+/** The Stripe webhook's body limit in this suite's app (small, so the edge cases are cheap). */
+const WEBHOOK_MAX_BYTES = 8192;
 const SEED = Number(process.env.FUZZ_SEED ?? 1111);
 
 const inputOf = (route: RestRoute) =>
@@ -42,7 +46,7 @@ const succeeded = new Set<string>();
 
 beforeAll(async () => {
   db = createIsolatedDatabase('restfuzz');
-  app = await TestApp.start({ DATABASE_URL: db.url });
+  app = await TestApp.start({ DATABASE_URL: db.url, BILLING_WEBHOOK_MAX_BYTES: String(WEBHOOK_MAX_BYTES) });
   const a = await app.createTenant();
   const b = await app.createTenant();
   const read = (await app.createKey(a.ownerKey, 'read')).key;
@@ -249,3 +253,191 @@ describe('fuzz REST raw HTTP', () => {
     expect((await fetch(`${app.baseUrl}/health`)).status).toBe(200);
   }, 300_000);
 });
+
+/**
+ * POST /api/stripe/webhook/:tenantId: public (no API key), guarded by the Stripe signature of
+ * the tenant's own webhook secret. Random bodies, headers, signatures and tenant ids; bodies at
+ * the limit and just past it (with and without Content-Length). Per request: never a 5xx; a
+ * refusal names its reason; only a body signed with the path tenant's own secret writes
+ * anything (one recorded event), everything else writes nothing.
+ */
+describe('fuzz the Stripe webhook', () => {
+  const RAW = Math.max(40, RUNS * 6);
+  const TYPES = [
+    'customer.subscription.created', 'customer.subscription.updated', 'customer.subscription.deleted', 'invoice.created', 'invoice.finalized',
+    'billing.meter.error_report_triggered', 'charge.succeeded', '', 'x'.repeat(300),
+  ];
+
+  async function connect(owner: string): Promise<string> {
+    const whsec = webhookSecret();
+    const res = await app.call('billing.connect', { secretKey: secretKey('live'), webhookSecret: whsec }, owner);
+    if (res.status !== 200) throw new Error(`billing.connect: ${JSON.stringify(res.body)}`);
+    return whsec;
+  }
+
+  /** Sends raw bytes; `chunked` leaves Content-Length out (the limit is then found while reading). */
+  function post(path: string, body: Buffer, headers: Record<string, string>, chunked: boolean): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(`${app.baseUrl}${path}`);
+      const req = http.request(
+        { host: url.hostname, port: url.port, path: url.pathname + url.search, method: 'POST', headers: { ...headers, ...(chunked ? {} : { 'content-length': String(body.length) }) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: any;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, text, body: parsed });
+          });
+          res.on('error', reject);
+        },
+      );
+      // the server may answer 413 and close before it has read everything: that answer counts
+      req.on('error', reject);
+      if (chunked) {
+        for (let i = 0; i < body.length; i += 1024) req.write(body.subarray(i, i + 1024));
+        req.end();
+      } else req.end(body);
+    });
+  }
+
+  const recorded = async () => Number((await app.services.db.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM stripe_webhook_events')).rows[0]!.n);
+
+  it('answers random bodies, headers, signatures and tenant ids with no 5xx, and writes only what the tenant signed', async () => {
+    const a = await app.createTenant();
+    const b = await app.createTenant();
+    const secrets = { a: await connect(a.ownerKey), b: await connect(b.ownerKey) };
+    // a customer linked to a license, so that signed events reach the handlers' writes too
+    const customer = `cus_${randomUUID().replace(/-/g, '').slice(0, 14)}`;
+    await app.createLicense(a.ownerKey, { stripeCustomerId: customer });
+
+    const tenantPath = fc.oneof(
+      { weight: 6, arbitrary: fc.constant(a.tenantId) },
+      { weight: 2, arbitrary: fc.constant(b.tenantId) },
+      { weight: 1, arbitrary: fc.uuid() },
+      { weight: 1, arbitrary: fc.constantFrom('', 'nope', '..%2f..', '%00', a.tenantId.toUpperCase(), `${a.tenantId}/x`, `${a.tenantId}?x=1`, 'a'.repeat(2_000), '%zz') },
+    );
+    const number = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(1e300, -1e300, 0, 253402300800, -62135596800), fc.string({ maxLength: 12 }));
+    const object = fc.record(
+      {
+        id: fc.oneof(fc.constant(`in_${randomUUID().slice(0, 8)}`), fc.string({ maxLength: 30 }), fc.integer()),
+        customer: fc.oneof({ weight: 4, arbitrary: fc.constant(customer) }, fc.string({ maxLength: 30 }), fc.constant(null), fc.integer()),
+        status: fc.oneof(fc.constantFrom('active', 'past_due', 'canceled', 'unpaid', 'trialing', 'incomplete'), fc.string({ maxLength: 12 })),
+        items: fc.oneof(fc.record({ data: fc.array(fc.record({ price: fc.record({ id: fc.oneof(fc.constant('price_x'), fc.string({ maxLength: 20 })) }) }), { maxLength: 3 }) }), fc.jsonValue({ maxDepth: 2 })),
+        lines: fc.oneof(fc.record({ data: fc.array(fc.record({ metadata: fc.record({ tally_overage_id: fc.oneof(fc.uuid(), fc.string()) }) }), { maxLength: 3 }) }), fc.jsonValue({ maxDepth: 2 })),
+        period_start: number,
+        period_end: number,
+        meter: fc.oneof(fc.string({ maxLength: 20 }), fc.record({ id: fc.string({ maxLength: 20 }) })),
+        reason: fc.oneof(fc.record({ error_count: number, error_types: fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 20 }) }), fc.jsonValue({ maxDepth: 2 })),
+      },
+      { requiredKeys: [] },
+    );
+    const event = fc.record(
+      {
+        id: fc.oneof({ weight: 5, arbitrary: fc.uuid().map((u) => `evt_${u.replace(/-/g, '')}`) }, fc.string({ maxLength: 40 }), fc.integer(), fc.constant(null)),
+        type: fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...TYPES) }, fc.string({ maxLength: 40 }), fc.integer()),
+        data: fc.oneof({ weight: 5, arbitrary: fc.record({ object }) }, fc.jsonValue({ maxDepth: 2 })),
+      },
+      { requiredKeys: [] },
+    );
+    const body = fc.oneof(
+      { weight: 6, arbitrary: event.map((e) => Buffer.from(JSON.stringify(e))) },
+      { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')) },
+      { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)) },
+      { weight: 1, arbitrary: fc.constantFrom('', '{', 'null', '[]', '"x"', '{"id":"evt_1"}', '\uFEFF{}', '{"__proto__":{"polluted":true}}').map((t) => Buffer.from(t)) },
+      // at the limit and just past it (padding inside a JSON event)
+      { weight: 2, arbitrary: fc.tuple(event, fc.constantFrom(0, 1)).map(([e, extra]) => padTo(e, WEBHOOK_MAX_BYTES + extra)) },
+    );
+    // which secret signs, and how the header is made
+    const signer = fc.constantFrom('path-tenant', 'path-tenant', 'path-tenant', 'other-tenant', 'random-secret', 'none', 'garbage', 'stale', 'future', 'two-v1');
+    const extra = fc.record(
+      {
+        'content-type': fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', '', 'application/json; charset=latin1'),
+        authorization: fc.constantFrom(`Bearer ${a.ownerKey}`, `Bearer ${app.adminKey}`, 'Bearer nope', 'Basic eDp5'),
+        'x-tally-tenant': fc.constant(a.tenantId),
+      },
+      { requiredKeys: [] },
+    );
+    const arbitrary = fc.tuple(tenantPath, body, signer, extra, fc.boolean());
+    const now = () => Math.floor(Date.now() / 1000);
+    const secretOfPath = (tenant: string) => (tenant === a.tenantId ? secrets.a : tenant === b.tenantId ? secrets.b : webhookSecret());
+
+    const failures: string[] = [];
+    const seed = seedFor('stripe webhook');
+    for (const [index, [tenant, payload, how, headers, chunked] ] of fc.sample(arbitrary, { numRuns: RAW, seed }).entries()) {
+      const text = payload.toString('utf8');
+      const sign = (secret: string, timestamp = now()) => Stripe.webhooks.generateTestHeaderString({ payload: text, secret, timestamp });
+      const pathSecret = secretOfPath(tenant);
+      const otherSecret = tenant === a.tenantId ? secrets.b : secrets.a;
+      const signature: Record<string, string | undefined> = {
+        'path-tenant': sign(pathSecret),
+        'other-tenant': sign(otherSecret),
+        'random-secret': sign(webhookSecret()),
+        none: undefined,
+        garbage: fc.sample(fc.oneof(fc.string({ maxLength: 80 }), fc.constantFrom('t=,v1=', 't=abc,v1=zz', 'v1=', 't=1', ',,,', `t=${now()},v1=${'0'.repeat(64)}`)), { numRuns: 1, seed: seed + index })[0],
+        stale: sign(pathSecret, now() - 301),
+        future: sign(pathSecret, now() + 3_600),
+        'two-v1': `${sign(webhookSecret())},v1=${sign(pathSecret).split('v1=')[1]}`,
+      };
+      const sig = signature[how];
+      const all: Record<string, string> = { ...Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== '')) as Record<string, string> };
+      if (sig !== undefined && /^[\t\x20-\x7e]*$/.test(sig)) all['stripe-signature'] = sig;
+      const path = `/api/stripe/webhook/${tenant}`;
+      const before = await recorded();
+      let answer: Answer;
+      try {
+        answer = await post(path, payload, all, chunked);
+      } catch (err) {
+        failures.push(`case ${index}: no answer: ${String(err)} for ${path.slice(0, 80)} (${how}, ${payload.length} bytes)`);
+        continue;
+      }
+      statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+      const after = await recorded();
+      const problems: string[] = [];
+      const problem = problemOf(answer, 'POST');
+      if (problem) problems.push(problem);
+      const mayWrite =
+        (tenant === a.tenantId || tenant === b.tenantId) && all['stripe-signature'] !== undefined && ['path-tenant', 'future', 'two-v1'].includes(how) && payload.length <= WEBHOOK_MAX_BYTES;
+      if (payload.length > WEBHOOK_MAX_BYTES && answer.status !== 413) problems.push(`a body of ${payload.length} bytes answered ${answer.status}, not 413`);
+      if (payload.length <= WEBHOOK_MAX_BYTES && answer.status === 413) problems.push(`a body of ${payload.length} bytes (within the limit) answered 413`);
+      if (!mayWrite && answer.status === 200) problems.push(`accepted without the path tenant's signature (${how})`);
+      if (!mayWrite && after !== before) problems.push(`wrote ${after - before} event rows without the path tenant's signature (${how})`);
+      if (answer.status >= 400 && after !== before) problems.push(`refused (${answer.status}) but wrote ${after - before} rows`);
+      if (after - before > 1) problems.push(`one delivery wrote ${after - before} rows`);
+      for (const p of problems) failures.push(`case ${index} (seed ${seed}): ${p}\n    request: POST ${path.slice(0, 120)} signer=${how} chunked=${chunked} ${text.slice(0, 300)}`);
+    }
+    expect((await fetch(`${app.baseUrl}/health`)).status).toBe(200);
+    expect(failures).toEqual([]);
+  }, 300_000);
+
+  it('takes a body of exactly BILLING_WEBHOOK_MAX_BYTES and refuses one byte more with 413, with and without Content-Length, writing nothing', async () => {
+    const t = await app.createTenant();
+    const whsec = await connect(t.ownerKey);
+    const before = await recorded();
+    for (const chunked of [false, true]) {
+      const event = { id: `evt_${randomUUID().replace(/-/g, '')}`, type: 'charge.succeeded', data: { object: {} } };
+      const at = padTo(event, WEBHOOK_MAX_BYTES);
+      expect(at.length).toBe(WEBHOOK_MAX_BYTES);
+      const sign = (payload: Buffer) => Stripe.webhooks.generateTestHeaderString({ payload: payload.toString('utf8'), secret: whsec, timestamp: Math.floor(Date.now() / 1000) });
+      const past = padTo({ ...event, id: `evt_${randomUUID().replace(/-/g, '')}` }, WEBHOOK_MAX_BYTES + 1);
+      expect(past.length).toBe(WEBHOOK_MAX_BYTES + 1);
+      const refused = await post(`/api/stripe/webhook/${t.tenantId}`, past, { 'stripe-signature': sign(past), 'content-type': 'application/json' }, chunked);
+      expect([refused.status, refused.body?.error?.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+      expect(await recorded()).toBe(before + (chunked ? 1 : 0));
+      const taken = await post(`/api/stripe/webhook/${t.tenantId}`, at, { 'stripe-signature': sign(at), 'content-type': 'application/json' }, chunked);
+      expect([taken.status, taken.body?.outcome]).toEqual([200, 'ignored']);
+      expect(await recorded()).toBe(before + (chunked ? 2 : 1));
+    }
+  });
+});
+
+/** The event as JSON padded (inside a `padding` field) to exactly `bytes` bytes. */
+function padTo(event: Record<string, unknown>, bytes: number): Buffer {
+  const bare = Buffer.byteLength(JSON.stringify({ ...event, padding: '' }));
+  return Buffer.from(JSON.stringify({ ...event, padding: 'x'.repeat(Math.max(0, bytes - bare)) }));
+}

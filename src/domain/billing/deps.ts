@@ -5,6 +5,7 @@ import type { SecretBox } from '../../lib/secret-box';
 import type { WebhookDispatchDeps } from '../webhooks/dispatch';
 import type { StripeGateway } from './stripe-gateway';
 import type { QuotaLimitsCache } from '../quotas/enforcer';
+import type { AccountRateGate } from './rate-gate';
 
 /** The collaborators of every billing operation, built once per process by src/app.ts. */
 export interface BillingDeps {
@@ -19,6 +20,8 @@ export interface BillingDeps {
   /** A subscription webhook that changes a license's plan makes its limits be read again. */
   limits: QuotaLimitsCache;
   send: SendOptions;
+  /** The rate gate of one Stripe connection, shared across worker processes (src/app.ts: a Redis token bucket). */
+  rateGateFor?: (connectionId: string, rps: number) => AccountRateGate;
   /** Counts reconciliation differences for /metrics. */
   onReconciliationDifferences?: (count: number) => void;
   now?: () => Date;

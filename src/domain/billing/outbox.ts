@@ -4,6 +4,7 @@ import { deterministicEventId } from '../webhooks/events';
 import { nowOf, type BillingDeps } from './deps';
 import { openConnection, type OpenConnection } from './connections';
 import { classifyStripeError, type StripeCall } from './stripe-gateway';
+import { LocalRateGate, type AccountRateGate } from './rate-gate';
 
 /**
  * The outbox sender. Calls are claimed with a lease (a sender that dies leaves them to be
@@ -34,26 +35,6 @@ interface Outcome {
   error: string | null;
   objectId: string | null;
   retryInMs: number;
-}
-
-/** Spaces requests to `rps` per second (bursts of a twentieth of a second), and pauses for a Retry-After. */
-class RateGate {
-  private next = 0;
-  private readonly interval: number;
-  private readonly burst: number;
-  constructor(rps: number) {
-    this.interval = 1000 / rps;
-    this.burst = Math.max(1, Math.floor(rps / 20)) * this.interval;
-  }
-  async take(): Promise<void> {
-    const now = performance.now();
-    const at = Math.max(this.next, now - this.burst);
-    this.next = at + this.interval;
-    if (at > now) await sleep(at - now);
-  }
-  pause(ms: number): void {
-    this.next = Math.max(this.next, performance.now() + ms);
-  }
 }
 
 function callOf(row: Claimed): StripeCall {
@@ -136,7 +117,8 @@ function backoffMs(deps: Pick<BillingDeps, 'send'>, attempts: number, retryAfter
 /** Sends the due calls of one connection until none is left or the budget is spent. */
 export async function sendOutbox(deps: BillingDeps, connection: OpenConnection, options: { budgetMs?: number } = {}): Promise<SendOutcome> {
   const deadline = performance.now() + (options.budgetMs ?? deps.send.budgetMs);
-  const gate = new RateGate(deps.send.rps);
+  // Shared by every sender of the account (Redis) when the app provides it, else this process's own.
+  const gate = deps.rateGateFor?.(connection.id, deps.send.rps) ?? new LocalRateGate(deps.send.rps);
   const total: SendOutcome = { sent: 0, failed: 0, retried: 0, pending: 0 };
   const batchSize = Math.max(deps.send.concurrency * 8, 64);
   let recording: Promise<void> = Promise.resolve();
@@ -209,7 +191,7 @@ export async function sendOutbox(deps: BillingDeps, connection: OpenConnection, 
   return total;
 }
 
-async function sendOne(deps: BillingDeps, connection: OpenConnection, gate: RateGate, row: Claimed, failures: Claimed[]): Promise<Outcome> {
+async function sendOne(deps: BillingDeps, connection: OpenConnection, gate: AccountRateGate, row: Claimed, failures: Claimed[]): Promise<Outcome> {
   if (row.dependency_status === 'FAILED') {
     failures.push(row);
     return { id: row.id, status: 'FAILED', error: 'the call it waits for failed', objectId: null, retryInMs: 0 };

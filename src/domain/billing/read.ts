@@ -22,13 +22,13 @@ export async function billingHealth(deps: Pick<BillingDeps, 'prisma' | 'pool' | 
     orderBy: { createdAt: 'desc' },
     take: 20,
   });
-  const { rows: [reconciliation] } = await deps.pool.query<{ open: string; last_checked: Date | null }>(
-    `SELECT count(*) FILTER (WHERE NOT r.healed) AS open, max(r.checked_at) AS last_checked
+  const { rows: [reconciliation] } = await deps.pool.query<{ open: string }>(
+    `SELECT count(*) FILTER (WHERE NOT r.healed) AS open
        FROM billing_reconciliations r JOIN licenses l ON l.id = r.license_id AND l.tenant_id = r.tenant_id
       WHERE r.tenant_id = $1 AND l.environment = $2::api_key_environment`,
     [tenantId, environment],
   );
-  const lastRun = await deps.prisma.jobRun.findFirst({ where: { name: 'billing.reconcile', status: 'completed' }, orderBy: { startedAt: 'desc' } });
+  const reconciled = await deps.prisma.billingConnection.findUnique({ where: { id: connectionId }, select: { tenantId: true, lastReconciledAt: true } });
   const meterErrors = await deps.prisma.stripeWebhookEvent.findMany({
     where: { tenantId, livemode: environment === 'live', type: 'billing.meter.error_report_triggered' },
     orderBy: { receivedAt: 'desc' },
@@ -55,7 +55,8 @@ export async function billingHealth(deps: Pick<BillingDeps, 'prisma' | 'pool' | 
       lastError: f.lastError,
       createdAt: f.createdAt.toISOString(),
     })),
-    lastReconciliationAt: (lastRun?.finishedAt ?? reconciliation?.last_checked ?? null)?.toISOString() ?? null,
+    // The last full reconciliation of this tenant's account of this environment (null: never, or not connected).
+    lastReconciliationAt: reconciled?.tenantId === tenantId ? (reconciled.lastReconciledAt?.toISOString() ?? null) : null,
     openDifferences: Number(reconciliation?.open ?? 0),
     meterErrorReports: {
       count: meterErrorCount,

@@ -42,7 +42,12 @@ export async function reconcileDay(deps: BillingDeps, day: Date, scope: { tenant
   const connections = await deps.prisma.billingConnection.findMany({ where: scope.tenantId ? { tenantId: scope.tenantId } : {}, select: { id: true } });
   for (const { id } of connections) {
     const connection = await openConnection(deps, { id });
-    if (connection) await reconcileConnection(deps, connection, day, outcome);
+    if (!connection) continue;
+    await reconcileConnection(deps, connection, day, outcome);
+    // Per account: billing.health shows when this tenant's own account (of this mode) was last
+    // compared in full, not when the platform-wide job last ran (a run that failed before or
+    // at this account leaves its earlier time standing).
+    await deps.pool.query('UPDATE billing_connections SET last_reconciled_at = now() WHERE id = $1', [connection.id]);
   }
   outcome.rowsTouched = outcome.checked;
   deps.onReconciliationDifferences?.(outcome.differences);

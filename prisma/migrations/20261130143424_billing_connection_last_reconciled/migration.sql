@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "billing_connections" ADD COLUMN     "last_reconciled_at" TIMESTAMPTZ(3);
