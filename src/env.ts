@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { parseEncryptionKey } from './lib/secret-box';
 import { parseAllowlist } from './lib/net-guard';
 import { parseOrigins } from './lib/origins';
+import { parseClusterNodes, redisTargetOf, redisUrlProblem } from './lib/redis';
 
 const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -19,8 +20,22 @@ export const envShape = {
     .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
     .default('postgresql://postgres@127.0.0.1:5432/tally'),
   DB_POOL_SIZE: intFrom(10, 1, 200),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .superRefine((url, ctx) => {
+      const problem = redisUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   REDIS_KEY_PREFIX: z.string().default('tally:'),
+  // Redis Cluster: its startup nodes (host:port,host:port); REDIS_URL then gives only credentials and TLS.
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .optional()
+    .superRefine((spec, ctx) => {
+      if (spec === undefined) return;
+      for (const message of parseClusterNodes(spec).errors) ctx.addIssue({ code: 'custom', message });
+    }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BOOTSTRAP_ADMIN_KEY: z
     .string()
@@ -98,6 +113,10 @@ const envSchema = z.object(envShape).superRefine((env, ctx) => {
   }
   if (env.IDEMPOTENCY_KEY_RETENTION_DAYS <= env.EVENT_MAX_AGE_DAYS) {
     ctx.addIssue({ code: 'custom', path: ['IDEMPOTENCY_KEY_RETENTION_DAYS'], message: `must be more than EVENT_MAX_AGE_DAYS (${env.EVENT_MAX_AGE_DAYS})` });
+  }
+  // On a cluster the first {…} of a key picks its slot: braces in the prefix would put every key in one.
+  if (redisTargetOf(env).kind === 'cluster' && /[{}]/.test(env.REDIS_KEY_PREFIX)) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_KEY_PREFIX'], message: 'must not contain { or } on a Redis Cluster (Tally hash-tags its keys itself)' });
   }
 });
 

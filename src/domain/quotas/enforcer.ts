@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../../lib/redis';
 import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
@@ -146,6 +146,16 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly rebuilding = new Map<string, Promise<void>>();
   /** Without Redis, decisions for one license are taken one at a time in this process. */
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
+  /**
+   * Counters whose value in Redis may lack what this process admitted from PostgreSQL while
+   * Redis could not answer (or may hold a script that timed out and ran later): they are
+   * deleted, and so rebuilt from PostgreSQL, before Redis decides on them again. A Redis that
+   * restarts empty loses them anyway; a cluster master's replica, promoted when it dies, and a
+   * Redis that restarts from its AOF do not.
+   */
+  private readonly suspect = new Map<string, number>();
+  private distrusts = 0;
+  private suspectTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger },
@@ -248,20 +258,58 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private async decide(licenseId: string, items: { amount: bigint; counters: Counter[] }[]): Promise<ReserveOutcome[]> {
     if (this.deps.redis.status === 'ready') {
       try {
+        if (this.suspect.size > 0) await this.withTimeout(this.dropSuspect(items.flatMap((i) => i.counters.map((c) => c.key))));
         return await this.decideInRedis(items);
       } catch (error) {
         if (error instanceof AppError) throw error;
         this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
         // The script may still run, and what PostgreSQL admits now is not in these counters:
-        // drop them (queued behind the script on the same connection) so they are rebuilt.
-        const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
-        this.deps.redis.del(...keys).catch(() => undefined);
+        // they are dropped (first try queued behind the script on the same connection) and
+        // rebuilt before Redis decides on them again.
+        this.distrust(items.flatMap((i) => i.counters.map((c) => c.key)));
       }
     }
     if (this.options.failMode === 'open') {
       return items.map(() => ({ admitted: true, reservation: null, state: null }));
     }
     return this.decideInPostgres(licenseId, items);
+  }
+
+  /** These counters are not to be trusted until they have been deleted from Redis. */
+  private distrust(keys: string[]): void {
+    for (const key of keys) this.suspect.set(key, ++this.distrusts);
+    void this.dropSuspect(keys).catch(() => undefined);
+    // Until Redis answers again, keep trying in the background: another process that has not
+    // seen the outage must find these counters gone, not short of what was admitted here.
+    this.suspectTimer ??= setInterval(() => {
+      if (this.suspect.size === 0) {
+        clearInterval(this.suspectTimer);
+        this.suspectTimer = undefined;
+        return;
+      }
+      void this.dropSuspect([...this.suspect.keys()]).catch(() => undefined);
+    }, 250);
+    this.suspectTimer.unref();
+  }
+
+  /** Deletes those of `keys` that are suspect, one call per license (one Redis Cluster slot). */
+  private async dropSuspect(keys: string[]): Promise<void> {
+    const byTag = new Map<string, string[]>();
+    const since = new Map<string, number>();
+    for (const key of keys) {
+      const distrusted = this.suspect.get(key);
+      if (distrusted === undefined || since.has(key)) continue;
+      since.set(key, distrusted);
+      const tag = /\{[^}]*\}/.exec(key)![0];
+      byTag.set(tag, [...(byTag.get(tag) ?? []), key]);
+    }
+    await Promise.all(
+      [...byTag.values()].map(async (group) => {
+        await this.deps.redis.del(...group);
+        // distrusted again while the DEL was on its way: that admission may postdate it
+        for (const key of group) if (this.suspect.get(key) === since.get(key)) this.suspect.delete(key);
+      }),
+    );
   }
 
   private withTimeout<T>(promise: Promise<T>): Promise<T> {
@@ -497,7 +545,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   }
 
   private async currentValue(counter: Counter): Promise<bigint> {
-    if (this.deps.redis.status === 'ready') {
+    if (this.deps.redis.status === 'ready' && !this.suspect.has(counter.key)) {
       try {
         const value = await this.withTimeout(this.deps.redis.get(counter.key));
         if (value !== null) return BigInt(value);
