@@ -6,6 +6,7 @@ import { licenseWithLimit } from '../helpers/quota';
 import { rollupDifferences } from '../helpers/rollup-check';
 import { FailedAuthThrottle } from '../../src/domain/api-keys/throttles';
 import { isCluster, keysWithPrefix } from '../../src/lib/redis';
+import { Redis } from 'ioredis';
 
 /**
  * Tally on a real Redis Cluster (3 masters, 3 replicas, started here on ports of its own): two
@@ -24,7 +25,9 @@ let ownerKey: string;
 let tenantId: string;
 
 beforeAll(async () => {
-  cluster = await RedisClusterServer.start();
+  // A node is failed after 3 s without answering: longer than ioredis goes on retrying a command
+  // (16 redirections, 100 ms apart), so what is sent early in a failover fails for good.
+  cluster = await RedisClusterServer.start({ nodeTimeoutMs: 3000 });
   // Redis answers slowly on a loaded CI box; a timed-out check would be decided from PostgreSQL
   // instead, which only the failover test is about (there ioredis gives up on the dead master).
   const env = { REDIS_CLUSTER_NODES: cluster.nodesSpec, QUOTA_REDIS_TIMEOUT_MS: '10000' };
@@ -267,5 +270,50 @@ describe('a master killed in the middle of a stream of events', () => {
       `failover: master :${victim} → :${heir} in ${failoverMs} ms; capped license ${admitted.length} admitted of ${2 * CAP} (cap ${CAP}), ` +
         `${duringFailover.capped} answered during the failover (${duringFailover.admitted} admitted); ${answers.free.size} other events; ${retries} client retries\n`,
     );
+  });
+});
+
+describe('a Redis that comes back holding its counters (restarted from its AOF)', () => {
+  // What a promoted replica does too: the counters are back, short of what was admitted from
+  // PostgreSQL meanwhile. They must be rebuilt before they decide again.
+  it('rebuilds the counters it decided on from PostgreSQL: one instance never passes the cap', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/tally-redis-aof-`);
+    const port = 20_000 + Math.floor(Math.random() * 9_000);
+    const startRedis = () =>
+      spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdio: 'ignore' });
+    const answers = async () => {
+      const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      const up = await probe.connect().then(() => probe.ping()).then(() => true, () => false);
+      probe.disconnect();
+      return up;
+    };
+    let server = startRedis();
+    while (!(await answers())) await new Promise((r) => setTimeout(r, 50));
+    const app = await TestApp.start({ REDIS_URL: `redis://127.0.0.1:${port}`, QUOTA_REDIS_TIMEOUT_MS: '10000' });
+    try {
+      const CAP = 30;
+      const { licenseId } = await licenseWithLimit(app, ownerKey, 'aof', CAP);
+      const track = () => app.call('usage.trackEvent', { licenseId, usageType: 'aof' }, ownerKey);
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) statuses.push((await track()).status); // counted in Redis, fsynced
+      server.kill('SIGKILL');
+      await new Promise((r) => server.once('exit', r));
+      const status = (): string => app.services.quotaRedis.status;
+      while (status() === 'ready') await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 10; i++) statuses.push((await track()).status); // decided from PostgreSQL
+      server = startRedis();
+      while (status() !== 'ready') await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 20; i++) statuses.push((await track()).status);
+      expect(statuses).toEqual([...Array(CAP).fill(200), ...Array(10).fill(429)]);
+      expect(await app.prisma.usageEvent.count({ where: { licenseId } })).toBe(CAP);
+    } finally {
+      await app.close();
+      server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -263,12 +263,12 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       } catch (error) {
         if (error instanceof AppError) throw error;
         this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
-        // The script may still run, and what PostgreSQL admits now is not in these counters:
-        // they are dropped (first try queued behind the script on the same connection) and
-        // rebuilt before Redis decides on them again.
-        this.distrust(items.flatMap((i) => i.counters.map((c) => c.key)));
       }
     }
+    // The script may still run, and what is admitted now is not in these counters: they are
+    // dropped (the first try queued behind the script on the same connection) and rebuilt
+    // before Redis decides on them again, also when Redis comes back holding them.
+    this.distrust(items.flatMap((i) => i.counters.map((c) => c.key)));
     if (this.options.failMode === 'open') {
       return items.map(() => ({ admitted: true, reservation: null, state: null }));
     }
@@ -278,7 +278,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   /** These counters are not to be trusted until they have been deleted from Redis. */
   private distrust(keys: string[]): void {
     for (const key of keys) this.suspect.set(key, ++this.distrusts);
-    void this.dropSuspect(keys).catch(() => undefined);
+    if (this.deps.redis.status === 'ready') void this.dropSuspect(keys).catch(() => undefined);
     // Until Redis answers again, keep trying in the background: another process that has not
     // seen the outage must find these counters gone, not short of what was admitted here.
     this.suspectTimer ??= setInterval(() => {
@@ -287,7 +287,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         this.suspectTimer = undefined;
         return;
       }
-      void this.dropSuspect([...this.suspect.keys()]).catch(() => undefined);
+      if (this.deps.redis.status === 'ready') void this.dropSuspect([...this.suspect.keys()]).catch(() => undefined);
     }, 250);
     this.suspectTimer.unref();
   }
