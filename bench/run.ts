@@ -21,6 +21,7 @@ import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
 import { quotaConfigFromEnv, runQuotaBench } from './quota';
 import { runSdkBench, sdkConfigFromEnv } from './sdk';
 import { billingConfigFromEnv, runBillingBench } from './billing';
+import { runScaleRedisBench, scaleRedisConfigFromEnv } from './scale-redis';
 import {
   type BenchContext,
   type BenchReport,
@@ -51,6 +52,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
   sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
   billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
+  'scale-redis': (ctx) => runScaleRedisBench(ctx, scaleRedisConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {
