@@ -156,6 +156,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly suspect = new Map<string, number>();
   private distrusts = 0;
   private suspectTimer?: NodeJS.Timeout;
+  private backgroundDrop?: Promise<void>;
 
   constructor(
     private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger },
@@ -287,7 +288,12 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         this.suspectTimer = undefined;
         return;
       }
-      if (this.deps.redis.status === 'ready') void this.dropSuspect([...this.suspect.keys()]).catch(() => undefined);
+      // one background attempt at a time: while a master fails over, DELs wait in the client
+      if (this.deps.redis.status === 'ready' && !this.backgroundDrop) {
+        this.backgroundDrop = this.dropSuspect([...this.suspect.keys()])
+          .catch(() => undefined)
+          .finally(() => (this.backgroundDrop = undefined));
+      }
     }, 250);
     this.suspectTimer.unref();
   }
