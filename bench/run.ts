@@ -26,6 +26,7 @@ import { runScalePgBench, scalePgConfigFromEnv } from './scale-pg';
 import { runUniqueUsersBench, uniqueUsersConfigFromEnv } from './unique-users';
 import { runWebBench, webConfigFromEnv } from './web';
 import { ensureConsoleBundle } from '../src/server/console/bundle';
+import { runScaleRedisBench, scaleRedisConfigFromEnv } from './scale-redis';
 import {
   type BenchContext,
   type BenchReport,
@@ -60,6 +61,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
   'scale-pg': (ctx) => runScalePgBench(ctx, scalePgConfigFromEnv()),
   'unique-users': (ctx) => runUniqueUsersBench(ctx, uniqueUsersConfigFromEnv()),
   web: (ctx) => runWebBench(ctx, webConfigFromEnv()),
+  'scale-redis': (ctx) => runScaleRedisBench(ctx, scaleRedisConfigFromEnv()),
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {

@@ -1,11 +1,18 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../src/lib/redis';
 import { QUEUES, type JobName, type JobPayload, type QueueName, jobCatalog, jobIdFor } from '../src/domain/jobs/catalog';
 import type { EnqueueOptions, JobPort, QueuedJob } from '../src/domain/jobs/port';
 
-/** BullMQ keys live under the service's Redis prefix, so test runs and deployments never mix. */
-export function bullPrefix(redisKeyPrefix: string): string {
-  return `${redisKeyPrefix}bull`;
+/**
+ * BullMQ keys live under the service's Redis prefix, so test runs and deployments never mix.
+ * BullMQ's scripts touch many keys of a queue at once, so on a Redis Cluster they must share a
+ * slot: the prefix carries the hash tag `{bull}` there (BullMQ's own advice). Every queue is in
+ * that one slot; jobs (rollup windows, deliveries, billing runs) are a trickle beside the quota
+ * counters, which spread over the cluster by license. A single Redis keeps the old prefix, so an
+ * upgrade finds the jobs queued before it.
+ */
+export function bullPrefix(redisKeyPrefix: string, cluster = false): string {
+  return cluster ? `${redisKeyPrefix}{bull}` : `${redisKeyPrefix}bull`;
 }
 
 /**
@@ -19,7 +26,11 @@ const KEEP_FAILED = { age: 30 * 86_400 };
 export class JobQueues implements JobPort {
   readonly queues: Record<QueueName, Queue>;
 
-  constructor(connection: Redis, prefix: string) {
+  constructor(
+    connection: Redis,
+    /** bullPrefix(): workers and queue listeners of this deployment use the same. */
+    readonly prefix: string,
+  ) {
     this.queues = Object.fromEntries(
       QUEUES.map((name) => [name, new Queue(name, { connection, prefix })]),
     ) as Record<QueueName, Queue>;

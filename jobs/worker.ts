@@ -1,5 +1,5 @@
 import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../src/lib/redis';
 import { recordJobEnd, recordJobStart } from '../src/domain/jobs/job-runs';
 import { QUEUES, isJobName, jobCatalog, type JobName } from '../src/domain/jobs/catalog';
 import { jobHandlers } from './handlers';

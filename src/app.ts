@@ -3,7 +3,7 @@ import type { Env } from './env';
 import { createDatabase } from './lib/db';
 import type { Logger } from './lib/logger';
 import { createMetrics } from './lib/metrics';
-import { createRedis } from './lib/redis';
+import { createRedis, isCluster, redisTargetOf } from './lib/redis';
 import { ApiKeyAuthenticator } from './domain/api-keys/authenticator';
 import { AddressRateLimiter, FailedAuthThrottle, KeyRateLimiter } from './domain/api-keys/throttles';
 import { RefusalAudit } from './domain/audit/refusal-audit';
@@ -33,7 +33,8 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     readMaxLagMs: env.DATABASE_READ_MAX_LAG_MS,
     onReplicaError: (err) => logger.warn({ err }, 'read replica unavailable (DATABASE_READ_URL): reads go to the primary until it is back'),
   });
-  const redis = createRedis(env.REDIS_URL);
+  const redisTarget = redisTargetOf(env);
+  const redis = createRedis(redisTarget);
   await redis.connect();
   const metrics = createMetrics();
   db.reads.start(metrics);
@@ -51,12 +52,12 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     maxInflight: env.INGEST_MAX_INFLIGHT_FLUSHES,
   });
   // BullMQ blocks on its connection and wants commands to wait out a Redis restart.
-  const bullConnection = createRedis(env.REDIS_URL, { maxRetriesPerRequest: null });
+  const bullConnection = createRedis(redisTarget, { maxRetriesPerRequest: null });
   await bullConnection.connect();
-  const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX));
+  const queues = new JobQueues(bullConnection, bullPrefix(env.REDIS_KEY_PREFIX, isCluster(bullConnection)));
   // Quota checks get their own connection with auto-pipelining: the checks of concurrent
   // requests leave in one write and Redis answers them in one wake-up.
-  const quotaRedis = createRedis(env.REDIS_URL, { enableAutoPipelining: true });
+  const quotaRedis = createRedis(redisTarget, { enableAutoPipelining: true });
   await quotaRedis.connect();
   // Failure counts and key rate limits share the quota connection: one auto-pipelined script each.
   const counters = { keyPrefix: env.REDIS_KEY_PREFIX, redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS };

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { parseEncryptionKey } from './lib/secret-box';
 import { parseAllowlist } from './lib/net-guard';
 import { parseOrigins } from './lib/origins';
+import { parseClusterNodes, redisTargetOf, redisUrlProblem } from './lib/redis';
 
 const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -24,8 +25,22 @@ export const envShape = {
   DATABASE_READ_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
   DATABASE_READ_MAX_LAG_MS: intFrom(5000, 100, 3_600_000),
   DATABASE_DIRECT_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .superRefine((url, ctx) => {
+      const problem = redisUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   REDIS_KEY_PREFIX: z.string().default('tally:'),
+  // Redis Cluster: its startup nodes (host:port,host:port); REDIS_URL then gives only credentials and TLS.
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .optional()
+    .superRefine((spec, ctx) => {
+      if (spec === undefined) return;
+      for (const message of parseClusterNodes(spec).errors) ctx.addIssue({ code: 'custom', message });
+    }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BOOTSTRAP_ADMIN_KEY: z
     .string()
@@ -106,6 +121,10 @@ const envSchema = z.object(envShape).superRefine((env, ctx) => {
   }
   if (env.IDEMPOTENCY_KEY_RETENTION_DAYS <= env.EVENT_MAX_AGE_DAYS) {
     ctx.addIssue({ code: 'custom', path: ['IDEMPOTENCY_KEY_RETENTION_DAYS'], message: `must be more than EVENT_MAX_AGE_DAYS (${env.EVENT_MAX_AGE_DAYS})` });
+  }
+  // On a cluster the first {…} of a key picks its slot: braces in the prefix would put every key in one.
+  if (redisTargetOf(env).kind === 'cluster' && /[{}]/.test(env.REDIS_KEY_PREFIX)) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_KEY_PREFIX'], message: 'must not contain { or } on a Redis Cluster (Tally hash-tags its keys itself)' });
   }
 });
 

@@ -1,13 +1,12 @@
 import type { Server } from 'node:http';
 import { ConfigError, loadDotEnvFile, loadEnv, type Env } from './env';
 import { createLogger, type Logger } from './lib/logger';
-import { createRedis } from './lib/redis';
+import { createRedis, describeRedisTarget, redisTargetOf } from './lib/redis';
 import { applyMigrations, ensureDatabase } from './lib/migrator';
 import { closeServices, createServices, jobDepsOf, prepareData } from './app';
 import { createHttpServer } from './server/http';
 import { closeWorkers, startWorkers } from '../jobs/worker';
 import { Scheduler } from '../jobs/scheduler';
-import { bullPrefix } from '../jobs/queues';
 import { ensureConsoleBundle } from './server/console/bundle';
 
 const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
@@ -40,15 +39,16 @@ async function checkDependencies(env: Env, logger: Logger): Promise<void> {
         `Start it (on Debian: ${START_POSTGRES}) or set DATABASE_URL.`,
     );
   }
-  const redis = createRedis(env.REDIS_URL, { maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
+  const target = redisTargetOf(env);
+  const redis = createRedis(target, { maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
   try {
     await redis.connect();
     await redis.ping();
   } catch (err) {
     fail(
       logger,
-      `Redis is not reachable at ${hostOf(env.REDIS_URL)} (${(err as Error).message}).\n` +
-        `Start it (${START_REDIS}) or set REDIS_URL.`,
+      `Redis is not reachable at ${describeRedisTarget(target)} (${(err as Error).message}).\n` +
+        (target.kind === 'cluster' ? 'Check REDIS_CLUSTER_NODES (or the redis+cluster:// REDIS_URL).' : `Start it (${START_REDIS}) or set REDIS_URL.`),
     );
   } finally {
     redis.disconnect();
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
         jobDepsOf(services),
         {
           connection: services.bullConnection,
-          prefix: bullPrefix(env.REDIS_KEY_PREFIX),
+          prefix: services.queues.prefix,
           concurrency: env.WORKER_CONCURRENCY,
           lockDuration: env.JOB_LOCK_MS,
         },

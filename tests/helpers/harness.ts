@@ -8,6 +8,7 @@ import { createHttpServer } from '../../src/server/http';
 import type { Services } from '../../src/server/services';
 import { createApiKey } from '../../src/domain/api-keys/api-keys';
 import { createIsolatedDatabase } from './isolated-db';
+import { deleteKeys, keysWithPrefix } from '../../src/lib/redis';
 
 export interface CallResult<T = unknown> {
   status: number;
@@ -52,8 +53,7 @@ export class TestApp {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
-    const keys = await this.services.redis.keys(`${this.prefix}*`);
-    if (keys.length) await this.services.redis.del(...keys);
+    await deleteKeys(this.services.redis, await keysWithPrefix(this.services.redis, this.prefix));
     await closeServices(this.services);
   }
 

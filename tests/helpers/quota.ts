@@ -1,4 +1,5 @@
 import type { TestApp } from './harness';
+import { deleteKeys, keysWithPrefix } from '../../src/lib/redis';
 
 /** A license with its own hard limit on `usageType` (enterprise plan: nothing else limits it). */
 export async function licenseWithLimit(
@@ -16,7 +17,5 @@ export async function licenseWithLimit(
 
 /** Deletes this app's quota counters, as a Redis restart (or FLUSHALL) would; never touches other runs' keys. */
 export async function dropQuotaCounters(app: TestApp): Promise<number> {
-  const keys = await app.services.redis.keys(`${app.prefix}quota:*`);
-  if (keys.length) await app.services.redis.del(...keys);
-  return keys.length;
+  return deleteKeys(app.services.redis, await keysWithPrefix(app.services.redis, `${app.prefix}quota:`));
 }

@@ -1,20 +1,19 @@
 import { QueueEvents, type Worker } from 'bullmq';
-import { createRedis } from '../../src/lib/redis';
+import { createRedis, redisTargetOf } from '../../src/lib/redis';
 import { closeWorkers, startWorkers } from '../../jobs/worker';
 import { QUEUES, type QueueName } from '../../src/domain/jobs/catalog';
-import { bullPrefix } from '../../jobs/queues';
 import { jobDepsOf } from '../../src/app';
 import type { TestApp } from './harness';
 
 /** Real BullMQ workers for every queue of the catalog, on the app's own Redis prefix. */
 export async function startTestWorkers(app: TestApp) {
   const s = app.services;
-  const prefix = bullPrefix(s.env.REDIS_KEY_PREFIX);
+  const prefix = s.queues.prefix;
   const workers: Worker[] = startWorkers(
     jobDepsOf(s),
     { connection: s.bullConnection, prefix, concurrency: 4, lockDuration: 30_000 },
   );
-  const connection = createRedis(s.env.REDIS_URL, { maxRetriesPerRequest: null });
+  const connection = createRedis(redisTargetOf(s.env), { maxRetriesPerRequest: null });
   const events = Object.fromEntries(QUEUES.map((q) => [q, new QueueEvents(q, { connection, prefix })])) as Record<QueueName, QueueEvents>;
   await Promise.all(Object.values(events).map((e) => e.waitUntilReady()));
   return {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, envShape, loadEnv } from '../../src/env';
+import { redisTargetOf } from '../../src/lib/redis';
 
 describe('configuration', () => {
   it('has defaults for everything', () => {
@@ -46,6 +47,36 @@ describe('scaling settings', () => {
     expect(env.DATABASE_DIRECT_URL).toBe('postgres://postgres@db:5432/tally');
     expect(() => loadEnv({ DATABASE_READ_URL: 'mysql://replica/tally' })).toThrow(/DATABASE_READ_URL/);
     expect(() => loadEnv({ DATABASE_DIRECT_URL: 'replica:5432' })).toThrow(/DATABASE_DIRECT_URL/);
+  });
+});
+
+describe('Redis Cluster settings', () => {
+  it('takes REDIS_CLUSTER_NODES or a redis+cluster:// REDIS_URL, and refuses what is not host:port', () => {
+    expect(redisTargetOf(loadEnv({}))).toEqual({ kind: 'single', url: 'redis://127.0.0.1:6379' });
+    expect(redisTargetOf(loadEnv({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b:7001', REDIS_URL: 'rediss://:s3cret@ignored:6379' }))).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: '10.0.0.1', port: 7000 }, { host: 'redis-b', port: 7001 }],
+      tls: true,
+      password: 's3cret',
+    });
+    expect(redisTargetOf(loadEnv({ REDIS_URL: 'redis+cluster://ops:pw@h1:7000,h2:7001' }))).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: 'h1', port: 7000 }, { host: 'h2', port: 7001 }],
+      tls: false,
+      username: 'ops',
+      password: 'pw',
+    });
+    expect(redisTargetOf(loadEnv({ REDIS_CLUSTER_NODES: 'h:65535' })).kind).toBe('cluster');
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'h:65536' })).toThrow(/REDIS_CLUSTER_NODES: "h:65536" is not host:port/);
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'h1:7000,h2' })).toThrow(/REDIS_CLUSTER_NODES/);
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: ',' })).toThrow(/REDIS_CLUSTER_NODES: names no node/);
+    expect(() => loadEnv({ REDIS_URL: 'redis+cluster://h1' })).toThrow(/REDIS_URL/);
+    expect(() => loadEnv({ REDIS_URL: 'http://h1:6379' })).toThrow(/REDIS_URL/);
+  });
+
+  it('refuses braces in REDIS_KEY_PREFIX on a cluster only (they would pin every key to one slot)', () => {
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'h:7000', REDIS_KEY_PREFIX: '{tally}:' })).toThrow(/REDIS_KEY_PREFIX/);
+    expect(loadEnv({ REDIS_KEY_PREFIX: '{tally}:' }).REDIS_KEY_PREFIX).toBe('{tally}:');
   });
 });
 

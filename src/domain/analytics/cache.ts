@@ -24,8 +24,12 @@ export class AnalyticsCache implements AnalyticsInvalidator {
     private readonly metrics?: Pick<Metrics, 'analyticsCache'>,
   ) {}
 
+  /**
+   * A tenant's generation and cached answers share the hash tag {tenantId}, so on a Redis Cluster
+   * they are read in one MGET; the global generation lives in a slot of its own, read beside it.
+   */
   private generationKey(tenantId: string | null): string {
-    return `${this.prefix}analytics:gen:${tenantId ?? '*'}`;
+    return tenantId === null ? `${this.prefix}analytics:gen:*` : `${this.prefix}analytics:{${tenantId}}:gen`;
   }
 
   /**
@@ -46,10 +50,16 @@ export class AnalyticsCache implements AnalyticsInvalidator {
     };
     if (this.ttlSeconds === 0) return compute(null, keepUncached);
     const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
-    const key = `${this.prefix}analytics:${tenantId}:${digest}`;
+    const key = `${this.prefix}analytics:{${tenantId}}:${digest}`;
     let stamp: string | null;
     try {
-      const [global, tenant, cached] = await this.redis.mget(this.generationKey(null), this.generationKey(tenantId), key);
+      // Not one atomic read, and it need not be: an answer is served only under the stamp it
+      // was stored with, so a bump between the two reads makes it a miss, or the read counts
+      // as having happened before the bump.
+      const [global, [tenant, cached]] = await Promise.all([
+        this.redis.get(this.generationKey(null)),
+        this.redis.mget(this.generationKey(tenantId), key),
+      ]);
       stamp = `${global ?? 0}:${tenant ?? 0}\n`;
       if (cached?.startsWith(stamp)) {
         this.metrics?.analyticsCache.inc({ view, result: 'hit' });
@@ -68,9 +78,7 @@ export class AnalyticsCache implements AnalyticsInvalidator {
   /** Drops the cached answers of these tenants (null: every tenant). */
   async invalidate(tenantIds: Iterable<string> | null): Promise<void> {
     const keys = tenantIds === null ? [this.generationKey(null)] : [...new Set(tenantIds)].map((id) => this.generationKey(id));
-    if (keys.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const key of keys) pipeline.incr(key);
-    await pipeline.exec();
+    // One INCR per key (not one pipeline): on a cluster the tenants' keys are in different slots.
+    await Promise.all(keys.map((key) => this.redis.incr(key)));
   }
 }

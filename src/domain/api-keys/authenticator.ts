@@ -1,5 +1,5 @@
 import type { Db } from '../../lib/db';
-import type { Redis } from '../../lib/redis';
+import { duplicateRedis, type Redis } from '../../lib/redis';
 import type { ApiKeyRole } from '../../generated/prisma/client';
 import type { Environment } from '../environments/environment';
 import { LruMap } from '../../lib/bounded-cache';
@@ -92,8 +92,9 @@ export class ApiKeyAuthenticator implements KeyRevocations {
     this.flushTimer = setInterval(() => void this.flush(), this.options.usageFlushMs);
     this.flushTimer.unref();
     if (this.options.redis) {
-      this.subscriber = this.options.redis.duplicate();
-      this.subscriber.on('error', () => undefined);
+      // Plain pub/sub: on a Redis Cluster a PUBLISH reaches the subscribers of every node, and
+      // the cluster client subscribes again on another node when its node goes away.
+      this.subscriber = duplicateRedis(this.options.redis);
       this.subscriber.on('message', (_channel: string, keyId: string) => this.forget(keyId));
       await this.subscriber.subscribe(this.channel);
     }

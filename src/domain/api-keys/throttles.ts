@@ -88,12 +88,15 @@ export class FailedAuthThrottle {
   private keys(address: string | null, prefix: string | undefined): { keys: string[]; limits: number[] } {
     const keys: string[] = [];
     const limits: number[] = [];
+    // One script checks and counts both keys together, so on a Redis Cluster they share the
+    // slot of the hash tag {auth-failures}: small, short-lived keys touched only by failed and
+    // not-yet-accepted keys.
     if (address) {
-      keys.push(`${this.options.keyPrefix}auth:failures:address:${address}`);
+      keys.push(`${this.options.keyPrefix}{auth-failures}:address:${address}`);
       limits.push(this.options.addressLimit);
     }
     if (prefix) {
-      keys.push(`${this.options.keyPrefix}auth:failures:prefix:${prefix}`);
+      keys.push(`${this.options.keyPrefix}{auth-failures}:prefix:${prefix}`);
       limits.push(this.options.prefixLimit);
     }
     return { keys, limits };

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../../lib/redis';
 import type { Logger } from '../../lib/logger';
 
 /** Holds the requests to one Stripe account to its rate: `take` before each request. */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Prisma } from '../../generated/prisma/client';
 import type { LicenseStatus } from '../../generated/prisma/client';
-import type { Redis } from '../../lib/redis';
+import { duplicateRedis, type Redis } from '../../lib/redis';
 import { LruMap } from '../../lib/bounded-cache';
 import type { PeriodType } from '../periods';
 import type { Environment } from '../environments/environment';
@@ -135,7 +135,7 @@ export class LicenseCache implements LicenseInvalidation {
   /** Listens for invalidations broadcast by other processes. */
   async start(): Promise<void> {
     if (!this.options.redis || this.subscriber) return;
-    this.subscriber = this.options.redis.duplicate();
+    this.subscriber = duplicateRedis(this.options.redis);
     this.subscriber.on('error', () => undefined);
     this.subscriber.on('message', (_channel: string, licenseId: string) => this.forget(licenseId));
     await this.subscriber.subscribe(this.channel);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../../lib/redis';
 
 /**
  * Check-and-increment for every counter a set of events touches, atomically. Values are

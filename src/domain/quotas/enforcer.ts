@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { Redis } from '../../lib/redis';
 import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError, isUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
@@ -157,6 +157,17 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
   /** Reservations of one license asked for in the same turn of the event loop: one script call for all. */
   private readonly queued = new Map<string, QueuedDecision[]>();
+  /**
+   * Counters whose value in Redis may lack what this process admitted from PostgreSQL while
+   * Redis could not answer (or may hold a script that timed out and ran later): they are
+   * deleted, and so rebuilt from PostgreSQL, before Redis decides on them again. A Redis that
+   * restarts empty loses them anyway; a cluster master's replica, promoted when it dies, and a
+   * Redis that restarts from its AOF do not.
+   */
+  private readonly suspect = new Map<string, number>();
+  private distrusts = 0;
+  private suspectTimer?: NodeJS.Timeout;
+  private backgroundDrop?: Promise<void>;
 
   constructor(
     private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger; licenses?: LicenseCache },
@@ -260,18 +271,23 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
     if (this.deps.redis.status !== 'ready') return this.decideWithoutRedis(licenseId, items);
-    return this.queueInRedis(licenseId, items).catch((error: unknown) => {
+    return this.decideViaRedis(licenseId, items).catch((error: unknown) => {
       if (error instanceof AppError) throw error;
       this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
-      // The script may still run, and what PostgreSQL admits now is not in these counters:
-      // drop them (queued behind the script on the same connection) so they are rebuilt.
-      const keys = [...new Set(items.flatMap((i) => i.counters.map((c) => c.key)))];
-      this.deps.redis.del(...keys).catch(() => undefined);
       return this.decideWithoutRedis(licenseId, items);
     });
   }
 
+  private async decideViaRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+    if (this.suspect.size > 0) await this.withTimeout(this.dropSuspect(items.flatMap((i) => i.counters.map((c) => c.key))));
+    return this.queueInRedis(licenseId, items);
+  }
+
   private decideWithoutRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+    // The script may still run, and what is admitted now is not in these counters: they are
+    // dropped (the first try queued behind the script on the same connection) and rebuilt
+    // before Redis decides on them again, also when Redis comes back holding them.
+    this.distrust(items.flatMap((i) => i.counters.map((c) => c.key)));
     if (this.options.failMode === 'open') {
       return Promise.resolve(items.map(() => ({ admitted: true, reservation: null, state: null })));
     }
@@ -310,6 +326,48 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     } catch (error) {
       for (const q of queue) q.reject(error);
     }
+  }
+
+  /** These counters are not to be trusted until they have been deleted from Redis. */
+  private distrust(keys: string[]): void {
+    for (const key of keys) this.suspect.set(key, ++this.distrusts);
+    if (this.deps.redis.status === 'ready') void this.dropSuspect(keys).catch(() => undefined);
+    // Until Redis answers again, keep trying in the background: another process that has not
+    // seen the outage must find these counters gone, not short of what was admitted here.
+    this.suspectTimer ??= setInterval(() => {
+      if (this.suspect.size === 0) {
+        clearInterval(this.suspectTimer);
+        this.suspectTimer = undefined;
+        return;
+      }
+      // one background attempt at a time: while a master fails over, DELs wait in the client
+      if (this.deps.redis.status === 'ready' && !this.backgroundDrop) {
+        this.backgroundDrop = this.dropSuspect([...this.suspect.keys()])
+          .catch(() => undefined)
+          .finally(() => (this.backgroundDrop = undefined));
+      }
+    }, 250);
+    this.suspectTimer.unref();
+  }
+
+  /** Deletes those of `keys` that are suspect, one call per license (one Redis Cluster slot). */
+  private async dropSuspect(keys: string[]): Promise<void> {
+    const byTag = new Map<string, string[]>();
+    const since = new Map<string, number>();
+    for (const key of keys) {
+      const distrusted = this.suspect.get(key);
+      if (distrusted === undefined || since.has(key)) continue;
+      since.set(key, distrusted);
+      const tag = /\{[^}]*\}/.exec(key)![0];
+      byTag.set(tag, [...(byTag.get(tag) ?? []), key]);
+    }
+    await Promise.all(
+      [...byTag.values()].map(async (group) => {
+        await this.deps.redis.del(...group);
+        // distrusted again while the DEL was on its way: that admission may postdate it
+        for (const key of group) if (this.suspect.get(key) === since.get(key)) this.suspect.delete(key);
+      }),
+    );
   }
 
   private withTimeout<T>(promise: Promise<T>): Promise<T> {
@@ -546,7 +604,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   }
 
   private async currentValue(counter: Counter): Promise<bigint> {
-    if (this.deps.redis.status === 'ready') {
+    if (this.deps.redis.status === 'ready' && !this.suspect.has(counter.key)) {
       try {
         const value = await this.withTimeout(this.deps.redis.get(counter.key));
         if (value !== null) return BigInt(value);
