@@ -15,7 +15,7 @@ import { recalculateRange } from '../../src/domain/rollups/aggregate';
 const app = useTestApp({ QUOTA_LIMITS_CACHE_SECONDS: '3600' });
 const OWNER = { mayChangeBilling: true };
 
-const generation = async (tenantId: string) => Number((await app.services.redis.get(`${app.prefix}analytics:gen:${tenantId}`)) ?? 0);
+const generation = async (tenantId: string) => Number((await app.services.redis.get(`${app.prefix}analytics:{${tenantId}}:gen`)) ?? 0);
 
 /** Sends `count` events in one batch; answers how many were accepted. */
 async function send(ownerKey: string, licenseId: string, count: number, usageType = 'api_call'): Promise<number> {
