@@ -113,8 +113,10 @@ export async function ensureDatabase(connectionString: string): Promise<boolean>
     try {
       await client.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
     } catch (err) {
-      // Another process created it between our check and our CREATE.
-      if ((err as { code?: string }).code !== '42P04') throw err;
+      // Another process created it between our check and our CREATE: 42P04 when its CREATE
+      // committed first, 23505 (pg_database's unique index) when both were in flight at once.
+      const code = (err as { code?: string }).code;
+      if (code !== '42P04' && code !== '23505') throw err;
       return false;
     }
     return true;
