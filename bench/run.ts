@@ -15,18 +15,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import pg from 'pg';
-import { ingestConfigFromEnv, runIngestBench } from './ingest';
-import { rollupConfigFromEnv, runRollupBench } from './rollups';
-import { analyticsConfigFromEnv, runAnalyticsBench } from './analytics';
-import { quotaConfigFromEnv, runQuotaBench } from './quota';
-import { runSdkBench, sdkConfigFromEnv } from './sdk';
-import { billingConfigFromEnv, runBillingBench } from './billing';
-import { runScaleBench, scaleConfigFromEnv } from './scale';
-import { runScalePgBench, scalePgConfigFromEnv } from './scale-pg';
-import { runUniqueUsersBench, uniqueUsersConfigFromEnv } from './unique-users';
-import { runWebBench, webConfigFromEnv } from './web';
-import { ensureConsoleBundle } from '../src/server/console/bundle';
-import { runScaleRedisBench, scaleRedisConfigFromEnv } from './scale-redis';
 import {
   type BenchContext,
   type BenchReport,
@@ -49,19 +37,22 @@ import {
   writeResults,
 } from './lib';
 
-/** Later benchmarks (rollups, analytics) register here. */
+/**
+ * The benchmarks by name, each loaded only when asked for: `npm run bench:alternate` runs this
+ * file against an older checkout whose src/ lacks what newer benchmarks import.
+ */
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchReport>> = {
-  ingest: (ctx) => runIngestBench(ctx, ingestConfigFromEnv()),
-  rollups: (ctx) => runRollupBench(ctx, rollupConfigFromEnv()),
-  analytics: (ctx) => runAnalyticsBench(ctx, analyticsConfigFromEnv()),
-  quota: (ctx) => runQuotaBench(ctx, quotaConfigFromEnv()),
-  sdk: (ctx) => runSdkBench(ctx, sdkConfigFromEnv()),
-  billing: (ctx) => runBillingBench(ctx, billingConfigFromEnv()),
-  scale: (ctx) => runScaleBench(ctx, scaleConfigFromEnv()),
-  'scale-pg': (ctx) => runScalePgBench(ctx, scalePgConfigFromEnv()),
-  'unique-users': (ctx) => runUniqueUsersBench(ctx, uniqueUsersConfigFromEnv()),
-  web: (ctx) => runWebBench(ctx, webConfigFromEnv()),
-  'scale-redis': (ctx) => runScaleRedisBench(ctx, scaleRedisConfigFromEnv()),
+  ingest: async (ctx) => { const b = await import('./ingest'); return b.runIngestBench(ctx, b.ingestConfigFromEnv()); },
+  rollups: async (ctx) => { const b = await import('./rollups'); return b.runRollupBench(ctx, b.rollupConfigFromEnv()); },
+  analytics: async (ctx) => { const b = await import('./analytics'); return b.runAnalyticsBench(ctx, b.analyticsConfigFromEnv()); },
+  quota: async (ctx) => { const b = await import('./quota'); return b.runQuotaBench(ctx, b.quotaConfigFromEnv()); },
+  sdk: async (ctx) => { const b = await import('./sdk'); return b.runSdkBench(ctx, b.sdkConfigFromEnv()); },
+  billing: async (ctx) => { const b = await import('./billing'); return b.runBillingBench(ctx, b.billingConfigFromEnv()); },
+  scale: async (ctx) => { const b = await import('./scale'); return b.runScaleBench(ctx, b.scaleConfigFromEnv()); },
+  'scale-pg': async (ctx) => { const b = await import('./scale-pg'); return b.runScalePgBench(ctx, b.scalePgConfigFromEnv()); },
+  'scale-redis': async (ctx) => { const b = await import('./scale-redis'); return b.runScaleRedisBench(ctx, b.scaleRedisConfigFromEnv()); },
+  'unique-users': async (ctx) => { const b = await import('./unique-users'); return b.runUniqueUsersBench(ctx, b.uniqueUsersConfigFromEnv()); },
+  web: async (ctx) => { const b = await import('./web'); return b.runWebBench(ctx, b.webConfigFromEnv()); },
 };
 
 async function environmentFacts(url: string): Promise<Record<string, string>> {
@@ -145,6 +136,7 @@ async function main(): Promise<number> {
     if (names.includes('web')) {
       // npm start would build a missing or stale console bundle itself; built here first, so the
       // API's start-up is not waited for through a Vite build.
+      const { ensureConsoleBundle } = await import('../src/server/console/bundle');
       const bundle = ensureConsoleBundle(process.env.CONSOLE_DIST_DIR ?? 'web/dist', (m) => console.log(m));
       if (bundle.state === 'missing' || bundle.state === 'stale') throw new Error(bundle.reason);
     }
