@@ -29,7 +29,13 @@ function expectedMidnight(wall: number, zone: string): number {
     return change.change < 0 ? wall - after : at; // repeated: the later reading; skipped: the jump
   }
   const d = new Date(wall);
-  return new TZDate(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), zone).getTime();
+  const instant = new TZDate(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), zone).getTime();
+  // A skipped 00:00 that tzScan did not report (seen for the alias Asia/Katmandu on 1986-01-01):
+  // TZDate then answers an instant of the day before; the day begins at the first minute after
+  // it that reads as the date.
+  let first = instant;
+  while (dateText(wallAt(first, zone)) < dateText(wall) && first < instant + 2 * HOUR) first += 60_000;
+  return first;
 }
 
 /** Dates 1970-2040: anywhere, or next to one of the zone's transitions in a sampled year. */
