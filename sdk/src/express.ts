@@ -1,6 +1,6 @@
 /** `@tally/sdk/express`: billable-route middleware for Express 4 and 5. */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type BillingOptions, createBillingCore, pathOf } from './middleware.js';
+import { type BillingOptions, type Decision, createBillingCore, pathOf } from './middleware.js';
 
 export type TallyExpressOptions = BillingOptions<Request, Response>;
 
@@ -12,7 +12,7 @@ export type TallyExpressOptions = BillingOptions<Request, Response>;
 export function tallyExpress(options: TallyExpressOptions): RequestHandler {
   const core = createBillingCore(options);
   return (req: Request, res: Response, next: NextFunction) => {
-    core.before(req, req.method, pathOf(req.originalUrl ?? req.url), req.headers['x-request-id']).then((decision) => {
+    const proceed = (decision: Decision<Request>) => {
       res.setHeader('X-Request-ID', decision.requestId);
       if (decision.billable && decision.refusal) {
         res.status(decision.refusal.status).set(decision.refusal.headers).json(decision.refusal.body);
@@ -20,6 +20,10 @@ export function tallyExpress(options: TallyExpressOptions): RequestHandler {
       }
       if (decision.billable) res.once('finish', () => core.after(decision, res, res.statusCode));
       next();
-    }, next);
+    };
+    const decided = core.before(req, req.method, pathOf(req.originalUrl ?? req.url), req.headers['x-request-id']);
+    // Without a check to wait for, the route runs in this turn: no promise hop per request.
+    if (decided instanceof Promise) decided.then(proceed, next);
+    else proceed(decided);
   };
 }

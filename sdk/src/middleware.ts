@@ -3,7 +3,7 @@
  * quota check before the handler, and the event recorded after the response. The adapters only
  * translate their request and response objects; no `node:` import here either.
  */
-import type { CheckResult, Tally, TrackEvent } from './client.js';
+import type { CheckResult, Tally, TrackEvent, TrackOptions } from './client.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -160,10 +160,20 @@ export type Decision<Req> =
     };
 
 export interface BillingCore<Req, Res> {
-  /** Decide for one request: not billable, billable, or refused (429 / 503). Never throws. */
-  before(req: Req, method: string, path: string, requestIdHeader: string | string[] | undefined | null): Promise<Decision<Req>>;
+  /**
+   * Decide for one request: not billable, billable, or refused (429 / 503). Never throws. The
+   * decision comes back at once (not as a promise) when nothing had to be waited for: no quota
+   * check (`enforce: false`) and a `licenseId` that answered synchronously.
+   */
+  before(req: Req, method: string, path: string, requestIdHeader: string | string[] | undefined | null): Decision<Req> | Promise<Decision<Req>>;
   /** Record a billable request after its response. Never throws; never waits for Tally. */
   after(decision: Decision<Req>, res: Res, statusCode: number): void;
+}
+
+const AS_REQUEST: TrackOptions = { conflictIsDuplicate: true };
+
+function isPromiseLike<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
 
 export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): BillingCore<Req, Res> {
@@ -174,34 +184,53 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
   const checkTimeoutMs = options.checkTimeoutMs ?? 2000;
   const now = () => globalThis.performance?.now() ?? Date.now();
 
+  async function checked(decision: Decision<Req> & { billable: true }): Promise<Decision<Req>> {
+    try {
+      const check = await options.tally.check(
+        { licenseId: decision.licenseId, usageType: decision.usageType, quantity: 1 },
+        { signal: AbortSignal.timeout(checkTimeoutMs) },
+      );
+      if (!check.allowed) decision.refusal = refusalOf(check);
+    } catch (error) {
+      const status = (error as { data?: { httpStatus?: number } }).data?.httpStatus;
+      // A license Tally does not know (404) or a bad usage type (400) is the app's mistake, not
+      // an outage: let the request through and let the recorded event be reported to onError.
+      if (!(status !== undefined && status >= 400 && status < 500 && status !== 429) && !failOpen) decision.refusal = UNAVAILABLE;
+    }
+    return decision;
+  }
+
   return {
-    async before(req, method, path, requestIdHeader) {
+    before(req, method, path, requestIdHeader) {
       const requestId = options.trustRequestId === false ? newRequestId() : requestIdFrom(requestIdHeader);
       const route = matchRoute(billable, method, path);
       if (!route || matchRoute(excluded, method, path)) return { billable: false, requestId };
       const started = now();
-      let licenseId: string | undefined | null;
+      const notBillable: Decision<Req> = { billable: false, requestId };
+      const decide = (licenseId: string | undefined | null, usageType: string): Decision<Req> | Promise<Decision<Req>> => {
+        if (!licenseId) return notBillable;
+        const decision = { billable: true as const, requestId, route, method: method.toUpperCase(), licenseId, usageType, started, req };
+        return options.enforce ? checked(decision) : decision;
+      };
+      let licenseId: MaybePromise<string | undefined | null>;
       let usageType: string;
       try {
-        licenseId = await options.licenseId(req);
-        usageType = usageTypeOf(req);
+        licenseId = options.licenseId(req);
+        if (!isPromiseLike(licenseId)) return decide(licenseId, usageTypeOf(req));
       } catch {
-        licenseId = undefined;
-        usageType = 'api_call';
+        return notBillable;
       }
-      if (!licenseId) return { billable: false, requestId };
-      const decision: Decision<Req> = { billable: true, requestId, route, method: method.toUpperCase(), licenseId, usageType, started, req };
-      if (!options.enforce) return decision;
-      try {
-        const check = await options.tally.check({ licenseId, usageType, quantity: 1 }, { signal: AbortSignal.timeout(checkTimeoutMs) });
-        if (!check.allowed) decision.refusal = refusalOf(check);
-      } catch (error) {
-        const status = (error as { data?: { httpStatus?: number } }).data?.httpStatus;
-        // A license Tally does not know (404) or a bad usage type (400) is the app's mistake, not
-        // an outage: let the request through and let the recorded event be reported to onError.
-        if (!(status !== undefined && status >= 400 && status < 500 && status !== 429) && !failOpen) decision.refusal = UNAVAILABLE;
-      }
-      return decision;
+      return licenseId.then(
+        (id) => {
+          try {
+            usageType = usageTypeOf(req);
+          } catch {
+            return notBillable;
+          }
+          return decide(id, usageType);
+        },
+        () => notBillable,
+      );
     },
 
     after(decision, res, statusCode) {
@@ -226,7 +255,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         if (userEmail) event.userEmail = userEmail;
         const organization = options.organization?.(decision.req);
         if (organization) event.organization = organization;
-        void options.tally.track(event, { conflictIsDuplicate: true });
+        void options.tally.track(event, AS_REQUEST);
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }

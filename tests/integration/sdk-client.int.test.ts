@@ -62,6 +62,23 @@ it('stores 10,000 events exactly once when Tally is stopped for 10 s while they 
   expect(reports.every((r) => r.kind === 'retrying')).toBe(true);
 }, 60_000);
 
+it('sends an event as it was when tracked, whatever the caller does with the object afterwards', async () => {
+  const { ownerKey } = await app.createTenant();
+  const { id: licenseId } = await app.createLicense(ownerKey);
+  const { tally, reports } = client(ownerKey, { flushIntervalMs: 60_000 });
+  const reused = event(licenseId, 1, { quantity: '2.5' });
+  void tally.track(reused);
+  reused.quantity = '1000'; // an app that reuses its object for the next event
+  reused.idempotencyKey = 'changed-after-track';
+  void tally.track(event(licenseId, 2, { quantity: '0.5' }));
+  await tally.flush();
+
+  expect(reports).toEqual([]);
+  expect(await stored(licenseId)).toEqual({ events: 2, keys: 2, quantity: '3' });
+  const keys = await app.services.db.pool.query<{ k: string }>('SELECT idempotency_key AS k FROM usage_events WHERE license_id = $1', [licenseId]);
+  expect(keys.rows.map((r) => r.k)).not.toContain('changed-after-track');
+});
+
 it('does not count twice a batch Tally committed but whose answer was lost (timeout, retry)', async () => {
   const { ownerKey } = await app.createTenant();
   const { id: licenseId } = await app.createLicense(ownerKey);

@@ -30,7 +30,7 @@ export const NOT_WRITTEN: EventOutcome = { status: 'rejected', code: 'QUOTA_EXCE
  */
 export class GroupCommitter {
   private pending: Pending[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   /** Whether the pending timer is a flush at once (delay 0) rather than a wait for company. */
   private timerImmediate = false;
   private inflight = 0;
@@ -65,13 +65,18 @@ export class GroupCommitter {
     if (this.inflight >= this.options.maxInflight) return; // a finishing group picks these up
     // A flush already due takes the new event too: no timer torn down and set again per event.
     if (this.timer && (delayMs > 0 || this.timerImmediate)) return;
-    if (this.timer) clearTimeout(this.timer);
+    // Here a pending timer can only be a wait for company (a flush at once returned above).
+    if (this.timer) clearTimeout(this.timer as NodeJS.Timeout);
     this.timerImmediate = delayMs === 0;
-    this.timer = setTimeout(() => {
+    const fire = () => {
       this.timer = undefined;
       void this.flush();
-    }, delayMs);
+    };
+    // "At once" is the next turn of the event loop (requests read in this one join the group),
+    // not setTimeout(0), which Node rounds up to 1 ms: a lone caller would wait for it.
+    this.timer = delayMs === 0 ? setImmediate(fire) : setTimeout(fire, delayMs);
   }
+
 
   private async flush(): Promise<void> {
     if (this.pending.length === 0 || this.inflight >= this.options.maxInflight) return;
