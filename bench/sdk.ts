@@ -13,15 +13,19 @@
  *    Both counts are checked in PostgreSQL.
  *
  * The load generator shares this process with the served app (and the machine with the API and
- * PostgreSQL); both variants of each comparison pay that alike.
+ * PostgreSQL); both variants of each comparison pay that alike. The SDK measured is the package
+ * as built for publishing (sdk/dist), rebuilt from sdk/src at the start of the run.
  */
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import pg from 'pg';
-import { Tally, type TallyErrorReport } from '../sdk/src/index';
-import { tallyExpress } from '../sdk/src/express';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import type * as SdkIndex from '../sdk/src/index';
+import type { TallyErrorReport } from '../sdk/src/index';
+import type * as SdkExpress from '../sdk/src/express';
 import { SDK_VERSION } from '../sdk/src/version';
 import {
   type BenchContext,
@@ -55,6 +59,20 @@ export function sdkConfigFromEnv(): SdkBenchConfig {
     serialPairs: intFromEnv('BENCH_SDK_SERIAL_PAIRS', 1000),
     events: intFromEnv('BENCH_SDK_EVENTS', 200_000),
   };
+}
+
+/**
+ * The SDK as it ships: built by its own build (sdk/scripts/build.mjs, esbuild + tsc) and loaded
+ * from sdk/dist, not its TypeScript compiled on the fly by tsx (which wraps every closure a
+ * request creates in a naming helper the package does not have).
+ */
+function loadBuiltSdk(): { Tally: typeof SdkIndex.Tally; tallyExpress: typeof SdkExpress.tallyExpress } {
+  execFileSync(process.execPath, [path.join(__dirname, '..', 'sdk', 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const index = require('../sdk/dist/cjs/index.js') as typeof SdkIndex;
+  const forExpress = require('../sdk/dist/cjs/express.js') as typeof SdkExpress;
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return { Tally: index.Tally, tallyExpress: forExpress.tallyExpress };
 }
 
 interface Served {
@@ -125,6 +143,7 @@ async function storedFor(databaseUrl: string, licenseId: string): Promise<number
 const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, errors: [] });
 
 export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promise<BenchReport> {
+  const { Tally, tallyExpress } = loadBuiltSdk();
   const tenant = await createTenantWithLicense(ctx.server, `sdk-${ctx.runId}`, 'enterprise');
   const reports: TallyErrorReport[] = [];
   const onError = (r: TallyErrorReport) => {

@@ -156,20 +156,32 @@ function nowIso(): string {
   return isoAt;
 }
 
+const SDK_AGENT_JSON = JSON.stringify(SDK_AGENT);
+
 /**
  * The event as Tally's schema takes it, with a key and a time set, as JSON. A key and a time
  * fixed when the event is tracked make every resend the same payload, so Tally answers
  * `duplicate` instead of storing it twice. Serialized here, once per event, rather than a whole
  * batch at send time: a 1,000-event batch serialized at once holds the app's event loop for a
- * millisecond or more, which the requests in flight then wait out (their p99).
+ * millisecond or more, which the requests in flight then wait out (their p99). What is missing
+ * is appended to the event's own JSON (a copy of the object first costs three times as much).
  */
 function toWire(event: TrackEvent): string {
-  return JSON.stringify({
-    ...event,
-    idempotencyKey: event.idempotencyKey ?? globalThis.crypto.randomUUID(),
-    occurredAt: event.occurredAt ?? nowIso(),
-    sdkVersion: event.sdkVersion ?? SDK_AGENT,
-  });
+  const e = event as { idempotencyKey?: unknown; occurredAt?: unknown; sdkVersion?: unknown };
+  const json = JSON.stringify(event);
+  if (e.idempotencyKey === null || e.occurredAt === null || e.sdkVersion === null || json.length < 3 || json[0] !== '{') {
+    return JSON.stringify({
+      ...event,
+      idempotencyKey: e.idempotencyKey ?? globalThis.crypto.randomUUID(),
+      occurredAt: e.occurredAt ?? nowIso(),
+      sdkVersion: e.sdkVersion ?? SDK_AGENT,
+    });
+  }
+  let extra = '';
+  if (e.idempotencyKey === undefined) extra += `,"idempotencyKey":"${globalThis.crypto.randomUUID()}"`;
+  if (e.occurredAt === undefined) extra += `,"occurredAt":"${nowIso()}"`;
+  if (e.sdkVersion === undefined) extra += `,"sdkVersion":${SDK_AGENT_JSON}`;
+  return extra ? `${json.slice(0, -1)}${extra}}` : json;
 }
 
 // The tRPC client's routers (tally.licenses.get.query(...)) live on the instance through a Proxy.
@@ -233,6 +245,12 @@ export class Tally {
     this.timer = setInterval(() => this.pump(true), this.options.flushIntervalMs);
     (this.timer as { unref?: () => void }).unref?.();
     if (this.options.handleSignals) this.installSignalHandlers();
+    // Called through the proxy below, `this` would be the proxy, and every field read inside
+    // (a dozen per track) would go through its trap: bound to the instance itself instead.
+    this.track = this.track.bind(this);
+    this.check = this.check.bind(this);
+    this.flush = this.flush.bind(this);
+    this.stats = this.stats.bind(this);
 
     return new Proxy(this, {
       // `then` is never forwarded: the tRPC proxy answers every name, and a thenable client

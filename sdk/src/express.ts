@@ -11,19 +11,20 @@ export type TallyExpressOptions = BillingOptions<Request, Response>;
  */
 export function tallyExpress(options: TallyExpressOptions): RequestHandler {
   const core = createBillingCore(options);
+  const proceed = (decision: Decision<Request>, res: Response, next: NextFunction) => {
+    res.setHeader('X-Request-ID', decision.requestId);
+    if (decision.billable && decision.refusal) {
+      res.status(decision.refusal.status).set(decision.refusal.headers).json(decision.refusal.body);
+      return;
+    }
+    // `on`, not `once`: a response finishes once, and once's wrapper costs more than the listener
+    if (decision.billable) res.on('finish', () => core.after(decision, res, res.statusCode));
+    next();
+  };
   return (req: Request, res: Response, next: NextFunction) => {
-    const proceed = (decision: Decision<Request>) => {
-      res.setHeader('X-Request-ID', decision.requestId);
-      if (decision.billable && decision.refusal) {
-        res.status(decision.refusal.status).set(decision.refusal.headers).json(decision.refusal.body);
-        return;
-      }
-      if (decision.billable) res.once('finish', () => core.after(decision, res, res.statusCode));
-      next();
-    };
     const decided = core.before(req, req.method, pathOf(req.originalUrl ?? req.url), req.headers['x-request-id']);
     // Without a check to wait for, the route runs in this turn: no promise hop per request.
-    if (decided instanceof Promise) decided.then(proceed, next);
-    else proceed(decided);
+    if (decided instanceof Promise) decided.then((decision) => proceed(decision, res, next), next);
+    else proceed(decided, res, next);
   };
 }

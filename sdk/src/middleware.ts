@@ -183,6 +183,8 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
   const failOpen = options.failOpen ?? true;
   const checkTimeoutMs = options.checkTimeoutMs ?? 2000;
   const now = () => globalThis.performance?.now() ?? Date.now();
+  // Looked up once: through the client's proxy a lookup per request costs more than the call.
+  const track = options.tally.track;
 
   async function checked(decision: Decision<Req> & { billable: true }): Promise<Decision<Req>> {
     try {
@@ -206,30 +208,29 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
       const route = matchRoute(billable, method, path);
       if (!route || matchRoute(excluded, method, path)) return { billable: false, requestId };
       const started = now();
-      const notBillable: Decision<Req> = { billable: false, requestId };
       const decide = (licenseId: string | undefined | null, usageType: string): Decision<Req> | Promise<Decision<Req>> => {
-        if (!licenseId) return notBillable;
+        if (!licenseId) return { billable: false, requestId };
         const decision = { billable: true as const, requestId, route, method: method.toUpperCase(), licenseId, usageType, started, req };
         return options.enforce ? checked(decision) : decision;
       };
       let licenseId: MaybePromise<string | undefined | null>;
-      let usageType: string;
       try {
         licenseId = options.licenseId(req);
         if (!isPromiseLike(licenseId)) return decide(licenseId, usageTypeOf(req));
       } catch {
-        return notBillable;
+        return { billable: false, requestId };
       }
       return licenseId.then(
         (id) => {
+          let usageType: string;
           try {
             usageType = usageTypeOf(req);
           } catch {
-            return notBillable;
+            return { billable: false, requestId };
           }
           return decide(id, usageType);
         },
-        () => notBillable,
+        () => ({ billable: false, requestId }),
       );
     },
 
@@ -255,7 +256,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         if (userEmail) event.userEmail = userEmail;
         const organization = options.organization?.(decision.req);
         if (organization) event.organization = organization;
-        void options.tally.track(event, AS_REQUEST);
+        void track(event, AS_REQUEST);
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }
