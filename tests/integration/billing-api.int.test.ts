@@ -17,14 +17,14 @@ import { DAY_MS } from '../../src/lib/time';
 const stripe = useFakeStripe();
 const app = useTestApp({ BILLING_WEBHOOK_MAX_BYTES: '4096' });
 
-async function connected(mode: 'live' | 'test' = 'live') {
+async function connected(mode: 'live' | 'test' = 'live', reportFromHoursAgo = 30) {
   const live = await app.createTenant();
   // A Stripe account of one mode is connected with a key of that environment.
   const owner = mode === 'live' ? live.ownerKey : (await app.call('apiKeys.create', { name: 'test owner', role: 'owner', environment: 'test' }, live.ownerKey)).data.key;
   const tenant = { ...live, ownerKey: owner as string, liveOwnerKey: live.ownerKey };
   const key = secretKey(mode);
   const whsec = webhookSecret();
-  const res = await app.call('billing.connect', { secretKey: key, webhookSecret: whsec, reportFrom: hourAgo(30).toISOString() }, tenant.ownerKey);
+  const res = await app.call('billing.connect', { secretKey: key, webhookSecret: whsec, reportFrom: hourAgo(reportFromHoursAgo).toISOString() }, tenant.ownerKey);
   expect(res.status).toBe(200);
   return { ...tenant, key, whsec, connection: res.data };
 }
@@ -223,7 +223,9 @@ describe('billing.reconcile and the read side', () => {
   });
 
   it('finds a day where Stripe and the ledger differ, counts it, heals it, then finds none', async () => {
-    const t = await connected();
+    // Reported from before yesterday's start (at most 48 h ago): with 30 h, yesterday's 10:00 and
+    // 11:00 UTC fell before it whenever the test ran after 16:00 UTC.
+    const t = await connected('live', 49);
     const customer = customerId();
     const license = await app.createLicense(t.ownerKey, { stripeCustomerId: customer });
     await app.call('billing.meters.upsert', { usageType: 'api_call', eventName: 'recon', createMeter: true, unitAmountDecimal: '10' }, t.ownerKey);
