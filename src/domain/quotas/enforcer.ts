@@ -155,7 +155,6 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private readonly rebuilding = new Map<string, Promise<void>>();
   /** Without Redis, decisions for one license are taken one at a time in this process. */
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
-  /** Reservations of one license asked for in the same turn of the event loop: one script call for all. */
   /** Reservations waiting for their license's script call on its way to Redis. */
   private readonly queued = new Map<string, QueuedDecision[]>();
   /** Licenses with a script call on its way to Redis. */
