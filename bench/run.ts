@@ -9,7 +9,8 @@
  * Environment: BENCH_ONLY=a,b,c (ingest phases), BENCH_CPU_PROFILE=1 (profile the API with
  * --cpu-prof and print where its CPU time went, per phase), BENCH_API_ENV="K=V K2=V2" (extra
  * environment for the API, to compare settings such as DB_POOL_SIZE or INGEST_MAX_GROUP_SIZE),
- * and the sizes in bench/ingest.ts.
+ * BENCH_API_NODE_ARGS="--flag ..." (extra node flags for the API, before npm start's own, e.g.
+ * --trace-gc; a flag npm start also sets is overridden by npm start's), and the sizes in bench/ingest.ts.
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -144,7 +145,7 @@ async function main(): Promise<number> {
     server = await startServer({
       databaseUrl: url,
       env: apiEnv,
-      nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      nodeArgs: [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...(process.env.BENCH_API_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)],
     });
     facts = await environmentFacts(url);
     for (const name of names) {

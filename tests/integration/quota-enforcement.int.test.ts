@@ -181,6 +181,49 @@ describe('hard limits at ingestion', () => {
     expect(await stored(licenseId)).toBe(2);
   });
 
+  it('judges a batch (runs of equal quantities, zeros among them) exactly as one reservation after another, at and past the limit', async () => {
+    const { licenseId } = await licenseWithLimit(app, ownerKey, 'runs', 50);
+    const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+    const enforcer = app.services.quota;
+    const event = (quantity: string) => ({ licenseId, usageType: 'runs', quantity, occurredAt: new Date() });
+    const [first] = await enforcer.reserve(tenantId, 'live', [event('0')]);
+    enforcer.settle([first!.admitted ? first!.reservation : null]);
+    // Runs of equal quantities, zeros among them, crossing the cap of 50 in the middle of a run;
+    // the same batch again once full (only zeros fit), in millionths to compare exactly.
+    const pick = [0, 0.5, 1, 1, 1, 2.25, 3, 0.000001];
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const quantities: string[] = [];
+    while (quantities.length < 120) {
+      const q = String(pick[Math.floor(random() * pick.length)]);
+      const runLength = 1 + Math.floor(random() * 6);
+      for (let i = 0; i < runLength; i++) quantities.push(q);
+    }
+    const micro = (q: string) => BigInt(Math.round(Number(q) * 1e6));
+    let used = 0n;
+    const cap = 50_000_000n;
+    const expected = quantities.map((q) => {
+      const fits = used + micro(q) <= cap;
+      if (fits) used += micro(q);
+      return { admitted: fits, before: fits ? used - micro(q) : used };
+    });
+    const outcomes = await enforcer.reserve(tenantId, 'live', quantities.map(event));
+    expect(outcomes.map((o) => ({ admitted: o.admitted, before: o.admitted ? o.reservation!.counters[0]!.before : BigInt(Math.round(Number(o.state.used) * 1e6)) }))).toEqual(expected);
+    expect(expected.some((e) => !e.admitted)).toBe(true); // the cap was reached inside the batch
+    const [key] = await app.services.redis.keys(`${app.prefix}quota:{${licenseId}}:runs:*`);
+    expect(BigInt((await app.services.redis.get(key!))!)).toBe(used);
+    // Full: a second pass admits only what adds nothing.
+    const again = await enforcer.reserve(tenantId, 'live', quantities.map(event));
+    expect(again.map((o) => o.admitted)).toEqual(quantities.map((q) => micro(q) === 0n || used + micro(q) <= cap));
+    await enforcer.release([...again].map((o) => (o.admitted ? o.reservation : null)));
+    // Past the cap (as after a lowered limit): not even an event of quantity 0 fits, one by one or in a run.
+    await app.services.redis.set(key!, String(cap + 1n));
+    const over = await enforcer.reserve(tenantId, 'live', ['0', '0', '0', '0.000001'].map(event));
+    expect(over.map((o) => o.admitted)).toEqual([false, false, false, false]);
+    await app.services.redis.set(key!, String(used));
+    enforcer.settle(outcomes.map((o) => (o.admitted ? o.reservation : null)));
+  });
+
   it('sends a lone reservation at once and judges those asked for while it is on its way in one script call, in the order asked, exactly to the limit', async () => {
     const { licenseId } = await licenseWithLimit(app, ownerKey, 'tick', 30);
     const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
