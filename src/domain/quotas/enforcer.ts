@@ -40,6 +40,8 @@ interface Counter {
   limit: EffectiveLimit;
   /** null for a limit that allows overage: counted, never refused. */
   capMicro: bigint | null;
+  /** capMicro as decimal text ("0" without a hard cap): every answer's rate-limit headers carry it. */
+  capText: string;
   /** limit × (1 + grace%) in millionths, whether or not it is enforced. */
   graceCapMicro: bigint;
   /** The usage at which each alert level is reached, in millionths. */
@@ -105,7 +107,7 @@ function stateOf(counter: Counter, used: bigint): QuotaState {
   return {
     usageType: counter.usageType,
     periodType: counter.period.type,
-    limit: formatMicro(cap),
+    limit: counter.capText,
     used: formatMicro(used),
     remaining: formatMicro(used >= cap ? 0n : cap - used),
     resetAt: counter.period.end,
@@ -225,6 +227,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private computeCounters(limits: LicenseLimits, usageType: string, at: Date): Counter[] {
     return limitsFor(limits, usageType).map((limit) => {
       const period = periodContaining(limit.periodType, at, limits.timezone, limits.billingAnchor);
+      const capMicro = limit.allowOverage ? null : floorMicro(capOf(limit));
       return {
         // {licenseId} is a hash tag: every counter of a license lives in one Redis Cluster slot.
         key: `${this.options.keyPrefix}quota:{${limits.licenseId}}:${usageType}:${period.type}:${period.start.getTime()}`,
@@ -234,7 +237,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         usageType,
         period,
         limit,
-        capMicro: limit.allowOverage ? null : floorMicro(capOf(limit)),
+        capMicro,
+        capText: formatMicro(capMicro ?? 0n),
         graceCapMicro: floorMicro(capOf(limit)),
         levelMicros: limit.levels.map((level) => ({ level, at: levelMicro(limit, level) })),
       };
@@ -320,13 +324,17 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private async sendFor(licenseId: string, queue: QueuedDecision[]): Promise<void> {
     this.sending.add(licenseId);
     await this.runQueued(queue);
-    const next = this.queued.get(licenseId);
-    if (next) {
+    if (!this.queued.has(licenseId)) {
+      this.sending.delete(licenseId);
+      return;
+    }
+    // Those that arrived while this call was on its way go once this turn of the event loop has
+    // read its other sockets: requests read in the same turn join them (fewer, larger calls).
+    setImmediate(() => {
+      const next = this.queued.get(licenseId)!;
       this.queued.delete(licenseId);
       void this.sendFor(licenseId, next);
-    } else {
-      this.sending.delete(licenseId);
-    }
+    });
   }
 
   private async runQueued(queue: QueuedDecision[]): Promise<void> {

@@ -9,15 +9,16 @@ type Details = ReturnType<typeof quotaDetails>;
  * IETF RateLimit-* (reset in seconds from now) and the X-RateLimit-* names the seeds use
  * (reset as a unix timestamp), describing the hard limit with the least room left.
  */
-function setHeaders(res: ServerResponse, d: Details, refused: boolean): void {
+function setHeaders(res: ServerResponse, limit: string, remaining: string, resetAtMs: number, refused: boolean): void {
   if (res.headersSent) return;
-  res.setHeader('RateLimit-Limit', d.limit);
-  res.setHeader('RateLimit-Remaining', d.remaining);
-  res.setHeader('RateLimit-Reset', String(d.retryAfterSeconds));
-  res.setHeader('X-RateLimit-Limit', d.limit);
-  res.setHeader('X-RateLimit-Remaining', d.remaining);
-  res.setHeader('X-RateLimit-Reset', String(Math.ceil(new Date(d.resetAt).getTime() / 1000)));
-  if (refused) res.setHeader('Retry-After', String(d.retryAfterSeconds));
+  const retryAfter = String(Math.max(1, Math.ceil((resetAtMs - Date.now()) / 1000)));
+  res.setHeader('RateLimit-Limit', limit);
+  res.setHeader('RateLimit-Remaining', remaining);
+  res.setHeader('RateLimit-Reset', retryAfter);
+  res.setHeader('X-RateLimit-Limit', limit);
+  res.setHeader('X-RateLimit-Remaining', remaining);
+  res.setHeader('X-RateLimit-Reset', String(Math.ceil(resetAtMs / 1000)));
+  if (refused) res.setHeader('Retry-After', retryAfter);
 }
 
 /** Runs an ingestion call and puts its quota state on the response, for answers and 429s alike. */
@@ -27,11 +28,13 @@ export async function withQuotaHeaders<T extends { quota: QuotaState | null }>(
 ): Promise<Omit<T, 'quota'>> {
   try {
     const { quota, ...rest } = await run();
-    if (quota) setHeaders(res, quotaDetails(quota), false);
+    // Straight from the state (every admitted event of a limited license passes here).
+    if (quota) setHeaders(res, quota.limit, quota.remaining, quota.resetAt.getTime(), false);
     return rest;
   } catch (error) {
     if (error instanceof AppError && error.code === 'TOO_MANY_REQUESTS' && error.details) {
-      setHeaders(res, error.details as Details, true);
+      const details = error.details as Details;
+      setHeaders(res, details.limit, details.remaining, Date.parse(details.resetAt), true);
     }
     throw error;
   }
