@@ -167,21 +167,46 @@ const SDK_AGENT_JSON = JSON.stringify(SDK_AGENT);
  * is appended to the event's own JSON (a copy of the object first costs three times as much).
  */
 function toWire(event: TrackEvent): string {
-  const e = event as { idempotencyKey?: unknown; occurredAt?: unknown; sdkVersion?: unknown };
-  const json = JSON.stringify(event);
-  if (e.idempotencyKey === null || e.occurredAt === null || e.sdkVersion === null || json.length < 3 || json[0] !== '{') {
-    return JSON.stringify({
-      ...event,
-      idempotencyKey: e.idempotencyKey ?? globalThis.crypto.randomUUID(),
-      occurredAt: e.occurredAt ?? nowIso(),
-      sdkVersion: e.sdkVersion ?? SDK_AGENT,
-    });
+  const e = event as { idempotencyKey?: unknown; occurredAt?: unknown; sdkVersion?: unknown; toJSON?: unknown };
+  if (appendable(e)) {
+    const json = JSON.stringify(event);
+    if (json.length >= 3 && json[0] === '{') {
+      let extra = '';
+      if (e.idempotencyKey === undefined) extra += `,"idempotencyKey":"${globalThis.crypto.randomUUID()}"`;
+      if (e.occurredAt === undefined) extra += `,"occurredAt":"${nowIso()}"`;
+      if (e.sdkVersion === undefined) extra += `,"sdkVersion":${SDK_AGENT_JSON}`;
+      return extra ? `${json.slice(0, -1)}${extra}}` : json;
+    }
   }
-  let extra = '';
-  if (e.idempotencyKey === undefined) extra += `,"idempotencyKey":"${globalThis.crypto.randomUUID()}"`;
-  if (e.occurredAt === undefined) extra += `,"occurredAt":"${nowIso()}"`;
-  if (e.sdkVersion === undefined) extra += `,"sdkVersion":${SDK_AGENT_JSON}`;
-  return extra ? `${json.slice(0, -1)}${extra}}` : json;
+  // Anything else (a class instance, a toJSON, fields set to null): a plain copy with the fields
+  // set, read as the app's code reads them (getters included), so the key is never lost.
+  const base = (typeof e.toJSON === 'function' ? (e.toJSON as () => unknown).call(event) : event) as typeof e;
+  const copy = { ...base } as typeof e;
+  delete copy.toJSON;
+  return JSON.stringify({
+    ...copy,
+    idempotencyKey: base.idempotencyKey ?? e.idempotencyKey ?? globalThis.crypto.randomUUID(),
+    occurredAt: base.occurredAt ?? e.occurredAt ?? nowIso(),
+    sdkVersion: base.sdkVersion ?? e.sdkVersion ?? SDK_AGENT,
+  });
+}
+
+const WIRE_FIELDS = ['idempotencyKey', 'occurredAt', 'sdkVersion'] as const;
+
+/**
+ * Whether the event's own JSON holds exactly what reading its fields gives, so what is missing can
+ * be appended to it: a plain object without toJSON, whose key, time and version are each either
+ * absent (or undefined: JSON leaves both out) or an own enumerable value that is not null.
+ */
+function appendable(e: Record<string, unknown>): boolean {
+  const proto = Object.getPrototypeOf(e) as unknown;
+  if ((proto !== Object.prototype && proto !== null) || Object.hasOwn(e, 'toJSON')) return false;
+  for (const field of WIRE_FIELDS) {
+    const value = e[field];
+    if (value === null) return false;
+    if (value !== undefined && !Object.prototype.propertyIsEnumerable.call(e, field)) return false;
+  }
+  return true;
 }
 
 // The tRPC client's routers (tally.licenses.get.query(...)) live on the instance through a Proxy.
@@ -276,7 +301,16 @@ export class Tally {
       this.report({ kind: 'shutdown', events: [event] });
       return Promise.resolve();
     }
-    const pending: Pending = { event, json: toWire(event), conflictIsDuplicate: options.conflictIsDuplicate ?? false };
+    let json: string;
+    try {
+      json = toWire(event);
+    } catch (error) {
+      // Not JSON (a BigInt, a cycle): Tally could never take it. Reported, never thrown.
+      this.counters.rejected += 1;
+      this.report({ kind: 'rejected', event, code: 'UNSERIALIZABLE', message: error instanceof Error ? error.message : String(error) });
+      return Promise.resolve();
+    }
+    const pending: Pending = { event, json, conflictIsDuplicate: options.conflictIsDuplicate ?? false };
     if (this.queue.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
       this.queue.push(pending);
       if (this.queue.length >= this.options.maxBatchSize) this.pump(false);

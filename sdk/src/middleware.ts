@@ -220,7 +220,8 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
       } catch {
         return { billable: false, requestId };
       }
-      return licenseId.then(
+      // Promise.resolve: a native promise whatever thenable licenseId gave (the adapters test for one).
+      return Promise.resolve(licenseId).then(
         (id) => {
           let usageType: string;
           try {

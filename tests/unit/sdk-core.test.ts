@@ -1,6 +1,6 @@
-import { Tally, backoffDelay, retryAfterMs } from '../../sdk/src/index';
+import { Tally, backoffDelay, retryAfterMs, type TallyErrorReport } from '../../sdk/src/index';
 import { EventQueue } from '../../sdk/src/event-queue';
-import { REQUEST_ID_PATTERN, compilePattern, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
+import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
 
 describe('route patterns', () => {
   const patterns = ['POST /v1/generate', '/v1/search/*', 'GET /v1/items/:id', 'GET /files/*.csv'].map(compilePattern);
@@ -106,6 +106,77 @@ describe('client options', () => {
     expect(await Promise.resolve(tally)).toBe(tally);
     expect(typeof tally.licenses.get.query).toBe('function');
     await tally.shutdown({ timeoutMs: 10 });
+  });
+});
+
+describe('billing core', () => {
+  it('answers a licenseId given as any thenable (not only a native promise) with a native promise of the decision', async () => {
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1' });
+    const thenable = { then: (resolve: (v: string) => void) => resolve('lic-1') };
+    const core = createBillingCore<object, object>({ tally, billableRoutes: ['POST /v1/generate'], licenseId: () => thenable as unknown as Promise<string> });
+    const decided = core.before({}, 'POST', '/v1/generate', 'req-1');
+    expect(decided).toBeInstanceOf(Promise); // the adapters tell sync from async decisions this way
+    await expect(decided).resolves.toMatchObject({ billable: true, licenseId: 'lic-1', requestId: 'req-1' });
+    await tally.shutdown({ timeoutMs: 10 });
+  });
+});
+
+describe('events on the wire', () => {
+  /** The events of every trackEvents body the client sends, answered as Tally answers (all accepted). */
+  function capturing() {
+    const sent: Record<string, unknown>[] = [];
+    const fetchImpl = (async (_url: string | URL | Request, init?: RequestInit) => {
+      const events = (JSON.parse(String(init?.body)) as { events: Record<string, unknown>[] }).events;
+      sent.push(...events);
+      return new Response(JSON.stringify({ result: { data: { results: events.map(() => ({ status: 'accepted' })), rejected: [] } } }), { status: 200 });
+    }) as typeof fetch;
+    return { sent, fetchImpl };
+  }
+
+  it('keeps the key and time however the event object carries them (getters, prototypes, toJSON) and adds them when it has none', async () => {
+    const { sent, fetchImpl } = capturing();
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', fetch: fetchImpl });
+    class Billed {
+      readonly licenseId = 'lic';
+      get idempotencyKey() {
+        return 'from-getter';
+      }
+    }
+    const inherited = Object.create({ idempotencyKey: 'from-prototype', occurredAt: '2026-11-30T10:00:00.000Z' }) as Record<string, unknown>;
+    inherited.licenseId = 'lic';
+    const hidden = { licenseId: 'lic' };
+    Object.defineProperty(hidden, 'idempotencyKey', { value: 'non-enumerable', enumerable: false });
+    const withToJson = { licenseId: 'lic', toJSON: () => ({ licenseId: 'lic', idempotencyKey: 'from-toJSON' }) };
+    const events = [new Billed(), inherited, hidden, withToJson, { licenseId: 'lic', idempotencyKey: 'plain' }, { licenseId: 'lic' }, { licenseId: 'lic', idempotencyKey: null }];
+    for (const event of events) await tally.track(event as never);
+    await tally.flush();
+    expect(sent.map((e) => e.idempotencyKey).slice(0, 5)).toEqual(['from-getter', 'from-prototype', 'non-enumerable', 'from-toJSON', 'plain']);
+    expect(sent[5]!.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+    expect(sent[6]!.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+    expect(sent[1]!.occurredAt).toBe('2026-11-30T10:00:00.000Z');
+    for (const e of sent) {
+      expect(Object.keys(e).filter((k) => k === 'idempotencyKey')).toHaveLength(1);
+      expect(typeof e.occurredAt).toBe('string');
+      expect(e.licenseId).toBe('lic');
+      expect(e.toJSON).toBeUndefined();
+    }
+    await tally.shutdown({ timeoutMs: 100 });
+  });
+
+  it('reports an event that is not JSON (a BigInt, a cycle) to onError instead of throwing, and sends the others', async () => {
+    const { sent, fetchImpl } = capturing();
+    const reports: TallyErrorReport[] = [];
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', fetch: fetchImpl, onError: (r) => reports.push(r) });
+    const cyclic: Record<string, unknown> = { licenseId: 'lic' };
+    cyclic.properties = { self: cyclic };
+    await expect(tally.track({ licenseId: 'lic', quantity: 10n } as never)).resolves.toBeUndefined();
+    await expect(tally.track(cyclic as never)).resolves.toBeUndefined();
+    await tally.track({ licenseId: 'lic', usageType: 'api_call' });
+    await tally.flush();
+    expect(reports.map((r) => (r.kind === 'rejected' ? r.code : r.kind))).toEqual(['UNSERIALIZABLE', 'UNSERIALIZABLE']);
+    expect(sent).toHaveLength(1);
+    expect(tally.stats()).toMatchObject({ tracked: 3, rejected: 2, accepted: 1 });
+    await tally.shutdown({ timeoutMs: 100 });
   });
 });
 
