@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { useTestApp } from '../helpers/harness';
+import { QuotaEnforcer } from '../../src/domain/quotas/enforcer';
+import { createRedis } from '../../src/lib/redis';
 import { dropQuotaCounters, licenseWithLimit } from '../helpers/quota';
 
   // Redis answers slowly on a loaded 2-core CI box; a timed-out check would be decided from
@@ -252,3 +255,76 @@ describe('hard limits at ingestion', () => {
     expect(await app.services.redis.get(key!)).toBe('1000000'); // all given back: only the first call's 1 remains
   });
 });
+
+/** A TCP relay to the test Redis that can stop passing bytes both ways: a Redis that hangs, for one client only. */
+async function stallableRedis() {
+  let stalled = false;
+  const held: (() => void)[] = [];
+  const sockets = new Set<net.Socket>();
+  const relay = (from: net.Socket, to: net.Socket) =>
+    from.on('data', (chunk) => {
+      if (stalled) held.push(() => to.write(chunk));
+      else to.write(chunk);
+    });
+  const server = net.createServer((client) => {
+    const upstream = net.connect(6379, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => (client.destroy(), upstream.destroy()));
+    }
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    stall: () => (stalled = true),
+    resume: () => {
+      stalled = false;
+      for (const send of held.splice(0)) send();
+    },
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('with a Redis that hangs', () => {
+  it('decides reservations waiting behind a hung script call without Redis once they have waited the timeout, not after it', async () => {
+    const timeoutMs = 400;
+    const relay = await stallableRedis();
+    const redis = createRedis(relay.url);
+    const enforcer = new QuotaEnforcer(
+      { redis, pool: app.services.db.pool, prisma: app.prisma, logger: app.services.logger },
+      { keyPrefix: app.prefix, failMode: 'closed', limitsCacheMs: 60_000, redisTimeoutMs: timeoutMs },
+    );
+    try {
+      const { licenseId } = await licenseWithLimit(app, ownerKey, 'hung', 100);
+      const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+      const event = () => ({ licenseId, usageType: 'hung', quantity: '1', occurredAt: new Date() });
+      await redis.ping();
+      const [first] = await enforcer.reserve(tenantId, 'live', [event()]); // counter built, limits cached
+      enforcer.settle([first!.admitted ? first!.reservation : null]);
+
+      relay.stall();
+      const started = performance.now();
+      const ahead = enforcer.reserve(tenantId, 'live', [event()]); // goes at once, hangs, times out
+      const behind = await Promise.all(
+        Array.from({ length: 3 }, () => enforcer.reserve(tenantId, 'live', [event()]).then(([o]) => ({ o: o!, ms: performance.now() - started }))),
+      );
+      const [aheadOutcome] = await ahead;
+      // Each was decided from PostgreSQL (nothing stored yet: all fit), after about one timeout,
+      // not one for the call ahead and another for their own.
+      expect([aheadOutcome!, ...behind.map((b) => b.o)].every((o) => o.admitted && o.reservation?.viaRedis === false)).toBe(true);
+      for (const b of behind) expect(b.ms).toBeLessThan(1.6 * timeoutMs);
+      enforcer.settle([aheadOutcome!, ...behind.map((b) => b.o)].map((o) => (o.admitted ? o.reservation : null)));
+    } finally {
+      relay.resume();
+      redis.disconnect();
+      await relay.close();
+    }
+  });
+});
+

@@ -137,6 +137,12 @@ interface QueuedDecision {
   reject: (error: unknown) => void;
 }
 
+/** Reservations of one license waiting for the call on its way, and their deadline. */
+interface WaitingBatch {
+  entries: QueuedDecision[];
+  deadline: NodeJS.Timeout;
+}
+
 /**
  * Real-time quota enforcement. Redis holds one counter per license, usage type and period
  * (millionths of a unit); one Lua script checks and increments every counter a call touches,
@@ -158,7 +164,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   /** Without Redis, decisions for one license are taken one at a time in this process. */
   private readonly fallbackChains = new Map<string, Promise<unknown>>();
   /** Reservations waiting for their license's script call on its way to Redis. */
-  private readonly queued = new Map<string, QueuedDecision[]>();
+  private readonly queued = new Map<string, WaitingBatch>();
   /** Licenses with a script call on its way to Redis. */
   private readonly sending = new Set<string>();
   /**
@@ -277,16 +283,11 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
     if (this.deps.redis.status !== 'ready') return this.decideWithoutRedis(licenseId, items);
-    return this.decideViaRedis(licenseId, items).catch((error: unknown) => {
+    return this.queueInRedis(licenseId, items).catch((error: unknown) => {
       if (error instanceof AppError) throw error;
       this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
       return this.decideWithoutRedis(licenseId, items);
     });
-  }
-
-  private async decideViaRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
-    if (this.suspect.size > 0) await this.withTimeout(this.dropSuspect(items.flatMap((i) => i.counters.map((c) => c.key))));
-    return this.queueInRedis(licenseId, items);
   }
 
   private decideWithoutRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
@@ -303,10 +304,13 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   /**
    * One script call per license on its way to Redis at a time. A reservation that finds none
    * goes at once (a lone caller waits for nothing); those asked for while one is on its way
-   * wait for its answer and then go together, as one script call that judges them in order,
-   * exactly as separate calls would have been judged one after another. Under load each call
-   * carries what arrived during the one before: a few syscalls (ours and Redis') per batch
-   * instead of per event. A license's counters share a Cluster slot.
+   * wait for its answer and then go together, once that turn of the event loop has read its
+   * other sockets, as one script call that judges them in order, exactly as separate calls
+   * would have been judged one after another. Under load each call carries what arrived during
+   * the one before: a few syscalls (ours and Redis') per batch instead of per event. A license's
+   * counters share a Cluster slot. Those waiting wait at most redisTimeoutMs for their turn (the
+   * call ahead may be retrying a stalled Redis): past it they are decided without Redis, like a
+   * call that timed out.
    */
   private queueInRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
     return new Promise((resolve, reject) => {
@@ -315,9 +319,21 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         void this.sendFor(licenseId, [entry]);
         return;
       }
-      const queue = this.queued.get(licenseId);
-      if (queue) queue.push(entry);
-      else this.queued.set(licenseId, [entry]);
+      let batch = this.queued.get(licenseId);
+      if (!batch) {
+        const waiting: WaitingBatch = {
+          entries: [],
+          deadline: setTimeout(() => {
+            if (this.queued.get(licenseId) !== waiting) return;
+            this.queued.delete(licenseId);
+            const error = new Timeout('Redis did not take the reservations in time');
+            for (const q of waiting.entries) q.reject(error);
+          }, this.options.redisTimeoutMs),
+        };
+        waiting.deadline.unref();
+        this.queued.set(licenseId, (batch = waiting));
+      }
+      batch.entries.push(entry);
     });
   }
 
@@ -328,18 +344,29 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       this.sending.delete(licenseId);
       return;
     }
-    // Those that arrived while this call was on its way go once this turn of the event loop has
-    // read its other sockets: requests read in the same turn join them (fewer, larger calls).
     setImmediate(() => {
-      const next = this.queued.get(licenseId)!;
+      const next = this.queued.get(licenseId);
+      if (!next) {
+        this.sending.delete(licenseId); // those waiting passed their deadline meanwhile
+        return;
+      }
       this.queued.delete(licenseId);
-      void this.sendFor(licenseId, next);
+      clearTimeout(next.deadline);
+      void this.sendFor(licenseId, next.entries);
     });
   }
 
+  /**
+   * One script call for the whole queue. Redis's state and the suspect counters are looked at
+   * here, when the call goes, not when each reservation was asked for: one that waited may find
+   * Redis gone since, or counters distrusted by a decision taken without Redis meanwhile.
+   */
   private async runQueued(queue: QueuedDecision[]): Promise<void> {
     try {
-      const outcomes = await this.decideInRedis(queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items));
+      if (this.deps.redis.status !== 'ready') throw new Error(`Redis is ${this.deps.redis.status}`);
+      const items = queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items);
+      if (this.suspect.size > 0) await this.withTimeout(this.dropSuspect(items.flatMap((i) => i.counters.map((c) => c.key))));
+      const outcomes = await this.decideInRedis(items);
       let from = 0;
       for (const q of queue) {
         q.resolve(queue.length === 1 ? outcomes : outcomes.slice(from, from + q.items.length));
