@@ -9,9 +9,9 @@ type Details = ReturnType<typeof quotaDetails>;
  * IETF RateLimit-* (reset in seconds from now) and the X-RateLimit-* names the seeds use
  * (reset as a unix timestamp), describing the hard limit with the least room left.
  */
-function setHeaders(res: ServerResponse, limit: string, remaining: string, resetAtMs: number, refused: boolean): void {
+function setHeaders(res: ServerResponse, limit: string, remaining: string, resetAtMs: number, retryAfterSeconds: number, refused: boolean): void {
   if (res.headersSent) return;
-  const retryAfter = String(Math.max(1, Math.ceil((resetAtMs - Date.now()) / 1000)));
+  const retryAfter = String(retryAfterSeconds);
   res.setHeader('RateLimit-Limit', limit);
   res.setHeader('RateLimit-Remaining', remaining);
   res.setHeader('RateLimit-Reset', retryAfter);
@@ -29,12 +29,16 @@ export async function withQuotaHeaders<T extends { quota: QuotaState | null }>(
   try {
     const { quota, ...rest } = await run();
     // Straight from the state (every admitted event of a limited license passes here).
-    if (quota) setHeaders(res, quota.limit, quota.remaining, quota.resetAt.getTime(), false);
+    if (quota) {
+      const resetAtMs = quota.resetAt.getTime();
+      setHeaders(res, quota.limit, quota.remaining, resetAtMs, Math.max(1, Math.ceil((resetAtMs - Date.now()) / 1000)), false);
+    }
     return rest;
   } catch (error) {
     if (error instanceof AppError && error.code === 'TOO_MANY_REQUESTS' && error.details) {
       const details = error.details as Details;
-      setHeaders(res, details.limit, details.remaining, Date.parse(details.resetAt), true);
+      // the seconds the 429's body states, so header and body never differ at a second's edge
+      setHeaders(res, details.limit, details.remaining, Date.parse(details.resetAt), details.retryAfterSeconds, true);
     }
     throw error;
   }
