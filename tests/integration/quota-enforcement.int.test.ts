@@ -18,6 +18,14 @@ const track = (licenseId: string, usageType: string, extra: Record<string, unkno
   app.call('usage.trackEvent', { licenseId, usageType, ...extra }, ownerKey);
 const stored = (licenseId: string) => app.prisma.usageEvent.count({ where: { licenseId } });
 
+/** A license with a daily hard limit, its tenant, and events of it to hand to the enforcer directly. */
+async function enforcerLicense(usageType: string, limit: number) {
+  const { licenseId } = await licenseWithLimit(app, ownerKey, usageType, limit);
+  const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+  const event = (quantity = '1') => ({ licenseId, usageType, quantity, occurredAt: new Date() });
+  return { licenseId, tenantId, event };
+}
+
 describe('hard limits at ingestion', () => {
   it('accepts ten events against a limit of 10 and refuses the 11th with 429 and rate-limit headers', async () => {
     const { licenseId } = await licenseWithLimit(app, ownerKey, 'api_call', 10);
@@ -185,10 +193,8 @@ describe('hard limits at ingestion', () => {
   });
 
   it('judges a batch (runs of equal quantities, zeros among them) exactly as one reservation after another, at and past the limit', async () => {
-    const { licenseId } = await licenseWithLimit(app, ownerKey, 'runs', 50);
-    const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+    const { licenseId, tenantId, event } = await enforcerLicense('runs', 50);
     const enforcer = app.services.quota;
-    const event = (quantity: string) => ({ licenseId, usageType: 'runs', quantity, occurredAt: new Date() });
     const [first] = await enforcer.reserve(tenantId, 'live', [event('0')]);
     enforcer.settle([first!.admitted ? first!.reservation : null]);
     // Runs of equal quantities, zeros among them, crossing the cap of 50 in the middle of a run;
@@ -228,10 +234,8 @@ describe('hard limits at ingestion', () => {
   });
 
   it('sends a lone reservation at once and judges those asked for while it is on its way in one script call, in the order asked, exactly to the limit', async () => {
-    const { licenseId } = await licenseWithLimit(app, ownerKey, 'tick', 30);
-    const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
+    const { licenseId, tenantId, event } = await enforcerLicense('tick', 30);
     const enforcer = app.services.quota;
-    const event = (quantity: string) => ({ licenseId, usageType: 'tick', quantity, occurredAt: new Date() });
     // the counter exists (built from PostgreSQL) before the calls below
     const [first] = await enforcer.reserve(tenantId, 'live', [event('1')]);
     expect(first!.admitted).toBe(true);
@@ -301,9 +305,7 @@ describe('with a Redis that hangs', () => {
       { keyPrefix: app.prefix, failMode: 'closed', limitsCacheMs: 60_000, redisTimeoutMs: timeoutMs },
     );
     try {
-      const { licenseId } = await licenseWithLimit(app, ownerKey, 'hung', 100);
-      const tenantId = (await app.prisma.license.findUniqueOrThrow({ where: { id: licenseId } })).tenantId;
-      const event = () => ({ licenseId, usageType: 'hung', quantity: '1', occurredAt: new Date() });
+      const { tenantId, event } = await enforcerLicense('hung', 100);
       await redis.ping();
       const [first] = await enforcer.reserve(tenantId, 'live', [event()]); // counter built, limits cached
       enforcer.settle([first!.admitted ? first!.reservation : null]);
