@@ -13,6 +13,7 @@ import {
   isPromise,
   transformTRPCResponse,
 } from '@trpc/server/unstable-core-do-not-import';
+import { rememberedJson } from '../lib/json-text';
 
 type HandlerOptions<TRouter extends AnyTRPCRouter> = CreateHTTPHandlerOptions<TRouter> & { basePath: string };
 
@@ -200,8 +201,11 @@ export function createTrpcNodeHandler<TRouter extends AnyTRPCRouter>(opts: Handl
       body = { error: getErrorShape({ config, ctx, error, input: input?.value, path, type }) };
     }
     const status = error ? getHTTPStatusCode([body as never], [error]) : 200;
-    // With no transformer (plain JSON) tRPC's response transform only copies the objects.
-    const text = JSON.stringify(config.transformer === defaultTransformer ? body : transformTRPCResponse(config, body as never));
+    // With no transformer (plain JSON) tRPC's response transform only copies the objects; an
+    // answer already serialized once (a cached analytics answer) is not serialized again.
+    const known = !error && config.transformer === defaultTransformer ? rememberedJson((body as { result: { data: unknown } }).result.data) : undefined;
+    const text =
+      known !== undefined ? `{"result":{"data":${known}}}` : JSON.stringify(config.transformer === defaultTransformer ? body : transformTRPCResponse(config, body as never));
     res.off('close', onClose);
     // A procedure may have set its own status (and headers) on ctx.res; keep them.
     if (res.statusCode === 200) res.statusCode = status;

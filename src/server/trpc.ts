@@ -1,5 +1,5 @@
 import { TRPCError, initTRPC } from '@trpc/server';
-import { ZodError } from 'zod';
+import { ZodError, type ZodType } from 'zod';
 import { AppError, isUnavailableError } from '../lib/errors';
 import { toTRPCError } from './errors';
 import { recordAudit } from '../domain/audit/audit-log';
@@ -16,8 +16,18 @@ interface AuditMeta {
   target?: string;
 }
 
+interface AnswerMeta {
+  /**
+   * The answer's schema, for the OpenAPI document, where a procedure leaves out tRPC's
+   * run-time output parser: a hot read whose answer is built field by field in typed code
+   * (its resolver is typed with the schema's output, and a test parses real answers with it).
+   * The parser would copy every point of a year of days once more per request.
+   */
+  answer?: ZodType;
+}
+
 /** A procedure behind an API key: who may call it (the door's AccessRule), and how it is audited. */
-export interface KeyedMeta extends AccessRule, AuditMeta {}
+export interface KeyedMeta extends AccessRule, AuditMeta, AnswerMeta {}
 
 /**
  * A procedure anyone may call without a key (signup.register): the Authorization header is not

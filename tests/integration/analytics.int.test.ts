@@ -12,6 +12,7 @@ import { hourWindow } from '../../src/domain/jobs/catalog';
 import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
 import { FinalDayCache } from '../../src/domain/usage-reader/final-days';
 import { formatMicro } from '../../src/lib/micro';
+import { usageAnalyticsOutput } from '../../src/server/routers/analytics/usage';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -98,6 +99,8 @@ async function rawTruth(args: { tenantId: string; licenseId?: string; usageType?
 async function usage(key: string, input: Record<string, unknown>) {
   const res = await app.call('analytics.usage', input, key, { method: 'GET' });
   if (res.status !== 200) throw new Error(JSON.stringify(res.body));
+  // No run-time output parser on this procedure (meta.answer): every answer must be the documented one, nothing more.
+  expect(usageAnalyticsOutput.parse(res.data)).toEqual(res.data);
   return res.data;
 }
 
@@ -546,7 +549,11 @@ describe('analytics cache', () => {
     const day = Math.floor(Date.now() / DAY) * DAY - 10 * DAY;
     const date = new Date(day).toISOString().slice(0, 10);
     const input = { licenseId: id, startDate: date, endDate: date, granularity: 'daily' };
-    const read = async () => (await cached.call('analytics.usage', input, t.ownerKey, { method: 'GET' })).data.overview.totalQuantity;
+    const read = async () => {
+      const { data } = await cached.call('analytics.usage', input, t.ownerKey, { method: 'GET' });
+      expect(usageAnalyticsOutput.parse(data)).toEqual(data); // a cached answer is sent as the text Redis holds
+      return data.overview.totalQuantity;
+    };
     const [hits, misses] = [await counter('hit'), await counter('miss')];
     expect(await read()).toBe('0');
     expect(await read()).toBe('0');

@@ -3,6 +3,7 @@ import { useTestApp } from '../helpers/harness';
 import { ensureUsageEventPartitions } from '../../src/domain/usage/partitions';
 import { normalizeEvent } from '../../src/domain/usage/ingest';
 import { MAX_PERCENTILE_RANGE_DAYS } from '../../src/domain/analytics/usage-analytics';
+import { usageAnalyticsOutput } from '../../src/server/routers/analytics/usage';
 
 const DAY = 86_400_000;
 const app = useTestApp({ USAGE_CACHE_TTL_SECONDS: '0' }, { isolatedDatabase: 'geo' });
@@ -162,6 +163,7 @@ describe('response-time percentiles', () => {
             { method: 'GET' },
           );
           expect(res.status).toBe(200);
+          expect(usageAnalyticsOutput.parse(res.data)).toEqual(res.data); // the documented answer, nothing more (meta.answer)
           const truth = await sqlPercentiles(license.id, startDate, endDate, timezone, usageType);
           const pick = (x: Percentiles) => ({ p50DurationMs: x.p50DurationMs, p95DurationMs: x.p95DurationMs, p99DurationMs: x.p99DurationMs });
           expect(pick(res.data.overview)).toEqual(truth.overall);

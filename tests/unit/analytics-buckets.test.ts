@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { bucketsOf, isoInZone, MAX_RANGE_DAYS, rangeOf } from '../../src/domain/analytics/buckets';
+import { bucketsOf, isoInZone, localDateOf, localDayAround, MAX_RANGE_DAYS, rangeOf } from '../../src/domain/analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage } from '../../src/domain/usage-reader/source-plan';
 
 const HOUR = 3_600_000;
@@ -101,6 +101,79 @@ describe('source plan', () => {
       { start: buckets[0]!.end - HOUR / 2, end: buckets[0]!.end, bucket: 0 },
     ]);
     expect(plan.hourly).toEqual([{ start: buckets[0]!.start + HOUR / 2, end: buckets[0]!.end - HOUR / 2, bucket: 0 }]);
+  });
+
+  /** planSources as it was written first: every hour of every span looked at one by one. */
+  const hourByHour = (buckets: Span[], cov: Coverage) => {
+    const plan = { daily: [] as { date: string; bucket: number }[], hourly: [] as (Span & { bucket: number })[], raw: [] as (Span & { bucket: number })[] };
+    const push = (list: (Span & { bucket: number })[], span: Span & { bucket: number }) => {
+      if (span.end <= span.start) return;
+      const last = list.at(-1);
+      if (last && last.bucket === span.bucket && last.end === span.start) last.end = span.end;
+      else list.push({ ...span });
+    };
+    const within = (islands: Span[], at: number) => islands.some((i) => at >= i.start && at < i.end);
+    const hours = (span: Span, bucket: number) => {
+      const first = Math.ceil(span.start / HOUR) * HOUR;
+      const last = Math.floor(span.end / HOUR) * HOUR;
+      if (first >= last) return push(plan.raw, { ...span, bucket });
+      push(plan.raw, { start: span.start, end: first, bucket });
+      for (let h = first; h < last; h += HOUR) push(within(cov.hourlyDone, h) && !cov.dirtyHours.has(h) ? plan.hourly : plan.raw, { start: h, end: h + HOUR, bucket });
+      push(plan.raw, { start: last, end: span.end, bucket });
+    };
+    buckets.forEach((b, index) => {
+      if (!cov.dailyZone) return hours(b, index);
+      for (let at = b.start; at < b.end; ) {
+        const around = localDayAround(at, cov.dailyZone);
+        const end = Math.min(around.end, b.end);
+        const window = Math.floor((around.end - 1) / DAY) * DAY;
+        let final = within(cov.dailyDone, window);
+        for (let h = Math.floor(around.start / HOUR) * HOUR; final && h < around.end; h += HOUR) if (cov.dirtyHours.has(h)) final = false;
+        if (around.start === at && around.end <= b.end && final) plan.daily.push({ date: localDateOf(at, cov.dailyZone), bucket: index });
+        else hours({ start: at, end }, index);
+        at = end;
+      }
+    });
+    return plan;
+  };
+
+  it('plans from done islands exactly as an hour-by-hour walk does (any islands, marks, zone and granularity)', () => {
+    const base = Date.UTC(2026, 2, 1);
+    const hourAt = (h: number) => base + h * HOUR;
+    const island = fc.tuple(fc.integer({ min: -48, max: 24 * 40 }), fc.integer({ min: 1, max: 24 * 20 })).map(([h, n]) => ({ start: hourAt(h), end: hourAt(h + n) }));
+    fc.assert(
+      fc.property(
+        fc.constantFrom('UTC', 'Asia/Kolkata', 'America/New_York', 'Australia/Lord_Howe', 'Pacific/Chatham'),
+        fc.constantFrom('hourly' as const, 'daily' as const, 'weekly' as const, 'monthly' as const),
+        fc.integer({ min: 0, max: 20 }),
+        fc.integer({ min: 0, max: 12 }),
+        fc.array(island, { maxLength: 4 }),
+        fc.array(island, { maxLength: 3 }),
+        fc.array(fc.integer({ min: -24, max: 24 * 40 }), { maxLength: 6 }),
+        fc.boolean(),
+        (zone, granularity, startDay, days, hourly, daily, marks, useDaily) => {
+          // Islands are disjoint, as the gaps-and-islands query gives them; merge overlapping draws.
+          const disjoint = (spans: Span[]) =>
+            [...spans].sort((a, b) => a.start - b.start).reduce<Span[]>((out, s) => {
+              const last = out.at(-1);
+              if (last && s.start <= last.end) last.end = Math.max(last.end, s.end);
+              else out.push({ ...s });
+              return out;
+            }, []);
+          const start = new Date(base + startDay * DAY).toISOString().slice(0, 10);
+          const end = new Date(base + (startDay + days) * DAY).toISOString().slice(0, 10);
+          const buckets = bucketsOf(rangeOf(start, end, granularity, zone), granularity, zone);
+          const cov: Coverage = {
+            hourlyDone: disjoint(hourly).reverse(), // in no particular order
+            dailyDone: disjoint(daily.map((s) => ({ start: Math.floor(s.start / DAY) * DAY, end: Math.ceil(s.end / DAY) * DAY }))),
+            dirtyHours: new Set(marks.map(hourAt)),
+            dailyZone: useDaily ? zone : null,
+          };
+          expect(planSources(buckets, cov)).toEqual(hourByHour(buckets, cov));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('turns spans into width_bucket points with gaps as null', () => {

@@ -117,14 +117,22 @@ export function localDateOf(at: number, timezone: string): string {
 
 const localDates = new ZoneMemo((at, timezone) => wallClock(at, timezone).toISOString().slice(0, 10));
 
-/** The local day [midnight, next midnight) containing `at`: 23, 24 or 25 hours (or 23.5 on Lord Howe). */
-export function localDayAround(at: number, timezone: string): Span {
+/**
+ * The local day [midnight, next midnight) containing `at`: 23, 24 or 25 hours (or 23.5 on Lord
+ * Howe). Remembered (a year of daily periods asks for the same midnights on every request), so
+ * the span is shared and frozen.
+ */
+export function localDayAround(at: number, timezone: string): Readonly<Span> {
+  return daysAround.get(at, timezone);
+}
+
+const daysAround = new ZoneMemo((at, timezone): Readonly<Span> => {
   const local = wallClock(at, timezone);
   const y = local.getUTCFullYear();
   const m = local.getUTCMonth();
   const d = local.getUTCDate();
-  return { start: localMidnight(y, m, d, timezone), end: localMidnight(y, m, d + 1, timezone) };
-}
+  return Object.freeze({ start: localMidnight(y, m, d, timezone), end: localMidnight(y, m, d + 1, timezone) });
+});
 
 /** [startDate 00:00, endDate + 1 00:00) local, with the range checked against its limit. */
 export function rangeOf(startDate: string, endDate: string, granularity: Granularity, timezone: string): Span {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from '../../lib/redis';
 import type { Metrics } from '../../lib/metrics';
+import { rememberJson } from '../../lib/json-text';
 
 /**
  * Analytics answers cached in Redis for `ttlSeconds`. Every answer is stored with the tenant's
@@ -63,15 +64,22 @@ export class AnalyticsCache implements AnalyticsInvalidator {
       stamp = `${global ?? 0}:${tenant ?? 0}\n`;
       if (cached?.startsWith(stamp)) {
         this.metrics?.analyticsCache.inc({ view, result: 'hit' });
-        return JSON.parse(cached.slice(stamp.length)) as T;
+        const text = cached.slice(stamp.length);
+        const value = JSON.parse(text) as T;
+        rememberJson(value, text);
+        return value;
       }
     } catch {
       stamp = null; // Redis down: answer from PostgreSQL
     }
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
     const value = await compute(stamp, keepUncached);
-    // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
-    if (stamp !== null && store) void this.redis.set(key, stamp + JSON.stringify(value), 'EX', this.ttlSeconds).catch(() => undefined);
+    if (stamp !== null && store) {
+      const text = JSON.stringify(value);
+      rememberJson(value, text);
+      // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
+      void this.redis.set(key, stamp + text, 'EX', this.ttlSeconds).catch(() => undefined);
+    }
     return value;
   }
 

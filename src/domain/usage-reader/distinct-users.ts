@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Span } from '../analytics/buckets';
 import type { SourcePlan } from './source-plan';
+import { pgArray } from '../../lib/pg-array';
 
 /** Licenses that share a source plan (see usageSeries' groups). */
 export interface UserPlanGroup {
@@ -58,13 +59,14 @@ export async function distinctUsersOfPlans(
     if (group.plan.daily.length) {
       sets.push(`SELECT users FROM daily_user_sets
                   WHERE tenant_id = $1 AND license_id = ANY(${ids}::uuid[]) AND ($2::text IS NULL OR usage_type = $2)
-                    AND date = ANY(${param(group.plan.daily.map((d) => d.date))}::date[])`);
+                    AND date = ANY(${param(pgArray(group.plan.daily, true, (d) => d.date))}::date[])`);
     }
     const spans = rawUserSpans(group.plan);
     if (spans.length) {
       // One index range scan per span (LATERAL), never one scan from the first span's start to the last one's end.
       raw.push(`SELECT e.user_id
-                  FROM unnest(${param(spans.map((s) => new Date(s.start)))}::timestamptz[], ${param(spans.map((s) => new Date(s.end)))}::timestamptz[]) AS w(s, e)
+                  FROM unnest(${param(pgArray(spans, true, (s) => new Date(s.start).toISOString()))}::timestamptz[],
+                              ${param(pgArray(spans, true, (s) => new Date(s.end).toISOString()))}::timestamptz[]) AS w(s, e)
                  CROSS JOIN LATERAL (
                    SELECT user_id FROM usage_events
                     WHERE tenant_id = $1 AND license_id = ANY(${ids}::uuid[]) AND ($2::text IS NULL OR usage_type = $2)

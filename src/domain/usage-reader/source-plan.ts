@@ -63,7 +63,13 @@ function dayIsFinal(day: Span, coverage: Coverage): boolean {
   return true;
 }
 
-function planHours(plan: SourcePlan, span: Span, bucket: number, coverage: Coverage): void {
+/**
+ * The whole UTC hours of `span` from hourly rows where rolled up and unmarked, the rest raw.
+ * Walks the done islands (sorted, disjoint, usually one), not the hours: a range before
+ * the first rollup is one raw span per bucket whatever its length. `islands` is
+ * coverage.hourlyDone sorted by start.
+ */
+function planHours(plan: SourcePlan, span: Span, bucket: number, coverage: Coverage, islands: readonly Span[]): void {
   const firstHour = Math.ceil(span.start / HOUR_MS) * HOUR_MS;
   const lastHour = Math.floor(span.end / HOUR_MS) * HOUR_MS;
   if (firstHour >= lastHour) {
@@ -71,18 +77,29 @@ function planHours(plan: SourcePlan, span: Span, bucket: number, coverage: Cover
     return;
   }
   push(plan.raw, { start: span.start, end: firstHour, bucket });
-  for (let h = firstHour; h < lastHour; h += HOUR_MS) {
-    const rolled = within(coverage.hourlyDone, h) && !coverage.dirtyHours.has(h);
-    push(rolled ? plan.hourly : plan.raw, { start: h, end: h + HOUR_MS, bucket });
+  let at = firstHour;
+  for (const island of islands) {
+    // The hours h with island.start <= h < island.end.
+    const from = Math.max(Math.ceil(island.start / HOUR_MS) * HOUR_MS, at);
+    const to = Math.min(Math.ceil(island.end / HOUR_MS) * HOUR_MS, lastHour);
+    if (to <= from) continue;
+    push(plan.raw, { start: at, end: from, bucket });
+    if (coverage.dirtyHours.size === 0) push(plan.hourly, { start: from, end: to, bucket });
+    else {
+      for (let h = from; h < to; h += HOUR_MS) push(coverage.dirtyHours.has(h) ? plan.raw : plan.hourly, { start: h, end: h + HOUR_MS, bucket });
+    }
+    at = to;
   }
+  push(plan.raw, { start: at, end: lastHour, bucket });
   push(plan.raw, { start: lastHour, end: span.end, bucket });
 }
 
 export function planSources(buckets: Span[], coverage: Coverage): SourcePlan {
   const plan: SourcePlan = { daily: [], hourly: [], raw: [] };
+  const islands = [...coverage.hourlyDone].sort((a, b) => a.start - b.start);
   buckets.forEach((bucket, index) => {
     if (!coverage.dailyZone) {
-      planHours(plan, bucket, index, coverage);
+      planHours(plan, bucket, index, coverage, islands);
       return;
     }
     for (let at = bucket.start; at < bucket.end; ) {
@@ -92,7 +109,7 @@ export function planSources(buckets: Span[], coverage: Coverage): SourcePlan {
       if (day.start === at && day.end <= bucket.end && dayIsFinal(day, coverage)) {
         plan.daily.push({ date: localDateOf(at, coverage.dailyZone), bucket: index });
       } else {
-        planHours(plan, { start: at, end }, index, coverage);
+        planHours(plan, { start: at, end }, index, coverage, islands);
       }
       at = end;
     }

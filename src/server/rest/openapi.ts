@@ -93,6 +93,8 @@ function operationId(procedure: string): string {
 
 function operationOf(route: RestRoute, def: ProcedureDef['_def']) {
   const meta = def.meta!;
+  // What the route documents, else the procedure's output parser, else its meta's answer (see AnswerMeta).
+  const answer = route.documentedAnswer ?? def.output ?? ('answer' in meta ? meta.answer : undefined);
   const input = def.inputs[0];
   const fields = pathFields(route);
   const inputSchema = input ? jsonSchemaOf(input, 'input') : { type: 'object', properties: {} };
@@ -132,7 +134,7 @@ function operationOf(route: RestRoute, def: ProcedureDef['_def']) {
       [status]: {
         description: 'The procedure’s answer',
         ...(quota ? { headers: limitHeaders } : {}),
-        content: { 'application/json': { schema: route.documentedAnswer ? jsonSchemaOf(route.documentedAnswer, 'output') : def.output ? jsonSchemaOf(def.output, 'output') : {} } },
+        content: { 'application/json': { schema: answer ? jsonSchemaOf(answer, 'output') : {} } },
       },
       '400': errorResponse('Invalid input: `issues` names each field'),
       '401': errorResponse('Missing, malformed, unknown or revoked API key'),
