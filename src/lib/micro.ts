@@ -38,12 +38,31 @@ export function fromMicro(micro: bigint): Prisma.Decimal {
 }
 
 /** The exact decimal string of a count of millionths (what fromMicro(x).toFixed() gives, without Decimal). */
-export function formatMicro(micro: bigint): string {
+export function formatMicro(micro: bigint | number): string {
+  if (typeof micro === 'number') {
+    if (!Number.isSafeInteger(micro)) return formatMicro(BigInt(micro)); // throws for a fraction, as BigInt does
+    // Integer arithmetic in doubles, exact below 2^53: the remainder, then a whole multiple of a million divided.
+    const abs = Math.abs(micro);
+    const fraction = abs % 1_000_000;
+    const whole = (abs - fraction) / 1_000_000;
+    const sign = micro < 0 ? '-' : '';
+    if (fraction === 0) return `${sign}${whole}`;
+    return `${sign}${whole}.${String(fraction).padStart(6, '0').replace(/0+$/, '')}`;
+  }
   const negative = micro < 0n;
   const digits = (negative ? -micro : micro).toString().padStart(7, '0');
   const whole = digits.slice(0, -6);
   const fraction = digits.slice(-6).replace(/0+$/, '');
   return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
+}
+
+/** a + b exactly: a number while the sum is a safe integer, a bigint past that. */
+export function addExact(a: number | bigint, b: number | bigint): number | bigint {
+  if (typeof a === 'number' && typeof b === 'number') {
+    const sum = a + b;
+    if (Number.isSafeInteger(sum)) return sum;
+  }
+  return BigInt(a) + BigInt(b);
 }
 
 /** As a number when that is exact, else as a bigint. */

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { ExactSum, compact, formatMicro, parseMicro } from '../../src/lib/micro';
+import { ExactSum, addExact, compact, formatMicro, parseMicro } from '../../src/lib/micro';
 
 describe('exact sums of final days', () => {
   it('adds numbers and bigints exactly, past the safe integers too', () => {
@@ -17,6 +17,30 @@ describe('exact sums of final days', () => {
       }),
       { numRuns: 5_000 },
     );
+  });
+
+  it('adds two values exactly with addExact: a number while safe, a bigint from the first sum past it', () => {
+    const big = BigInt(Number.MAX_SAFE_INTEGER);
+    const value = fc.oneof(fc.integer(), fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 1, -1, 0), fc.bigInt({ min: -(big * 4n), max: big * 4n }).map(compact));
+    fc.assert(
+      fc.property(value, value, (a, b) => {
+        const sum = addExact(a, b);
+        expect(BigInt(sum)).toBe(BigInt(a) + BigInt(b));
+        expect(typeof sum).toBe(typeof a === 'number' && typeof b === 'number' && Number.isSafeInteger(a + b) ? 'number' : 'bigint');
+      }),
+      { numRuns: 5_000 },
+    );
+    expect(addExact(Number.MAX_SAFE_INTEGER, 0)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(addExact(Number.MAX_SAFE_INTEGER, 1)).toBe(big + 1n);
+  });
+
+  it('writes a number of millionths as the bigint of the same value is written, up to and past the safe integers', () => {
+    const safe = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.maxSafeInteger().map((n) => -n), fc.constantFrom(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 999_999, 1_000_000, -1_000_001, 0));
+    fc.assert(fc.property(safe, (n) => formatMicro(n) === formatMicro(BigInt(n))), { numRuns: 10_000 });
+    // Past the safe integers a double is still an integer here: written through BigInt, exactly.
+    expect(formatMicro(2 ** 53)).toBe(formatMicro(2n ** 53n));
+    expect(formatMicro(Number.MAX_SAFE_INTEGER)).toBe('9007199254.740991');
+    expect(() => formatMicro(0.5)).toThrow();
   });
 
   it('reads and writes decimals of up to 6 places as millionths, exactly', () => {

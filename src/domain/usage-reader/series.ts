@@ -6,7 +6,7 @@ import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
 import { distinctUsersOfPlans } from './distinct-users';
-import { ExactSum, compact, formatMicro, parseMicro } from '../../lib/micro';
+import { addExact, compact, formatMicro, parseMicro } from '../../lib/micro';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
 
@@ -421,15 +421,18 @@ export interface FinalDays {
  * millionths, exactly.
  */
 export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, finalDays?: FinalDays): Promise<UsageTotals> {
-  const byBucket = new Map<number, { quantity: ExactSum; events: ExactSum }>();
+  // Per bucket, in arrays by bucket index (a year of days allocates nothing per addition): exact
+  // sums in millionths and events, numbers while safe (addExact), and whether any row counted.
+  const bucketQuantity: (number | bigint)[] = new Array<number | bigint>(buckets.length).fill(0);
+  const bucketEvents: (number | bigint)[] = new Array<number | bigint>(buckets.length).fill(0);
+  const counted = new Uint8Array(buckets.length);
   const byUsageType = new Map<string, CellSum>();
   const total = new CellSum();
   let uniqueUsers = 0;
   const addBucket = (bucket: number, quantity: number | bigint, events: number | bigint) => {
-    let sums = byBucket.get(bucket);
-    if (!sums) byBucket.set(bucket, (sums = { quantity: new ExactSum(), events: new ExactSum() }));
-    sums.quantity.add(quantity);
-    sums.events.add(events);
+    bucketQuantity[bucket] = addExact(bucketQuantity[bucket]!, quantity);
+    bucketEvents[bucket] = addExact(bucketEvents[bucket]!, events);
+    counted[bucket] = 1;
   };
   const addType = (usageType: string, cell: MicroCell) => {
     let sums = byUsageType.get(usageType);
@@ -454,10 +457,11 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
         days.map((d) => d.date),
       );
       for (const { date, bucket } of days) {
-        for (const [usageType, cell] of cells.get(date)!) {
+        // forEach, not for…of: no [key, value] array per entry.
+        cells.get(date)!.forEach((cell, usageType) => {
           addBucket(bucket, cell.quantity, cell.events);
           addType(usageType, cell);
-        }
+        });
       }
     }
     const results = await runGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
@@ -496,8 +500,12 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
     }
     uniqueUsers = await users;
   }
+  const byBucket = new Map<number, BucketTotals>();
+  for (let bucket = 0; bucket < buckets.length; bucket++) {
+    if (counted[bucket]) byBucket.set(bucket, { quantity: formatMicro(bucketQuantity[bucket]!), events: Number(bucketEvents[bucket]!) });
+  }
   return {
-    byBucket: new Map([...byBucket].map(([bucket, c]) => [bucket, { quantity: formatMicro(c.quantity.value()), events: Number(c.events.value()) }])),
+    byBucket,
     byUsageType: new Map([...byUsageType].map(([usageType, c]) => [usageType, asTotals(c)])),
     total: asTotals(total),
     uniqueUsers,
