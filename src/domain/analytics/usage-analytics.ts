@@ -152,8 +152,10 @@ export async function usageAnalytics(
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
   ]);
   const { total, uniqueUsers } = totals;
+  const period = describeRange(args, timezone, range);
   return {
-    period: { ...describeRange(args, timezone, range), granularity: args.granularity },
+    // Fields in the documented order (periodOutput): the answer is sent as built, not re-parsed.
+    period: { startDate: period.startDate, endDate: period.endDate, granularity: args.granularity, timezone: period.timezone, start: period.start, end: period.end },
     overview: {
       totalQuantity: total.quantity,
       eventCount: Number(total.events),
