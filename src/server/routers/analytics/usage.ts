@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { usageAnalytics } from '../../../domain/analytics/usage-analytics';
 import { procedure, requireTenant } from '../../trpc';
@@ -33,13 +34,20 @@ export const usageAnalyticsOutput = z.object({
  * year of days once more on every request, and the answer's JSON, made once for the cache,
  * is then sent as it is.
  */
+/**
+ * The answer's schema, fingerprinted, is part of every cached question: a cached answer is sent
+ * as Redis holds it (no parser to drop fields it no longer has), so after a deploy that changes
+ * the schema no process serves an answer an older one stored.
+ */
+const ANSWER_SHAPE = createHash('sha256').update(JSON.stringify(z.toJSONSchema(usageAnalyticsOutput))).digest('base64url').slice(0, 16);
+
 export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant', answer: usageAnalyticsOutput })
   .input(z.strictObject({ ...rangeInput, granularity: granularitySchema, percentiles: z.boolean().optional() }))
   .query(({ ctx, input }): Promise<z.output<typeof usageAnalyticsOutput>> => {
     const tenantId = requireTenant(ctx.tenantId);
     // The environment is part of the cached question: a test key never gets a live answer.
     const { reads } = ctx.services.db;
-    return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment }, (generation, keepUncached) =>
+    return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment, shape: ANSWER_SHAPE }, (generation, keepUncached) =>
       readView(reads, ctx.res, (db) =>
         usageAnalytics(
           { pool: db.pool, prisma: db.prisma, finalDays: ctx.services.finalDays },
