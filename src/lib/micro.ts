@@ -77,22 +77,14 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
  * than PostgreSQL's sum did), as a bigint from the first addition that would not.
  */
 export class ExactSum {
-  private n = 0;
-  private big: bigint | null = null;
+  private sum: number | bigint = 0;
 
   add(value: number | bigint): void {
-    if (this.big === null && typeof value === 'number') {
-      const next = this.n + value;
-      if (Number.isSafeInteger(next)) {
-        this.n = next;
-        return;
-      }
-    }
-    this.big = (this.big ?? BigInt(this.n)) + BigInt(value);
+    this.sum = addExact(this.sum, value);
   }
 
   value(): bigint {
-    return this.big ?? BigInt(this.n);
+    return BigInt(this.sum);
   }
 }
 
