@@ -147,11 +147,15 @@ export function rangeOf(startDate: string, endDate: string, granularity: Granula
   return { start: localMidnight(sy, sm, sd, timezone), end: localMidnight(ey, em, ed + 1, timezone) };
 }
 
-/** How an answer describes the range it covers: the dates asked for and the instants they mean. */
-export function describeRange(args: { startDate: string; endDate: string }, timezone: string, range: Span) {
+/**
+ * How an answer describes the range it covers: the dates asked for (and the granularity, when
+ * periods were asked for) and the instants they mean, in the order the answers' schema lists them.
+ */
+export function describeRange(args: { startDate: string; endDate: string }, timezone: string, range: Span, granularity?: Granularity) {
   return {
     startDate: args.startDate,
     endDate: args.endDate,
+    ...(granularity ? { granularity } : {}),
     timezone,
     start: new Date(range.start).toISOString(),
     end: new Date(range.end).toISOString(),

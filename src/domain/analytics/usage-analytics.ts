@@ -152,10 +152,9 @@ export async function usageAnalytics(
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
   ]);
   const { total, uniqueUsers } = totals;
-  const period = describeRange(args, timezone, range);
   return {
-    // Fields in the documented order (periodOutput): the answer is sent as built, not re-parsed.
-    period: { startDate: period.startDate, endDate: period.endDate, granularity: args.granularity, timezone: period.timezone, start: period.start, end: period.end },
+    // Sent as built, not re-parsed: describeRange gives the fields in periodOutput's order.
+    period: describeRange(args, timezone, range, args.granularity),
     overview: {
       totalQuantity: total.quantity,
       eventCount: Number(total.events),

@@ -28,19 +28,19 @@ export const usageAnalyticsOutput = z.object({
 });
 
 /**
- * No run-time output parser (meta.answer documents the answer instead): the answer is built
- * field by field by usageAnalytics, the resolver is typed with the schema's output, and the
- * analytics tests parse real answers with the schema. Parsing would copy every point of a
- * year of days once more on every request, and the answer's JSON, made once for the cache,
- * is then sent as it is.
- */
-/**
  * The answer's schema, fingerprinted, is part of every cached question: a cached answer is sent
  * as Redis holds it (no parser to drop fields it no longer has), so after a deploy that changes
  * the schema no process serves an answer an older one stored.
  */
 const ANSWER_SHAPE = createHash('sha256').update(JSON.stringify(z.toJSONSchema(usageAnalyticsOutput))).digest('base64url').slice(0, 16);
 
+/**
+ * No run-time output parser (meta.answer documents the answer instead): the answer is built
+ * field by field by usageAnalytics, the resolver is typed with the schema's output, and the
+ * analytics tests parse real answers with the schema. Parsing would copy every point of a
+ * year of days once more on every request, and the answer's JSON, made once for the cache,
+ * is then sent as it is.
+ */
 export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], scope: 'tenant', answer: usageAnalyticsOutput })
   .input(z.strictObject({ ...rangeInput, granularity: granularitySchema, percentiles: z.boolean().optional() }))
   .query(({ ctx, input }): Promise<z.output<typeof usageAnalyticsOutput>> => {
