@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { LINGER_IDLE_MS, LINGER_MS } from '../../src/server/http';
 import { useTestApp } from '../helpers/harness';
 
 /**
@@ -54,3 +55,113 @@ it('answers bytes that are not HTTP with a 400 that says so', async () => {
   expect(answer.status).toBe(400);
   expect(answer.body.error).toEqual({ message: expect.stringMatching(/malformed HTTP request/), code: 'BAD_REQUEST' });
 });
+
+/**
+ * Sends `total` bytes of request line in `chunk`-byte writes, each after the last was taken,
+ * then reads the answer as a client that wrote its whole request does.
+ */
+function slowRequest(total: number, chunk: number): Promise<{ answer: string; error?: string }> {
+  const { port } = new URL(app.baseUrl);
+  return new Promise((resolve) => {
+    // as fetch does, it goes on writing after the server's half of the connection ended
+    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? String(err)));
+    socket.on('close', () => resolve({ answer: Buffer.concat(chunks).toString('utf8'), ...(error ? { error } : {}) }));
+    let sent = 0;
+    const next = (): void => {
+      if (socket.destroyed) return;
+      if (sent === 0) {
+        socket.write('GET /api/trpc/licenses.list?input=', () => setTimeout(next, 2));
+        sent = 1;
+        return;
+      }
+      if (sent >= total) {
+        socket.end(' HTTP/1.1\r\nHost: x\r\n\r\n');
+        return;
+      }
+      sent += chunk;
+      socket.write('x'.repeat(chunk), () => setTimeout(next, 2));
+    };
+    next();
+  });
+}
+
+it('reads the rest of a request it refused, so a client still sending it gets the 431, not a reset', async () => {
+  // a 4 MB URL written in pieces: the answer is ready after the first 16 KB; closing then
+  // would reset the connection under a client still writing (it would see ECONNRESET, no answer)
+  const { answer, error } = await slowRequest(4 * 1024 * 1024, 256 * 1024);
+  expect(error).toBeUndefined();
+  expect(parsed(answer).status).toBe(431);
+  expect(parsed(answer).body.error.code).toBe('REQUEST_HEADER_FIELDS_TOO_LARGE');
+});
+
+/**
+ * Opens a connection, sends a request line past the limit, then `then` drives the rest; ends
+ * when the server's side of the connection closes (a client half-open as fetch is cannot tell).
+ */
+function refusedThen(then: (socket: net.Socket) => void): Promise<{ answer: string; error?: string; closedAfterMs: number }> {
+  const { port } = new URL(app.baseUrl);
+  return new Promise((resolve) => {
+    let lastWrite = Date.now();
+    let error: string | undefined;
+    const chunks: Buffer[] = [];
+    app.server.once('connection', (serverSide: net.Socket) =>
+      serverSide.once('close', () => {
+        const closedAfterMs = Date.now() - lastWrite;
+        // what was in flight to the client is read before it is let go
+        setTimeout(() => {
+          socket.destroy();
+          resolve({ answer: Buffer.concat(chunks).toString('utf8'), ...(error ? { error } : {}), closedAfterMs });
+        }, 100);
+      }),
+    );
+    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+    const write = socket.write.bind(socket);
+    socket.write = ((data: string) => {
+      lastWrite = Date.now();
+      return write(data);
+    }) as typeof socket.write;
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? String(err)));
+    socket.write(`GET /health?a=${'x'.repeat(20_000)}`);
+    then(socket);
+  });
+}
+
+it('keeps reading a refused request while its client pauses for less than the idle limit', async () => {
+  const { answer, error } = await refusedThen((socket) => {
+    let pieces = 0;
+    const timer = setInterval(() => {
+      if (++pieces < 3) socket.write('x'.repeat(20_000));
+      else {
+        clearInterval(timer);
+        socket.end(' HTTP/1.1\r\nHost: x\r\n\r\n');
+      }
+    }, LINGER_IDLE_MS / 2);
+  });
+  expect(error).toBeUndefined();
+  expect(parsed(answer).status).toBe(431);
+});
+
+it('closes a refused request whose client goes quiet for the idle limit, with the answer sent', async () => {
+  const { answer, closedAfterMs } = await refusedThen(() => undefined);
+  expect(parsed(answer).status).toBe(431);
+  expect(closedAfterMs).toBeGreaterThanOrEqual(LINGER_IDLE_MS - 50);
+  expect(closedAfterMs).toBeLessThan(LINGER_MS);
+});
+
+it('closes a refused request whose client never stops sending once the linger limit passes', async () => {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const { answer, error } = await refusedThen((socket) => {
+    timer = setInterval(() => !socket.destroyed && socket.write('x'), LINGER_IDLE_MS / 4);
+  });
+  expect(error).toBeUndefined();
+  clearInterval(timer);
+  expect(parsed(answer).status).toBe(431);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(LINGER_MS - 50);
+  expect(Date.now() - started).toBeLessThan(LINGER_MS + LINGER_IDLE_MS);
+}, LINGER_MS * 3);
