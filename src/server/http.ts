@@ -19,6 +19,7 @@ import { REST_BASE } from './rest/routes';
 import { createDocsHandler, isDocsPath } from './rest/docs';
 import { createConsoleHandler, isConsolePath } from './console/static';
 import { consoleDistDir } from './console/bundle';
+import { isLingering, lingerAfterEnd } from './linger';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -189,7 +190,7 @@ export function createHttpServer(services: Services, options: { consoleUnavailab
  */
 function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
   // node:http reports every later piece of a refused request as another parse error: dropped
-  if (lingering.has(socket)) return;
+  if (isLingering(socket)) return;
   if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;
@@ -209,36 +210,5 @@ function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number },
   socket.end(
     `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
   );
-  linger(socket);
-}
-
-/** How long a refused request's rest is read and dropped: in all, and without a byte from the client. */
-export const LINGER_MS = 10_000;
-export const LINGER_IDLE_MS = 2_000;
-const lingering = new WeakSet<Duplex>();
-
-/**
- * A lingering close, as nginx and Apache make one: the answer goes out when the first bytes
- * past the limit arrive, while the client may still be writing its request (a 4 MB URL);
- * closing the socket then makes the kernel reset the connection and the client sees
- * ECONNRESET instead of the answer. So the rest is read and dropped (node:http still reads
- * the socket) until the client closes, goes quiet for LINGER_IDLE_MS, or LINGER_MS pass.
- */
-function linger(socket: Duplex): void {
-  lingering.add(socket);
-  const close = (): void => {
-    socket.destroy();
-  };
-  const deadline = setTimeout(close, LINGER_MS).unref();
-  let idle = setTimeout(close, LINGER_IDLE_MS).unref();
-  const onData = (): void => {
-    clearTimeout(idle);
-    idle = setTimeout(close, LINGER_IDLE_MS).unref();
-  };
-  socket.on('data', onData);
-  socket.once('close', () => {
-    clearTimeout(deadline);
-    clearTimeout(idle);
-    socket.off('data', onData);
-  });
+  lingerAfterEnd(socket);
 }

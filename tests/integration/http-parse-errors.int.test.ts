@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { LINGER_IDLE_MS, LINGER_MS } from '../../src/server/http';
+import { LINGER_IDLE_MS, LINGER_MS } from '../../src/server/linger';
 import { useTestApp } from '../helpers/harness';
 
 /**
