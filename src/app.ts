@@ -80,7 +80,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   });
   await authenticator.start();
   const quota = new QuotaEnforcer(
-    { redis: quotaRedis, pool: db.pool, prisma: db.prisma, logger, licenses: licenseCache },
+    { redis: quotaRedis, pool: db.pool, logger, licenses: licenseCache },
     {
       keyPrefix: env.REDIS_KEY_PREFIX,
       failMode: env.QUOTA_FAIL_MODE,

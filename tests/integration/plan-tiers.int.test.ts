@@ -88,7 +88,7 @@ describe('with Redis unreachable', () => {
 
   function depsWith(failMode: 'closed' | 'open', pool = app.services.db.pool) {
     const enforcer = new QuotaEnforcer(
-      { redis: deadRedis(), pool, prisma: app.prisma, logger: app.services.logger },
+      { redis: deadRedis(), pool, logger: app.services.logger },
       { keyPrefix: app.prefix, failMode, limitsCacheMs: 0, redisTimeoutMs: 50 },
     );
     const deps = app.services.track;

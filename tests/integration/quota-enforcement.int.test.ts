@@ -301,7 +301,7 @@ describe('with a Redis that hangs', () => {
     const relay = await stallableRedis();
     const redis = createRedis(relay.url);
     const enforcer = new QuotaEnforcer(
-      { redis, pool: app.services.db.pool, prisma: app.prisma, logger: app.services.logger },
+      { redis, pool: app.services.db.pool, logger: app.services.logger },
       { keyPrefix: app.prefix, failMode: 'closed', limitsCacheMs: 60_000, redisTimeoutMs: timeoutMs },
     );
     try {

@@ -1,6 +1,5 @@
 import type pg from 'pg';
 import type { Redis } from '../../lib/redis';
-import type { PrismaClient } from '../../generated/prisma/client';
 import { AppError, isUnavailableError } from '../../lib/errors';
 import type { Logger } from '../../lib/logger';
 import { type Period, periodContaining } from '../periods';
@@ -180,7 +179,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private backgroundDrop?: Promise<void>;
 
   constructor(
-    private readonly deps: { redis: Redis; pool: pg.Pool; prisma: PrismaClient; logger: Logger; licenses?: LicenseCache },
+    private readonly deps: { redis: Redis; pool: pg.Pool; logger: Logger; licenses?: LicenseCache },
     private readonly options: QuotaOptions,
   ) {
     this.licenses = deps.licenses ?? new LicenseCache(deps.pool, { ttlMs: options.limitsCacheMs });
