@@ -103,6 +103,8 @@ interface LoadResult {
   latencies: number[];
   requests: number;
   seconds: number;
+  /** CPU time of this process (the app, the load and the SDK's sends) over the measured rounds, µs. */
+  cpuMicros: number;
   errors: string[];
 }
 
@@ -110,6 +112,7 @@ async function drive(url: string, headers: Record<string, string>, clients: numb
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await Promise.all(
     Array.from({ length: clients }, async () => {
       while (performance.now() < deadline) {
@@ -125,7 +128,11 @@ async function drive(url: string, headers: Record<string, string>, clients: numb
       }
     }),
   );
-  if (into) into.seconds += (performance.now() - started) / 1000;
+  if (into) {
+    into.seconds += (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    into.cpuMicros += used.user + used.system;
+  }
   agent.destroy();
 }
 
@@ -140,7 +147,7 @@ async function storedFor(databaseUrl: string, licenseId: string): Promise<number
   }
 }
 
-const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, errors: [] });
+const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, cpuMicros: 0, errors: [] });
 
 export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promise<BenchReport> {
   const { Tally, tallyExpress } = loadBuiltSdk();
@@ -177,7 +184,12 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
         name: v.name,
         resources,
         errors: v.load.errors,
-        metrics: { requests: v.load.requests, requestsPerSecond: round(v.load.requests / v.load.seconds, 0), latency: summarizeLatencies(v.load.latencies) },
+        metrics: {
+          requests: v.load.requests,
+          requestsPerSecond: round(v.load.requests / v.load.seconds, 0),
+          latency: summarizeLatencies(v.load.latencies),
+          appCpuMicrosPerRequest: round(v.load.cpuMicros / v.load.requests, 1),
+        },
       });
     }
 
@@ -280,6 +292,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
 
   const lat = (i: number) => phases[i]!.metrics.latency as LatencySummary;
   const rps = (i: number) => phases[i]!.metrics.requestsPerSecond as number;
+  const cpuPerRequest = (i: number) => phases[i]!.metrics.appCpuMicrosPerRequest as number;
   const serialMetrics = phases[2]!.metrics as { bare: LatencySummary; enforced: LatencySummary; check: LatencySummary };
   const sdkRate = phases[3]!.metrics.eventsPerSecond as number;
   const rawRate = phases[4]!.metrics.eventsPerSecond as number;
@@ -299,6 +312,13 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       digits: 1,
       target: { value: 90, better: 'higher' },
       baseline: `${rps(1)} vs ${rps(0)} req/s, same run`,
+    },
+    {
+      what: 'middleware, enforce: false, app process CPU added per request',
+      value: round(cpuPerRequest(1) - cpuPerRequest(0), 1),
+      unit: 'µs',
+      digits: 1,
+      baseline: `${cpuPerRequest(0)} → ${cpuPerRequest(1)} µs per request (this process: app, load and the SDK's sends); the API, PostgreSQL and Redis share the same 2 cores`,
     },
     {
       what: 'middleware, enforce: true (cache off), p50 added, 1 client',
