@@ -8,6 +8,7 @@ import { createHttpServer } from './server/http';
 import { closeWorkers, startWorkers } from '../jobs/worker';
 import { Scheduler } from '../jobs/scheduler';
 import { ensureConsoleBundle } from './server/console/bundle';
+import { closeLingering } from './server/linger';
 
 const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 const START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no';
@@ -134,8 +135,13 @@ async function main(): Promise<void> {
       // close() stops accepting; keep-alive connections are closed as soon as their
       // in-flight request has been answered.
       const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
-      const reaper = setInterval(() => server!.closeIdleConnections(), 50);
-      server.closeIdleConnections();
+      // a socket reading the rest of a refused request is owed nothing more (see linger.ts)
+      const reap = () => {
+        server!.closeIdleConnections();
+        closeLingering();
+      };
+      const reaper = setInterval(reap, 50);
+      reap();
       await closed;
       clearInterval(reaper);
     }

@@ -19,7 +19,7 @@ import { REST_BASE } from './rest/routes';
 import { createDocsHandler, isDocsPath } from './rest/docs';
 import { createConsoleHandler, isConsolePath } from './console/static';
 import { consoleDistDir } from './console/bundle';
-import { isLingering, lingerAfterEnd } from './linger';
+import { lingerAfterEnd, lingeringArrival } from './linger';
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -189,8 +189,8 @@ export function createHttpServer(services: Services, options: { consoleUnavailab
  * HTTP) with an empty 431 or 400 unless a listener answers; say why, as every refusal does.
  */
 function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
-  // node:http reports every later piece of a refused request as another parse error: dropped
-  if (isLingering(socket)) return;
+  // a later piece of a request already answered (node:http reports each as another parse error)
+  if (lingeringArrival(socket)) return;
   if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;

@@ -10,16 +10,16 @@ import { useTestApp } from '../helpers/harness';
  */
 const app = useTestApp({ MAX_BODY_BYTES: '65536', BILLING_WEBHOOK_MAX_BYTES: '65536' });
 
-/**
- * POSTs `total` bytes of body to `path` in `chunk`-byte writes, each after the last was taken
- * (declared with Content-Length or sent chunked), going on after the server's half of the
- * connection ended as fetch does; then reads the answer.
- */
 let ownerKey: string;
 beforeAll(async () => {
   ownerKey = (await app.createTenant()).ownerKey;
 });
 
+/**
+ * POSTs `total` bytes of body to `path` in `chunk`-byte writes, each after the last was taken
+ * (declared with Content-Length or sent chunked), going on after the server's half of the
+ * connection ended as fetch does; then reads the answer.
+ */
 function slowPost(path: string, total: number, chunk: number, framing: 'length' | 'chunked'): Promise<{ status: number; body: string; error?: string }> {
   const { port } = new URL(app.baseUrl);
   return new Promise((resolve) => {
@@ -96,3 +96,65 @@ it('stops reading a refused body that never ends once the linger limits pass (qu
   expect(trickling.ms).toBeGreaterThanOrEqual(LINGER_MS - 50);
   expect(trickling.ms).toBeLessThan(LINGER_MS + LINGER_IDLE_MS);
 }, LINGER_MS * 3);
+
+/** Writes `parts` one after another on one connection and reads everything until the server closes it. */
+function conversation(parts: string[]): Promise<string> {
+  const { port } = new URL(app.baseUrl);
+  return new Promise((resolve) => {
+    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    socket.on('end', () => socket.end());
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    const next = (i: number): void => {
+      if (i < parts.length && !socket.destroyed) socket.write(parts[i]!, () => setTimeout(() => next(i + 1), 5));
+    };
+    next(0);
+  });
+}
+
+it('keeps the connection after draining a refused webhook body: the next request on it is answered', async () => {
+  const size = 200_000;
+  const answer = await conversation([
+    `POST /api/stripe/webhook/${randomUUID()} HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`,
+    'x'.repeat(size),
+    'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+  ]);
+  // the second answer follows the first's body directly
+  expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([413, 200]);
+});
+
+it('answers a refused webhook body once, even when what follows it is not HTTP', async () => {
+  const started = Date.now();
+  const answer = await conversation([
+    `POST /api/stripe/webhook/${randomUUID()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`,
+    `${(100_000).toString(16)}\r\n${'x'.repeat(100_000)}\r\n`,
+    'zz not a chunk size\r\n\r\n',
+  ]);
+  expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([413]);
+  expect(Date.now() - started).toBeLessThan(LINGER_MS);
+});
+
+it('holds nothing per refused body on a kept connection: twelve in a row leave no listeners behind', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  let closeListeners = -1;
+  const onRequest = (req: { url?: string; socket: net.Socket }) => {
+    if (req.url === '/health') closeListeners = req.socket.listenerCount('close');
+  };
+  app.server.on('request', onRequest);
+  try {
+    const size = 70_000;
+    const refused = `POST /api/stripe/webhook/${randomUUID()} HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n${'x'.repeat(size)}`;
+    const answer = await conversation([...Array.from({ length: 12 }, () => refused), 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([...Array.from({ length: 12 }, () => 413), 200]);
+  } finally {
+    process.off('warning', onWarning);
+    app.server.off('request', onRequest);
+  }
+  expect(warnings).not.toContain('MaxListenersExceededWarning');
+  expect(closeListeners).toBeGreaterThanOrEqual(0);
+  expect(closeListeners).toBeLessThan(5);
+});

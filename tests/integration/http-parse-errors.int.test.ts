@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { LINGER_IDLE_MS, LINGER_MS } from '../../src/server/linger';
+import { LINGER_IDLE_MS, LINGER_MS, closeLingering } from '../../src/server/linger';
 import { useTestApp } from '../helpers/harness';
 
 /**
@@ -135,12 +135,13 @@ it('keeps reading a refused request while its client pauses for less than the id
   const { answer, error } = await refusedThen((socket) => {
     let pieces = 0;
     const timer = setInterval(() => {
-      if (++pieces < 3) socket.write('x'.repeat(20_000));
+      if (++pieces < 6) socket.write('x'.repeat(20_000));
       else {
         clearInterval(timer);
         socket.end(' HTTP/1.1\r\nHost: x\r\n\r\n');
       }
-    }, LINGER_IDLE_MS / 2);
+    }, LINGER_IDLE_MS / 4);
+    socket.once('close', () => clearInterval(timer));
   });
   expect(error).toBeUndefined();
   expect(parsed(answer).status).toBe(431);
@@ -155,13 +156,19 @@ it('closes a refused request whose client goes quiet for the idle limit, with th
 
 it('closes a refused request whose client never stops sending once the linger limit passes', async () => {
   const started = Date.now();
-  let timer: NodeJS.Timeout | undefined;
   const { answer, error } = await refusedThen((socket) => {
-    timer = setInterval(() => !socket.destroyed && socket.write('x'), LINGER_IDLE_MS / 4);
+    const timer = setInterval(() => !socket.destroyed && socket.write('x'), LINGER_IDLE_MS / 4);
+    socket.once('close', () => clearInterval(timer));
   });
   expect(error).toBeUndefined();
-  clearInterval(timer);
   expect(parsed(answer).status).toBe(431);
   expect(Date.now() - started).toBeGreaterThanOrEqual(LINGER_MS - 50);
   expect(Date.now() - started).toBeLessThan(LINGER_MS + LINGER_IDLE_MS);
 }, LINGER_MS * 3);
+
+it('lets go of a lingering socket at once on shutdown (closeLingering)', async () => {
+  const started = Date.now();
+  const { answer } = await refusedThen(() => setTimeout(closeLingering, 200));
+  expect(parsed(answer).status).toBe(431);
+  expect(Date.now() - started).toBeLessThan(LINGER_IDLE_MS);
+});
