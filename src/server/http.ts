@@ -191,7 +191,10 @@ export function createHttpServer(services: Services, options: { consoleUnavailab
 function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
   // a later piece of a request already answered (node:http reports each as another parse error)
   if (lingeringArrival(socket)) return;
-  if (!socket.writable || err.code === 'ECONNRESET') {
+  // An answer still owed to an earlier request on this connection (pipelining) would come after
+  // ours, and ours would read as its answer: say nothing, as node:http itself does then.
+  const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+  if (!socket.writable || err.code === 'ECONNRESET' || inFlight) {
     socket.destroy();
     return;
   }

@@ -172,3 +172,20 @@ it('lets go of a lingering socket at once on shutdown (closeLingering)', async (
   expect(parsed(answer).status).toBe(431);
   expect(Date.now() - started).toBeLessThan(LINGER_IDLE_MS);
 });
+
+it('never answers a pipelined request with the refusal of the one after it', async () => {
+  // /health awaits PostgreSQL and Redis: the second request's header overflow is found while
+  // the first is still being answered, and a 431 written then would read as the first's answer
+  const { port } = new URL(app.baseUrl);
+  const answer = await new Promise<string>((resolve) => {
+    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    socket.on('end', () => socket.end());
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    socket.write(`GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health?a=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  });
+  const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+  expect(statuses[0]).not.toBe(431);
+});
