@@ -43,10 +43,14 @@ SELECT z.timezone, s.hour,
 /**
  * Rolled-up tail hours that fall on one local date: one range scan [$5, $6) of the hourly
  * rollups, hash-joined to (license, hour, date) for the zone hours $2..$4. Those come in as
- * arrays, so the planner sees how few they are; OFFSET 0 keeps the scan a single one and
- * the join a hash join whatever the statistics say. Hourly rows start on whole UTC hours.
+ * arrays, so the planner sees how few they are; OFFSET 0 keeps the scan a single one. Read
+ * with HOURLY_SETTINGS: with the licenses' statistics out of date (a tenant that has just made
+ * a thousand licenses: 3 estimated for the environment, 1,002 found) the planner chose a nested
+ * loop that ran the hour-range scan once per (license, hour): 880 ms instead of 9 for 20,000
+ * hourly rows. Hourly rows start on whole UTC hours.
  */
-const HOURLY_SQL = `
+export const HOURLY_SETTINGS = ['jit = off', 'enable_nestloop = off'];
+export const HOURLY_SQL = `
 WITH zone_hours AS (
   SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::date[]) AS z(timezone, hour, date)
 ),
@@ -95,8 +99,8 @@ ${FOLDED}
  * hours and passes jit_above_cost long before they are slow, and compiling them takes
  * longer than running them (1.5 s of JIT for this view once).
  */
-async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[]): Promise<FoldedRow[]> {
-  return inTransaction(pool, { begin: 'BEGIN READ ONLY', settings: ['jit = off'] }, async (client) => (await client.query<FoldedRow>(sql, params)).rows);
+async function readWithoutJit(pool: pg.Pool, sql: string, params: unknown[], settings = ['jit = off']): Promise<FoldedRow[]> {
+  return inTransaction(pool, { begin: 'BEGIN READ ONLY', settings }, async (client) => (await client.query<FoldedRow>(sql, params)).rows);
 }
 
 /**
@@ -216,7 +220,7 @@ export async function platformOverview(
         const part = rolled.filter((z) => z.hour >= start && z.hour < end);
         if (part.length === 0) continue;
         const params = [activeSince, part.map((z) => z.timezone), part.map((z) => z.hour), part.map((z) => z.date), start, end, environment];
-        reads.push(readWithoutJit(pool, HOURLY_SQL, params));
+        reads.push(readWithoutJit(pool, HOURLY_SQL, params, HOURLY_SETTINGS));
       }
     }
     return (await Promise.all(reads)).flat();
