@@ -191,10 +191,14 @@ export function createHttpServer(services: Services, options: { consoleUnavailab
 function answerUnparsable(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
   // a later piece of a request already answered (node:http reports each as another parse error)
   if (lingeringArrival(socket)) return;
-  // An answer still owed to an earlier request on this connection (pipelining) would come after
-  // ours, and ours would read as its answer: say nothing, as node:http itself does then.
-  const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
-  if (!socket.writable || err.code === 'ECONNRESET' || inFlight) {
+  // A response already begun, or owed to an earlier request on this connection (pipelining: the
+  // error is in a later request, whose parse began after the earlier one's completed), would
+  // make ours read as the wrong answer: say nothing then, as node:http itself does. An error in
+  // the body of the request being answered (a bad chunk, a timeout) is answered.
+  const { _httpMessage: inFlight, parser } = socket as Duplex & { _httpMessage?: http.ServerResponse | null; parser?: { incoming?: http.IncomingMessage | null } | null };
+  const incoming = parser?.incoming;
+  const ownRequest = inFlight && incoming && inFlight.req === incoming && !incoming.complete;
+  if (!socket.writable || err.code === 'ECONNRESET' || (inFlight && (inFlight.headersSent || !ownRequest))) {
     socket.destroy();
     return;
   }

@@ -189,3 +189,12 @@ it('never answers a pipelined request with the refusal of the one after it', asy
   const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
   expect(statuses[0]).not.toBe(431);
 });
+
+it('answers a request whose chunked body is not HTTP with one 400 that says so', async () => {
+  const { ownerKey } = await app.createTenant();
+  const answer = await raw(
+    `POST /api/trpc/usage.trackEvents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ownerKey}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"eve\r\nzz not a size\r\n\r\n`,
+  );
+  expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([400]);
+  expect(parsed(answer).body.error).toEqual({ message: expect.stringMatching(/malformed HTTP request/), code: 'BAD_REQUEST' });
+});
