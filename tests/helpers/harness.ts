@@ -125,8 +125,11 @@ export function useTestApp(overrides: Partial<Record<keyof Env, string>> = {}, o
     app = await TestApp.start({ ...(db ? { DATABASE_URL: db.url } : {}), ...overrides }, { logger: options.logger });
   }, 180_000);
   afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    try {
+      await app?.close();
+    } finally {
+      await db?.drop();
+    }
   });
   return new Proxy({} as TestApp, {
     get(_target, key) {
