@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { LINGER_IDLE_MS, LINGER_MS, closeLingering } from '../../src/server/linger';
 import { useTestApp } from '../helpers/harness';
+import { pieces, rawExchange, statusesOf, untilServerCloses } from '../helpers/raw-http';
 
 /**
  * Requests node:http refuses before any route sees them (a request line or headers past
@@ -56,83 +57,27 @@ it('answers bytes that are not HTTP with a 400 that says so', async () => {
   expect(answer.body.error).toEqual({ message: expect.stringMatching(/malformed HTTP request/), code: 'BAD_REQUEST' });
 });
 
-/**
- * Sends `total` bytes of request line in `chunk`-byte writes, each after the last was taken,
- * then reads the answer as a client that wrote its whole request does.
- */
-function slowRequest(total: number, chunk: number): Promise<{ answer: string; error?: string }> {
-  const { port } = new URL(app.baseUrl);
-  return new Promise((resolve) => {
-    // as fetch does, it goes on writing after the server's half of the connection ended
-    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
-    const chunks: Buffer[] = [];
-    let error: string | undefined;
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? String(err)));
-    socket.on('close', () => resolve({ answer: Buffer.concat(chunks).toString('utf8'), ...(error ? { error } : {}) }));
-    let sent = 0;
-    const next = (): void => {
-      if (socket.destroyed) return;
-      if (sent === 0) {
-        socket.write('GET /api/trpc/licenses.list?input=', () => setTimeout(next, 2));
-        sent = 1;
-        return;
-      }
-      if (sent >= total) {
-        socket.end(' HTTP/1.1\r\nHost: x\r\n\r\n');
-        return;
-      }
-      sent += chunk;
-      socket.write('x'.repeat(chunk), () => setTimeout(next, 2));
-    };
-    next();
-  });
-}
-
 it('reads the rest of a request it refused, so a client still sending it gets the 431, not a reset', async () => {
   // a 4 MB URL written in pieces: the answer is ready after the first 16 KB; closing then
   // would reset the connection under a client still writing (it would see ECONNRESET, no answer)
-  const { answer, error } = await slowRequest(4 * 1024 * 1024, 256 * 1024);
+  const { text: answer, error } = await rawExchange(
+    app.baseUrl,
+    ['GET /api/trpc/licenses.list?input=', ...pieces(16, 256 * 1024), ' HTTP/1.1\r\nHost: x\r\n\r\n'],
+    { end: 'after-parts' },
+  );
   expect(error).toBeUndefined();
   expect(parsed(answer).status).toBe(431);
   expect(parsed(answer).body.error.code).toBe('REQUEST_HEADER_FIELDS_TOO_LARGE');
 });
 
-/**
- * Opens a connection, sends a request line past the limit, then `then` drives the rest; ends
- * when the server's side of the connection closes (a client half-open as fetch is cannot tell).
- */
-function refusedThen(then: (socket: net.Socket) => void): Promise<{ answer: string; error?: string; closedAfterMs: number }> {
-  const { port } = new URL(app.baseUrl);
-  return new Promise((resolve) => {
-    let lastWrite = Date.now();
-    let error: string | undefined;
-    const chunks: Buffer[] = [];
-    app.server.once('connection', (serverSide: net.Socket) =>
-      serverSide.once('close', () => {
-        const closedAfterMs = Date.now() - lastWrite;
-        // what was in flight to the client is read before it is let go
-        setTimeout(() => {
-          socket.destroy();
-          resolve({ answer: Buffer.concat(chunks).toString('utf8'), ...(error ? { error } : {}), closedAfterMs });
-        }, 100);
-      }),
-    );
-    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
-    const write = socket.write.bind(socket);
-    socket.write = ((data: string) => {
-      lastWrite = Date.now();
-      return write(data);
-    }) as typeof socket.write;
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? String(err)));
-    socket.write(`GET /health?a=${'x'.repeat(20_000)}`);
-    then(socket);
-  });
+/** Sends a request line past the limit on a new connection, lets `drive` write more, and ends when the server closes its side. */
+async function refusedThen(drive: (socket: net.Socket) => void = () => undefined) {
+  const { text: answer, error, afterLastWriteMs: closedAfterMs, afterStartMs } = await untilServerCloses(app.server, app.baseUrl, `GET /health?a=${'x'.repeat(20_000)}`, drive);
+  return { answer, closedAfterMs, afterStartMs, ...(error ? { error } : {}) };
 }
 
 it('keeps reading a refused request while its client pauses for less than the idle limit', async () => {
-  const { answer, error } = await refusedThen((socket) => {
+  const { answer, error, afterStartMs } = await refusedThen((socket) => {
     let pieces = 0;
     const timer = setInterval(() => {
       if (++pieces < 6) socket.write('x'.repeat(20_000));
@@ -145,6 +90,8 @@ it('keeps reading a refused request while its client pauses for less than the id
   });
   expect(error).toBeUndefined();
   expect(parsed(answer).status).toBe(431);
+  // the server let go only once the client had sent its last piece (the sixth tick), not before
+  expect(afterStartMs).toBeGreaterThanOrEqual((6 * LINGER_IDLE_MS) / 4 - 50);
 });
 
 it('closes a refused request whose client goes quiet for the idle limit, with the answer sent', async () => {
@@ -176,18 +123,10 @@ it('lets go of a lingering socket at once on shutdown (closeLingering)', async (
 it('never answers a pipelined request with the refusal of the one after it', async () => {
   // /health awaits PostgreSQL and Redis: the second request's header overflow is found while
   // the first is still being answered, and a 431 written then would read as the first's answer
-  const { port } = new URL(app.baseUrl);
-  const answer = await new Promise<string>((resolve) => {
-    const socket = net.connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => undefined);
-    socket.on('end', () => socket.end());
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    socket.write(`GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health?a=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const { text: answer } = await rawExchange(app.baseUrl, [`GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health?a=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`], {
+    end: 'when-server-ends',
   });
-  const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
-  expect(statuses[0]).not.toBe(431);
+  expect(statusesOf(answer)[0]).not.toBe(431);
 });
 
 it('answers a request whose chunked body is not HTTP with one 400 that says so', async () => {
@@ -195,6 +134,6 @@ it('answers a request whose chunked body is not HTTP with one 400 that says so',
   const answer = await raw(
     `POST /api/trpc/usage.trackEvents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ownerKey}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"eve\r\nzz not a size\r\n\r\n`,
   );
-  expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([400]);
+  expect(statusesOf(answer)).toEqual([400]);
   expect(parsed(answer).body.error).toEqual({ message: expect.stringMatching(/malformed HTTP request/), code: 'BAD_REQUEST' });
 });
