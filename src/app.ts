@@ -86,6 +86,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
       failMode: env.QUOTA_FAIL_MODE,
       limitsCacheMs: env.QUOTA_LIMITS_CACHE_SECONDS * 1000,
       redisTimeoutMs: env.QUOTA_REDIS_TIMEOUT_MS,
+      leaseMaxEvents: env.QUOTA_LEASE_MAX_EVENTS,
     },
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
@@ -153,6 +154,7 @@ export async function prepareData(services: Services): Promise<void> {
 /** Finishes in-flight writes, then closes pools. */
 export async function closeServices(services: Services): Promise<void> {
   await services.groupCommitter.drain();
+  await services.quota.close(); // unused leased quota back to the counters
   await services.authenticator.stop();
   await services.quota.licenses.stop();
   await services.queues.close().catch(() => undefined);

@@ -64,6 +64,7 @@ export const envShape = {
   QUOTA_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
   QUOTA_LIMITS_CACHE_SECONDS: intFrom(5, 0, 3600),
   QUOTA_REDIS_TIMEOUT_MS: intFrom(1000, 10, 60_000),
+  QUOTA_LEASE_MAX_EVENTS: intFrom(256, 0, 10_000),
   WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 10, 3_600_000),
   WEBHOOK_TIMEOUT_MS: intFrom(10_000, 100, 120_000),
   WEBHOOK_SECRET_OVERLAP_HOURS: intFrom(24, 0, 720),

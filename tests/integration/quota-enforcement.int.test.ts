@@ -194,7 +194,12 @@ describe('hard limits at ingestion', () => {
 
   it('judges a batch (runs of equal quantities, zeros among them) exactly as one reservation after another, at and past the limit', async () => {
     const { licenseId, tenantId, event } = await enforcerLicense('runs', 50);
-    const enforcer = app.services.quota;
+    // The script's judgement, every event in it: no leases (quota-leases.int.test.ts covers those;
+    // a cap of 50 is leased in blocks of the millionths some of these events ask for).
+    const enforcer = new QuotaEnforcer(
+      { redis: app.services.quotaRedis, pool: app.services.db.pool, logger: app.services.logger },
+      { keyPrefix: app.prefix, failMode: 'closed', limitsCacheMs: 60_000, redisTimeoutMs: 10_000, leaseMaxEvents: 0 },
+    );
     const [first] = await enforcer.reserve(tenantId, 'live', [event('0')]);
     enforcer.settle([first!.admitted ? first!.reservation : null]);
     // Runs of equal quantities, zeros among them, crossing the cap of 50 in the middle of a run;
@@ -249,7 +254,11 @@ describe('hard limits at ingestion', () => {
       const outcomes = await Promise.all(quantities.map((q) => enforcer.reserve(tenantId, 'live', [event(q)]).then(([o]) => o!)));
       // the first found nothing on its way and went alone; the other 41 gathered behind it
       expect(scripts).toHaveBeenCalledTimes(2);
-      expect(scripts.mock.calls.map((call) => Number(call[2 + (call[1] as number)]))).toEqual([1, 41]);
+      // ARGV after the keys: the number of lease returns (none), then the number of events
+      expect(scripts.mock.calls.map((call) => [Number(call[2 + (call[1] as number)]), Number(call[3 + (call[1] as number)])])).toEqual([
+        [0, 1],
+        [0, 41],
+      ]);
       expect(outcomes.map((o) => o.admitted)).toEqual([...Array<boolean>(38).fill(true), false, false, true, false]);
       await enforcer.release(outcomes.map((o) => (o.admitted ? o.reservation : null)));
     } finally {

@@ -13,6 +13,7 @@ import {
   limitsFor,
 } from './limits';
 import { LicenseCache, type LicenseInvalidation, licenseRefusal } from '../licenses/license-cache';
+import { LEASE_IDLE_MS, LeaseBook, type LeaseRequest, type LeaseReturn } from './leases';
 import { floorMicro, formatMicro } from '../../lib/micro';
 import { DAY_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
@@ -26,6 +27,8 @@ export interface QuotaOptions {
   failMode: QuotaFailMode;
   limitsCacheMs: number;
   redisTimeoutMs: number;
+  /** The largest quota lease, in events of the size that asks for it; 0 = none (every event goes to Redis). Default 256. */
+  leaseMaxEvents?: number;
 }
 
 /** One counter: a license's usage of one type in one period. */
@@ -132,6 +135,8 @@ interface DecisionItem {
 
 interface QueuedDecision {
   items: DecisionItem[];
+  /** Leases to ask for along with these items (counters no lease could take them from). */
+  leases: LeaseRequest<Counter>[];
   resolve: (outcomes: ReserveOutcome[]) => void;
   reject: (error: unknown) => void;
 }
@@ -177,17 +182,64 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private distrusts = 0;
   private suspectTimer?: NodeJS.Timeout;
   private backgroundDrop?: Promise<void>;
+  /** Quota reserved in Redis ahead of use and handed out here (see leases.ts). */
+  private readonly leases: LeaseBook<Counter>;
+  private leaseTimer?: NodeJS.Timeout;
+  private closed = false;
 
   constructor(
     private readonly deps: { redis: Redis; pool: pg.Pool; logger: Logger; licenses?: LicenseCache },
     private readonly options: QuotaOptions,
   ) {
     this.licenses = deps.licenses ?? new LicenseCache(deps.pool, { ttlMs: options.limitsCacheMs });
+    this.leases = new LeaseBook(options.leaseMaxEvents ?? 256);
   }
 
-  /** QuotaLimitsCache: this license is read again on its next event (here and, broadcast, in other processes). */
+  /**
+   * QuotaLimitsCache: this license is read again on its next event (here and, broadcast, in other
+   * processes); its leases here end (another process's leases end when it reads the new limits).
+   */
   invalidate(licenseId: string): void {
     this.licenses.invalidate(licenseId);
+    this.leases.retireLicense(licenseId);
+    this.sendReturns([licenseId]);
+  }
+
+  /**
+   * Gives back what leases hold unused and stops leasing: called on shutdown, after the last
+   * event has been decided. Waits at most the Redis timeout.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.leaseTimer);
+    this.leaseTimer = undefined;
+    const licenses = this.leases.retireAll();
+    if (licenses.length === 0 || this.deps.redis.status !== 'ready') return;
+    await this.withTimeout(Promise.all(licenses.map((id) => this.queueInRedis(id, [], []).catch(() => undefined)))).catch(() => undefined);
+  }
+
+  /** What leases hold unused on this counter: in Redis's value, not in anyone's usage. */
+  leasedOn(key: string): bigint {
+    return this.leases.heldOn(key);
+  }
+
+  /** Sends what retired leases hold back to Redis, one call per license (queued behind one on its way). */
+  private sendReturns(licenseIds: string[]): void {
+    if (this.deps.redis.status !== 'ready') return;
+    for (const id of licenseIds) void this.queueInRedis(id, [], []).catch(() => undefined);
+  }
+
+  /** Every 250 ms while leases are out: idle ones (and those of an ended period) give their quota back. */
+  private watchLeases(): void {
+    if (this.leaseTimer || this.closed) return;
+    this.leaseTimer = setInterval(() => {
+      this.sendReturns(this.leases.retireIdle(Date.now(), LEASE_IDLE_MS));
+      if (this.leases.size === 0 && !this.leases.hasReturns()) {
+        clearInterval(this.leaseTimer);
+        this.leaseTimer = undefined;
+      }
+    }, 250);
+    this.leaseTimer.unref();
   }
 
   /**
@@ -280,9 +332,59 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     return outcomes;
   }
 
-  private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+  private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> | ReserveOutcome[] {
+    const now = Date.now();
+    if (this.leases.size === 0 || this.closed) return this.decideElsewhere(licenseId, items, this.leaseRequests(items, now));
+    // Items a lease can take are decided here; from the first one a lease cannot take, the rest
+    // of those counters' items go on, in order, with a request for a new lease.
+    const outcomes: ReserveOutcome[] = new Array(items.length);
+    let rest: number[] | null = null;
+    let missed: Set<Counter[]> | null = null;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      const befores = missed?.has(item.counters) ? null : this.leases.take(item.counters, item.amount, now);
+      if (befores) {
+        outcomes[i] = this.admitted(item, befores);
+        continue;
+      }
+      (missed ??= new Set()).add(item.counters);
+      (rest ??= []).push(i);
+    }
+    if (!rest) return outcomes;
+    const left = rest.map((i) => items[i]!);
+    const requests = this.leaseRequests(left, now);
+    return this.decideElsewhere(licenseId, left, requests).then((decided) => {
+      rest.forEach((i, j) => (outcomes[i] = decided[j]!));
+      return outcomes;
+    });
+  }
+
+  /** One lease request per set of counters among these items (the first item's size sets it). */
+  private leaseRequests(items: DecisionItem[], now: number): LeaseRequest<Counter>[] {
+    if (this.closed || !this.leases.enabled) return [];
+    const requests: LeaseRequest<Counter>[] = [];
+    for (const item of items) {
+      if (requests.some((r) => r.counters === item.counters)) continue;
+      const request = this.leases.request(item.counters, item.amount, now);
+      if (request) requests.push(request);
+    }
+    return requests;
+  }
+
+  /** An item admitted with these counter values before it. */
+  private admitted(item: DecisionItem, befores: bigint[]): ReserveOutcome {
+    const counters = item.counters.map((counter, j) => ({ counter, before: befores[j]! }));
+    for (const c of item.counters) this.inflight.set(c.key, (this.inflight.get(c.key) ?? 0n) + item.amount);
+    return {
+      admitted: true,
+      reservation: { amount: item.amount, counters, viaRedis: true },
+      state: tightest(counters.map(({ counter, before }) => ({ counter, used: before + item.amount }))),
+    };
+  }
+
+  private decideElsewhere(licenseId: string, items: DecisionItem[], requests: LeaseRequest<Counter>[]): Promise<ReserveOutcome[]> {
     if (this.deps.redis.status !== 'ready') return this.decideWithoutRedis(licenseId, items);
-    return this.queueInRedis(licenseId, items).catch((error: unknown) => {
+    return this.queueInRedis(licenseId, items, requests).catch((error: unknown) => {
       if (error instanceof AppError) throw error;
       this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
       return this.decideWithoutRedis(licenseId, items);
@@ -311,9 +413,9 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * call ahead may be retrying a stalled Redis): past it they are decided without Redis, like a
    * call that timed out.
    */
-  private queueInRedis(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> {
+  private queueInRedis(licenseId: string, items: DecisionItem[], leases: LeaseRequest<Counter>[]): Promise<ReserveOutcome[]> {
     return new Promise((resolve, reject) => {
-      const entry: QueuedDecision = { items, resolve, reject };
+      const entry: QueuedDecision = { items, leases, resolve, reject };
       if (!this.sending.has(licenseId)) {
         void this.sendFor(licenseId, [entry]);
         return;
@@ -338,7 +440,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   private async sendFor(licenseId: string, queue: QueuedDecision[]): Promise<void> {
     this.sending.add(licenseId);
-    await this.runQueued(queue);
+    await this.runQueued(licenseId, queue);
     if (!this.queued.has(licenseId)) {
       this.sending.delete(licenseId);
       return;
@@ -360,20 +462,34 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * here, when the call goes, not when each reservation was asked for: one that waited may find
    * Redis gone since, or counters distrusted by a decision taken without Redis meanwhile.
    */
-  private async runQueued(queue: QueuedDecision[]): Promise<void> {
+  private async runQueued(licenseId: string, queue: QueuedDecision[]): Promise<void> {
+    // Unused quota of this license's retired leases goes back in the same call, before anything is judged.
+    const returns = this.leases.takeReturns(licenseId);
     try {
       if (this.deps.redis.status !== 'ready') throw new Error(`Redis is ${this.deps.redis.status}`);
       const items = queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items);
-      if (this.suspect.size > 0) await this.withTimeout(this.dropSuspect(items.flatMap((i) => i.counters.map((c) => c.key))));
-      const outcomes = await this.decideInRedis(items);
+      // a lease granted since these were asked for makes their request moot
+      const requests = (queue.length === 1 ? queue[0]!.leases : this.distinctRequests(queue)).filter((r) => !this.leases.has(r.id));
+      if (this.suspect.size > 0) {
+        await this.withTimeout(this.dropSuspect([...items, ...returns].flatMap((i) => i.counters.map((c) => c.key))));
+      }
+      const outcomes = items.length > 0 || returns.length > 0 || requests.length > 0 ? await this.decideInRedis(items, returns, requests) : [];
       let from = 0;
       for (const q of queue) {
         q.resolve(queue.length === 1 ? outcomes : outcomes.slice(from, from + q.items.length));
         from += q.items.length;
       }
     } catch (error) {
+      this.leases.putBack(licenseId, returns);
       for (const q of queue) q.reject(error);
     }
+  }
+
+  /** The lease requests of several queued decisions: one per set of counters, the first asked. */
+  private distinctRequests(queue: QueuedDecision[]): LeaseRequest<Counter>[] {
+    const out: LeaseRequest<Counter>[] = [];
+    for (const q of queue) for (const r of q.leases) if (!out.some((o) => o.id === r.id)) out.push(r);
+    return out;
   }
 
   /** These counters are not to be trusted until they have been deleted from Redis. */
@@ -428,43 +544,64 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     ]).finally(() => clearTimeout(timer));
   }
 
-  private async decideInRedis(items: DecisionItem[]): Promise<ReserveOutcome[]> {
+  private async decideInRedis(items: DecisionItem[], returns: LeaseReturn<Counter>[] = [], requests: LeaseRequest<Counter>[] = []): Promise<ReserveOutcome[]> {
     const keys: string[] = [];
     const counterByKey = new Map<string, Counter>();
-    for (const item of items)
-      for (const c of item.counters)
-        if (!counterByKey.has(c.key)) {
-          counterByKey.set(c.key, c);
-          keys.push(c.key);
-        }
+    for (const group of [returns, items, requests])
+      for (const entry of group)
+        for (const c of entry.counters)
+          if (!counterByKey.has(c.key)) {
+            counterByKey.set(c.key, c);
+            keys.push(c.key);
+          }
     const indexOf = new Map(keys.map((k, i) => [k, i + 1]));
-    const eventArgs: (string | number)[] = [items.length];
+    const args: (string | number)[] = [returns.length];
+    for (const r of returns) {
+      args.push(r.amount.toString(), r.counters.length);
+      for (const c of r.counters) args.push(indexOf.get(c.key)!);
+    }
+    args.push(items.length);
     for (const item of items) {
-      eventArgs.push(item.amount.toString(), item.counters.length);
-      for (const c of item.counters) eventArgs.push(indexOf.get(c.key)!, c.capMicro === null ? -1 : c.capMicro.toString());
+      args.push(item.amount.toString(), item.counters.length);
+      for (const c of item.counters) args.push(indexOf.get(c.key)!, c.capMicro === null ? -1 : c.capMicro.toString());
+    }
+    args.push(requests.length);
+    for (const r of requests) {
+      args.push(r.maxMicro.toString(), r.minMicro.toString(), r.unitMicro.toString(), r.counters.length);
+      for (const c of r.counters) args.push(indexOf.get(c.key)!, c.capMicro === null ? -1 : c.capMicro.toString());
     }
     for (let round = 0; round < 3; round++) {
-      const reply = (await this.withTimeout(runScript(this.deps.redis, RESERVE_LUA, keys, eventArgs))) as (number | number[])[];
+      const reply = (await this.withTimeout(runScript(this.deps.redis, RESERVE_LUA, keys, args))) as (number | number[])[];
       if (reply[0] === 0) {
         await Promise.all((reply[1] as number[]).map((i) => this.rebuild(counterByKey.get(keys[i - 1]!)!)));
         continue;
       }
+      this.leases.returned(returns);
       const outcomes: ReserveOutcome[] = [];
       let p = 1;
       for (const item of items) {
         const admitted = reply[p++] === 1;
         const befores = item.counters.map(() => BigInt(reply[p++] as number));
         if (admitted) {
-          for (const c of item.counters) this.inflight.set(c.key, (this.inflight.get(c.key) ?? 0n) + item.amount);
-          outcomes.push({
-            admitted: true,
-            reservation: { amount: item.amount, counters: item.counters.map((counter, j) => ({ counter, before: befores[j]! })), viaRedis: true },
-            state: tightest(item.counters.map((counter, j) => ({ counter, used: befores[j]! + item.amount }))),
-          });
+          outcomes.push(this.admitted(item, befores));
         } else {
           const refusedBy = item.counters.findIndex((c, j) => c.capMicro !== null && befores[j]! + item.amount > c.capMicro);
           outcomes.push({ admitted: false, state: stateOf(item.counters[refusedBy]!, befores[refusedBy]!) });
         }
+      }
+      const now = Date.now();
+      for (const r of requests) {
+        const granted = BigInt(reply[p++] as number);
+        const befores = r.counters.map(() => BigInt(reply[p++] as number));
+        if (this.closed) {
+          // granted after shutdown began: straight back
+          this.leases.granted(r, granted, befores, now);
+          this.leases.retire(r.id);
+          this.sendReturns([r.counters[0]!.licenseId]);
+          continue;
+        }
+        this.leases.granted(r, granted, befores, now);
+        if (granted > 0n) this.watchLeases();
       }
       return outcomes;
     }
@@ -477,8 +614,10 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * flight) while the query runs is then counted twice, which only refuses early, rather
    * than not at all, which would admit past the cap.
    */
-  private async usedFromPostgres(counter: Counter): Promise<bigint> {
-    const inflight = this.inflight.get(counter.key) ?? 0n;
+  private async usedFromPostgres(counter: Counter, withLeased = true): Promise<bigint> {
+    // What leases hold unused is reserved as surely as what is in flight (a rebuilt counter must
+    // hold it: it is given back to the counter later), though no one has used it yet.
+    const inflight = (this.inflight.get(counter.key) ?? 0n) + (withLeased ? this.leases.heldOn(counter.key) : 0n);
     const totals = await licenseUsage(
       this.deps.pool,
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
@@ -655,11 +794,14 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     if (this.deps.redis.status === 'ready' && !this.suspect.has(counter.key)) {
       try {
         const value = await this.withTimeout(this.deps.redis.get(counter.key));
-        if (value !== null) return BigInt(value);
+        if (value !== null) {
+          const used = BigInt(value) - this.leases.heldOn(counter.key);
+          return used > 0n ? used : 0n;
+        }
       } catch {
         // fall through to PostgreSQL
       }
     }
-    return this.usedFromPostgres(counter);
+    return this.usedFromPostgres(counter, false);
   }
 }
