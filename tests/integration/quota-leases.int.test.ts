@@ -9,6 +9,7 @@ import { RESERVE_LUA } from '../../src/domain/quotas/counter-scripts';
 import { QuotaEnforcer, type ReserveOutcome } from '../../src/domain/quotas/enforcer';
 import { LEASE_IDLE_MS } from '../../src/domain/quotas/leases';
 import { dropQuotaCounters, licenseWithLimit } from '../helpers/quota';
+import { duplicateRedis } from '../../src/lib/redis';
 
 const app = useTestApp({ QUOTA_REDIS_TIMEOUT_MS: '10000' });
 let ownerKey: string;
@@ -38,9 +39,9 @@ async function enforcerLicense(usageType: string, limit: number) {
   return { licenseId, tenantId, event };
 }
 
-function otherProcess(leaseMaxEvents = 256) {
+function otherProcess(leaseMaxEvents = 256, redis = app.services.quotaRedis) {
   return new QuotaEnforcer(
-    { redis: app.services.quotaRedis, pool: app.services.db.pool, logger: app.services.logger },
+    { redis, pool: app.services.db.pool, logger: app.services.logger },
     { keyPrefix: app.prefix, failMode: 'closed', limitsCacheMs: 60_000, redisTimeoutMs: 10_000, leaseMaxEvents },
   );
 }
@@ -92,10 +93,15 @@ describe('quota leases', () => {
     }
     const admitted = quantities.filter((_, i) => outcomes[i]!.admitted).reduce((s, q) => s + Number(q), 0);
     expect(admitted).toBeLessThanOrEqual(1000);
-    // whatever was refused did not fit in what was left (no unused lease refused it)
-    const refused = quantities.filter((_, i) => !outcomes[i]!.admitted).map(Number);
+    // whatever was refused did not fit in what was left, then and at the end (no unused lease of
+    // this process refused it: a lease it did not fit in gave its quota back before it was judged)
+    const refused = quantities.flatMap((q, i) => {
+      const o = outcomes[i]!;
+      return o.admitted ? [] : [{ quantity: Number(q), remaining: Number(o.state.remaining) }];
+    });
     expect(refused.length).toBeGreaterThan(0);
-    expect(Math.min(...refused)).toBeGreaterThan(1000 - admitted);
+    expect(refused.every((r) => r.quantity > r.remaining)).toBe(true);
+    expect(Math.min(...refused.map((r) => r.quantity))).toBeGreaterThan(1000 - admitted);
     expect(admitted).toBeGreaterThanOrEqual(998); // only a 3 can be left over
     // every admitted event's place (the counter's value before it, as its headers tell) lies under the cap
     const ends = quantities.flatMap((q, i) => {
@@ -106,6 +112,41 @@ describe('quota leases', () => {
     await enforcer.release(reservationsOf(outcomes)); // nothing was written: all of it back
     await idleLeasesBack();
     expect(await counterValue(await counterKey(licenseId, 'leased-cap'))).toBe(0n);
+  });
+
+  it('an event that waited behind the call that brought a lease is judged with that lease given back, not refused by it', async () => {
+    const { tenantId, licenseId, event } = await enforcerLicense('leased-behind', 1000);
+    const enforcer = app.services.quota;
+    const [base] = await enforcer.reserve(tenantId, 'live', [event('841')]); // too big to lease: 159 left
+    expect(base!.admitted).toBe(true);
+    // the 1 goes alone and brings a lease (8); the 155, asked for meanwhile, waits for it: 158 are left for it
+    const [one, big] = await Promise.all([enforcer.reserve(tenantId, 'live', [event('1')]), enforcer.reserve(tenantId, 'live', [event('155')])]);
+    expect([one![0]!.admitted, big![0]!.admitted]).toEqual([true, true]);
+    const all = [base!, one![0]!, big![0]!];
+    await enforcer.release(reservationsOf(all));
+    await idleLeasesBack();
+    expect(await counterValue(await counterKey(licenseId, 'leased-behind'))).toBe(0n);
+  });
+
+  it('without Redis, a decision from PostgreSQL leaves room for live leases but not for quota on its way back', async () => {
+    const { tenantId, licenseId, event } = await enforcerLicense('leased-no-redis', 10_000);
+    const redis = duplicateRedis(app.services.quotaRedis);
+    await redis.connect();
+    const e = otherProcess(256, redis);
+    try {
+      for (let i = 0; i < 10; i++) expect((await e.reserve(tenantId, 'live', [event()]))[0]!.admitted).toBe(true);
+      redis.disconnect();
+      // the first went to Redis and brought a lease of 8, the 10th (the 8 used up) another
+      expect(e.leasedOn(await counterKey(licenseId, 'leased-no-redis'))).toBeGreaterThan(MICRO);
+      expect((await e.reserve(tenantId, 'live', [event()]))[0]!.admitted).toBe(true); // from the lease, Redis gone
+      // 9,989 does not fit in the lease: the lease is retired and what it holds is on its way back,
+      // nobody's to use; PostgreSQL decides with 11 in flight: 9,989 fits exactly
+      expect((await e.reserve(tenantId, 'live', [event('9989')]))[0]!.admitted).toBe(true);
+      expect((await e.reserve(tenantId, 'live', [event('0.000001')]))[0]!.admitted).toBe(false);
+    } finally {
+      await e.close();
+      redis.disconnect();
+    }
   });
 
   it('a counter lost while a lease is out is rebuilt with what the lease holds: the cap still holds exactly', async () => {

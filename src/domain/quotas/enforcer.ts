@@ -128,6 +128,16 @@ function tightest(entries: { counter: Counter; used: bigint }[]): QuotaState | n
 
 class Timeout extends Error {}
 
+/** A script call failed after some of its items had been taken from a lease: those stand. */
+class PartlyDecided extends Error {
+  constructor(
+    readonly failure: unknown,
+    readonly outcomes: (ReserveOutcome | undefined)[],
+  ) {
+    super('quota reservations partly decided');
+  }
+}
+
 interface DecisionItem {
   amount: bigint;
   counters: Counter[];
@@ -213,9 +223,12 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     this.closed = true;
     clearInterval(this.leaseTimer);
     this.leaseTimer = undefined;
-    const licenses = this.leases.retireAll();
-    if (licenses.length === 0 || this.deps.redis.status !== 'ready') return;
-    await this.withTimeout(Promise.all(licenses.map((id) => this.queueInRedis(id, [], []).catch(() => undefined)))).catch(() => undefined);
+    // a lease granted to a call already on its way is retired when it lands: a few rounds
+    for (let round = 0; round < 3; round++) {
+      const licenses = this.leases.retireAll();
+      if (licenses.length === 0 || this.deps.redis.status !== 'ready') return;
+      await this.withTimeout(Promise.all(licenses.map((id) => this.queueInRedis(id, [], []).catch(() => undefined)))).catch(() => undefined);
+    }
   }
 
   /** What leases hold unused on this counter: in Redis's value, not in anyone's usage. */
@@ -335,10 +348,25 @@ export class QuotaEnforcer implements QuotaLimitsCache {
   private decide(licenseId: string, items: DecisionItem[]): Promise<ReserveOutcome[]> | ReserveOutcome[] {
     const now = Date.now();
     if (this.leases.size === 0 || this.closed) return this.decideElsewhere(licenseId, items, this.leaseRequests(items, now));
-    // Items a lease can take are decided here; from the first one a lease cannot take, the rest
-    // of those counters' items go on, in order, with a request for a new lease.
     const outcomes: ReserveOutcome[] = new Array(items.length);
-    let rest: number[] | null = null;
+    const rest = this.takeFromLeases(items, outcomes, now);
+    if (rest.length === 0) return outcomes;
+    const left = rest.map((i) => items[i]!);
+    // asked for now: the lease an item did not fit in is retired here, and its next one is bigger
+    const requests = this.leaseRequests(left, now);
+    return this.decideElsewhere(licenseId, left, requests).then((decided) => {
+      rest.forEach((i, j) => (outcomes[i] = decided[j]!));
+      return outcomes;
+    });
+  }
+
+  /**
+   * Decides, into `outcomes`, the items a lease can take, in order; from the first item of some
+   * counters that no lease can take, those counters' later items are left too (so that they are
+   * judged in order). Returns the indexes left.
+   */
+  private takeFromLeases(items: DecisionItem[], outcomes: (ReserveOutcome | undefined)[], now: number): number[] {
+    const rest: number[] = [];
     let missed: Set<Counter[]> | null = null;
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!;
@@ -348,15 +376,9 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         continue;
       }
       (missed ??= new Set()).add(item.counters);
-      (rest ??= []).push(i);
+      rest.push(i);
     }
-    if (!rest) return outcomes;
-    const left = rest.map((i) => items[i]!);
-    const requests = this.leaseRequests(left, now);
-    return this.decideElsewhere(licenseId, left, requests).then((decided) => {
-      rest.forEach((i, j) => (outcomes[i] = decided[j]!));
-      return outcomes;
-    });
+    return rest;
   }
 
   /** One lease request per set of counters among these items (the first item's size sets it). */
@@ -384,10 +406,20 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   private decideElsewhere(licenseId: string, items: DecisionItem[], requests: LeaseRequest<Counter>[]): Promise<ReserveOutcome[]> {
     if (this.deps.redis.status !== 'ready') return this.decideWithoutRedis(licenseId, items);
-    return this.queueInRedis(licenseId, items, requests).catch((error: unknown) => {
-      if (error instanceof AppError) throw error;
-      this.deps.logger.warn({ err: error }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
-      return this.decideWithoutRedis(licenseId, items);
+    return this.queueInRedis(licenseId, items, requests).catch(async (error: unknown) => {
+      const decided = error instanceof PartlyDecided ? error.outcomes : null;
+      const failure = error instanceof PartlyDecided ? error.failure : error;
+      if (failure instanceof AppError) {
+        // what leases admitted goes back: these events will not be written
+        if (decided) await this.release(decided.map((o) => (o?.admitted ? o.reservation : null)));
+        throw failure;
+      }
+      this.deps.logger.warn({ err: failure }, 'quota counters unavailable in Redis; deciding from PostgreSQL');
+      if (!decided) return this.decideWithoutRedis(licenseId, items);
+      const open = items.flatMap((_, i) => (decided[i] ? [] : [i]));
+      const late = await this.decideWithoutRedis(licenseId, open.map((i) => items[i]!));
+      open.forEach((i, j) => (decided[i] = late[j]!));
+      return decided as ReserveOutcome[];
     });
   }
 
@@ -463,25 +495,44 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * Redis gone since, or counters distrusted by a decision taken without Redis meanwhile.
    */
   private async runQueued(licenseId: string, queue: QueuedDecision[]): Promise<void> {
+    const items = queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items);
+    // A lease granted while these waited takes what it can, in order; the lease an item does not
+    // fit in is retired, so that its unused quota goes back before that item is judged.
+    const now = Date.now();
+    const outcomes: (ReserveOutcome | undefined)[] = new Array(items.length);
+    const rest = this.closed || this.leases.size === 0 ? items.map((_, i) => i) : this.takeFromLeases(items, outcomes, now);
+    for (const i of rest) this.leases.retireCounters(items[i]!.counters);
+    const toJudge = rest.length === items.length ? items : rest.map((i) => items[i]!);
     // Unused quota of this license's retired leases goes back in the same call, before anything is judged.
     const returns = this.leases.takeReturns(licenseId);
+    // a lease granted since these were asked for makes their request moot
+    const requests = (queue.length === 1 ? queue[0]!.leases : this.distinctRequests(queue)).filter((r) => !this.leases.has(r.id));
     try {
       if (this.deps.redis.status !== 'ready') throw new Error(`Redis is ${this.deps.redis.status}`);
-      const items = queue.length === 1 ? queue[0]!.items : queue.flatMap((q) => q.items);
-      // a lease granted since these were asked for makes their request moot
-      const requests = (queue.length === 1 ? queue[0]!.leases : this.distinctRequests(queue)).filter((r) => !this.leases.has(r.id));
       if (this.suspect.size > 0) {
-        await this.withTimeout(this.dropSuspect([...items, ...returns].flatMap((i) => i.counters.map((c) => c.key))));
+        await this.withTimeout(this.dropSuspect([...toJudge, ...returns].flatMap((i) => i.counters.map((c) => c.key))));
       }
-      const outcomes = items.length > 0 || returns.length > 0 || requests.length > 0 ? await this.decideInRedis(items, returns, requests) : [];
+      const judged = toJudge.length > 0 || returns.length > 0 || requests.length > 0 ? await this.decideInRedis(toJudge, returns, requests) : [];
+      rest.forEach((i, j) => (outcomes[i] = judged[j]!));
       let from = 0;
       for (const q of queue) {
-        q.resolve(queue.length === 1 ? outcomes : outcomes.slice(from, from + q.items.length));
+        q.resolve((queue.length === 1 ? outcomes : outcomes.slice(from, from + q.items.length)) as ReserveOutcome[]);
         from += q.items.length;
       }
     } catch (error) {
-      this.leases.putBack(licenseId, returns);
-      for (const q of queue) q.reject(error);
+      if (returns.length > 0) {
+        // The script may still run (a timeout), returns and all: the counters they touch are
+        // dropped and rebuilt (counting them, as they are held again) before Redis judges on them.
+        this.distrust(returns.flatMap((r) => r.counters.map((c) => c.key)));
+        this.leases.putBack(licenseId, returns);
+        this.watchLeases();
+      }
+      let from = 0;
+      for (const q of queue) {
+        const mine = outcomes.slice(from, from + q.items.length);
+        from += q.items.length;
+        q.reject(mine.some((o) => o !== undefined) ? new PartlyDecided(error, mine) : error);
+      }
     }
   }
 
@@ -614,10 +665,13 @@ export class QuotaEnforcer implements QuotaLimitsCache {
    * flight) while the query runs is then counted twice, which only refuses early, rather
    * than not at all, which would admit past the cap.
    */
-  private async usedFromPostgres(counter: Counter, withLeased = true): Promise<bigint> {
-    // What leases hold unused is reserved as surely as what is in flight (a rebuilt counter must
-    // hold it: it is given back to the counter later), though no one has used it yet.
-    const inflight = (this.inflight.get(counter.key) ?? 0n) + (withLeased ? this.leases.heldOn(counter.key) : 0n);
+  private async usedFromPostgres(counter: Counter, leased: 'held' | 'live' | 'none' = 'held'): Promise<bigint> {
+    // What leases hold unused is in Redis's counters like what is in flight, though no one has
+    // used it yet: a rebuilt counter holds all of it (what is on its way back comes off it later),
+    // a decision taken without Redis leaves room for what live leases may still hand out, and an
+    // answer about usage counts none of it.
+    const held = leased === 'held' ? this.leases.heldOn(counter.key) : leased === 'live' ? this.leases.liveOn(counter.key) : 0n;
+    const inflight = (this.inflight.get(counter.key) ?? 0n) + held;
     const totals = await licenseUsage(
       this.deps.pool,
       { tenantId: counter.tenantId, licenseId: counter.licenseId, usageType: counter.usageType },
@@ -648,7 +702,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       const used = new Map<string, bigint>();
       try {
         for (const item of items)
-          for (const c of item.counters) if (!used.has(c.key)) used.set(c.key, await this.usedFromPostgres(c));
+          for (const c of item.counters) if (!used.has(c.key)) used.set(c.key, await this.usedFromPostgres(c, 'live'));
       } catch (error) {
         throw new AppError('UNAVAILABLE', 'quota cannot be checked right now (Redis and PostgreSQL unavailable), retry later', undefined, { cause: error });
       }
@@ -802,6 +856,6 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         // fall through to PostgreSQL
       }
     }
-    return this.usedFromPostgres(counter, false);
+    return this.usedFromPostgres(counter, 'none');
   }
 }

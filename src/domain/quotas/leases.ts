@@ -55,6 +55,10 @@ export interface LeaseRequest<C extends LeaseCounter> {
   unitMicro: bigint;
 }
 
+function sameKeys(a: readonly LeaseCounter[], b: readonly LeaseCounter[]): boolean {
+  return a.length === b.length && a.every((c, i) => c.key === b[i]!.key);
+}
+
 const idOf = (counters: readonly LeaseCounter[]) => `${counters[0]!.licenseId}\u0000${counters[0]!.usageType}`;
 
 function sameCounters(a: readonly LeaseCounter[], b: readonly LeaseCounter[]): boolean {
@@ -66,9 +70,9 @@ export class LeaseBook<C extends LeaseCounter> {
   private readonly leases = new Map<string, Lease<C>>();
   /** Per counter key: what leases hold unused, including what is on its way back. */
   private readonly held = new Map<string, bigint>();
+  /** Per counter key: of `held`, what retired leases are giving back (nobody will use it). */
+  private readonly returning = new Map<string, bigint>();
   private readonly returns = new Map<string, LeaseReturn<C>[]>();
-  /** The size the next lease of these counters asks for, in events (kept while it is in use). */
-  private readonly sizes = new Map<string, number>();
 
   /** maxEvents 0: no leases at all. */
   constructor(private readonly maxEvents: number) {}
@@ -80,6 +84,11 @@ export class LeaseBook<C extends LeaseCounter> {
   /** Leased and not used on this counter (a rebuilt counter must count it; an answer about usage must not). */
   heldOn(key: string): bigint {
     return this.held.get(key) ?? 0n;
+  }
+
+  /** Of that, what live leases may still hand out (a decision taken without Redis must leave room for it). */
+  liveOn(key: string): bigint {
+    return this.heldOn(key) - (this.returning.get(key) ?? 0n);
   }
 
   /** A lease is out for these counters (`id` of a request). */
@@ -94,7 +103,8 @@ export class LeaseBook<C extends LeaseCounter> {
   /**
    * Takes `amount` from the lease of these counters. Returns each counter's value before it (as
    * Redis would have answered), or null when there is no lease, it has too little left, or the
-   * license's counters changed since (new period, new limits): that lease is retired.
+   * counters are others (another period's: the lease stays; the same with other caps, after a
+   * limit changed: the lease is retired).
    */
   take(counters: C[], amount: bigint, now: number): bigint[] | null {
     if (this.leases.size === 0) return null;
@@ -103,7 +113,7 @@ export class LeaseBook<C extends LeaseCounter> {
     if (!lease) return null;
     if (lease.counters !== counters) {
       if (!sameCounters(lease.counters, counters)) {
-        this.retire(id);
+        if (sameKeys(lease.counters, counters)) this.retire(id);
         return null;
       }
       lease.counters = counters;
@@ -113,7 +123,7 @@ export class LeaseBook<C extends LeaseCounter> {
     if (amount > 0n) {
       for (let j = 0; j < lease.next.length; j++) lease.next[j]! += amount;
       lease.left -= amount;
-      this.hold(counters, -amount);
+      this.hold(this.held, counters, -amount);
     }
     lease.usedAt = now;
     return befores;
@@ -126,9 +136,10 @@ export class LeaseBook<C extends LeaseCounter> {
    */
   request(counters: C[], amount: bigint, now: number): LeaseRequest<C> | null {
     if (!this.enabled || amount <= 0n) return null;
+    if (!counters.every((c) => c.period.start.getTime() <= now && now < c.period.end.getTime())) return null;
     const id = idOf(counters);
     const current = this.leases.get(id);
-    let events = this.sizes.get(id) ?? FIRST_LEASE_EVENTS;
+    let events = FIRST_LEASE_EVENTS;
     if (current) {
       if (current.left >= amount && sameCounters(current.counters, counters)) return null;
       const lasted = now - current.grantedAt;
@@ -137,7 +148,6 @@ export class LeaseBook<C extends LeaseCounter> {
       else events = current.events;
       this.retire(id);
     }
-    if (!counters.every((c) => c.period.start.getTime() <= now && now < c.period.end.getTime())) return null;
     events = Math.min(events, this.maxEvents);
     if (events < LEASE_MIN_EVENTS) return null;
     // 1/32 of a cap under LEASE_MIN_EVENTS events: never leased, no need to ask
@@ -148,14 +158,17 @@ export class LeaseBook<C extends LeaseCounter> {
 
   /** Redis's answer to a request: `granted` millionths on every counter, which stood at `befores`. */
   granted(request: LeaseRequest<C>, granted: bigint, befores: bigint[], now: number): void {
-    if (granted <= 0n) {
-      this.sizes.delete(request.id);
-      return;
-    }
+    if (granted <= 0n) return;
     if (this.leases.has(request.id)) this.retire(request.id);
     this.leases.set(request.id, { counters: request.counters, next: befores, left: granted, events: request.events, grantedAt: now, usedAt: now });
-    this.sizes.set(request.id, request.events);
-    this.hold(request.counters, granted);
+    this.hold(this.held, request.counters, granted);
+  }
+
+  /** The lease of these counters (not of another period's), if any, stops handing out quota. */
+  retireCounters(counters: readonly C[]): void {
+    const id = idOf(counters);
+    const lease = this.leases.get(id);
+    if (lease && sameKeys(lease.counters, counters)) this.retire(id);
   }
 
   /** The lease stops handing out quota; what it holds waits for the license's next script call. */
@@ -167,6 +180,7 @@ export class LeaseBook<C extends LeaseCounter> {
     const licenseId = lease.counters[0]!.licenseId;
     const list = this.returns.get(licenseId);
     const back = { counters: lease.counters, amount: lease.left };
+    this.hold(this.returning, lease.counters, lease.left);
     if (list) list.push(back);
     else this.returns.set(licenseId, [back]);
   }
@@ -179,17 +193,13 @@ export class LeaseBook<C extends LeaseCounter> {
   /** Retires leases unused for `idleMs` or whose period is over; the licenses with something to give back. */
   retireIdle(now: number, idleMs: number): string[] {
     for (const [id, lease] of this.leases) {
-      if (now - lease.usedAt >= idleMs || lease.counters.some((c) => now >= c.period.end.getTime())) {
-        this.retire(id);
-        this.sizes.delete(id);
-      }
+      if (now - lease.usedAt >= idleMs || lease.counters.some((c) => now >= c.period.end.getTime())) this.retire(id);
     }
     return [...this.returns.keys()];
   }
 
   retireAll(): string[] {
     for (const id of [...this.leases.keys()]) this.retire(id);
-    this.sizes.clear();
     return [...this.returns.keys()];
   }
 
@@ -203,7 +213,10 @@ export class LeaseBook<C extends LeaseCounter> {
 
   /** Redis applied these returns. */
   returned(returns: readonly LeaseReturn<C>[]): void {
-    for (const r of returns) this.hold(r.counters, -r.amount);
+    for (const r of returns) {
+      this.hold(this.held, r.counters, -r.amount);
+      this.hold(this.returning, r.counters, -r.amount);
+    }
   }
 
   /** The call that carried them failed: they go in the next one. */
@@ -216,11 +229,11 @@ export class LeaseBook<C extends LeaseCounter> {
     return this.returns.size > 0;
   }
 
-  private hold(counters: readonly C[], amount: bigint): void {
+  private hold(book: Map<string, bigint>, counters: readonly C[], amount: bigint): void {
     for (const c of counters) {
-      const value = (this.held.get(c.key) ?? 0n) + amount;
-      if (value === 0n) this.held.delete(c.key);
-      else this.held.set(c.key, value);
+      const value = (book.get(c.key) ?? 0n) + amount;
+      if (value === 0n) book.delete(c.key);
+      else book.set(c.key, value);
     }
   }
 }
