@@ -144,19 +144,83 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
 }
 
 const SDK_AGENT = `tally-sdk-node/${SDK_VERSION}`;
-let isoAtMs = -1;
+let isoAtMs = Number.NaN;
 let isoAt = '';
-/** Now as an ISO string; the same string for calls in the same millisecond (they are many). */
-function nowIso(): string {
-  const ms = Date.now();
-  if (ms !== isoAtMs) {
-    isoAtMs = ms;
-    isoAt = new Date(ms).toISOString();
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+/**
+ * `new Date(ms).toISOString()`, remembered: the same string for calls in the same millisecond,
+ * and within one second only the milliseconds are written (a Date and its ISO text per call cost
+ * more than the rest of a tracked request's event).
+ */
+export function isoOf(ms: number): string {
+  if (ms === isoAtMs) return isoAt;
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    const full = new Date(second * 1000).toISOString(); // …THH:MM:SS.000Z
+    if (full.length !== 24) return new Date(ms).toISOString(); // a year past 9999 or before 0
+    isoSecond = second;
+    isoPrefix = full.slice(0, 20);
   }
+  const milli = ms - second * 1000;
+  isoAtMs = ms;
+  isoAt = `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
   return isoAt;
 }
 
+const nowIso = () => isoOf(Date.now());
+
 const SDK_AGENT_JSON = JSON.stringify(SDK_AGENT);
+
+/** Printable ASCII without `"` and a backslash: the JSON of such a string is the string in quotes. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const quoted = (s: string) => (PLAIN.test(s) ? `"${s}"` : JSON.stringify(s));
+
+/** What the billing middleware records of one request (all set by it, nothing of the app's objects). */
+export interface RequestEvent {
+  licenseId: string;
+  usageType: string;
+  quantity: number | string;
+  idempotencyKey: string;
+  route: string;
+  method: string;
+  statusCode?: number;
+  durationMs: number;
+  userId?: string;
+  userEmail?: string;
+  organization?: string;
+}
+
+const isText = (v: unknown) => typeof v === 'string';
+const isOptionalText = (v: unknown) => v === undefined || typeof v === 'string';
+
+/**
+ * The wire JSON of a request event, written field by field: the same JSON as `toWire` gives
+ * (JSON.parse of both is equal), at a fraction of JSON.stringify's cost for an object of fixed
+ * shape. Null when a field is not of its type (an app's function returned something else): that
+ * event goes through `track`, which reports what it cannot send.
+ */
+export function requestEventWire(e: RequestEvent): string | null {
+  if (
+    !isText(e.licenseId) || !isText(e.usageType) || !isText(e.idempotencyKey) || !isText(e.route) || !isText(e.method) ||
+    (typeof e.quantity !== 'number' && typeof e.quantity !== 'string') ||
+    (e.statusCode !== undefined && typeof e.statusCode !== 'number') || typeof e.durationMs !== 'number' ||
+    !isOptionalText(e.userId) || !isOptionalText(e.userEmail) || !isOptionalText(e.organization)
+  ) {
+    return null;
+  }
+  const quantity = typeof e.quantity === 'number' ? (Number.isFinite(e.quantity) ? String(e.quantity) : 'null') : quoted(e.quantity);
+  let json = `{"licenseId":${quoted(e.licenseId)},"usageType":${quoted(e.usageType)},"quantity":${quantity},"idempotencyKey":${quoted(e.idempotencyKey)},"route":${quoted(e.route)},"method":${quoted(e.method)}`;
+  if (e.statusCode !== undefined) json += `,"statusCode":${Number.isFinite(e.statusCode) ? e.statusCode : 'null'}`;
+  json += `,"durationMs":${Number.isFinite(e.durationMs) ? e.durationMs : 'null'}`;
+  if (e.userId !== undefined) json += `,"userId":${quoted(e.userId)}`;
+  if (e.userEmail !== undefined) json += `,"userEmail":${quoted(e.userEmail)}`;
+  if (e.organization !== undefined) json += `,"organization":${quoted(e.organization)}`;
+  return `${json},"occurredAt":"${nowIso()}","sdkVersion":${SDK_AGENT_JSON}}`;
+}
+
+/** Tracks an event whose wire JSON the caller wrote (the middleware): internal to the package. */
+export const TRACK_WIRE = Symbol('tally.trackWire');
 
 /**
  * The event as Tally's schema takes it, with a key and a time set, as JSON. A key and a time
@@ -273,6 +337,7 @@ export class Tally {
     // Called through the proxy below, `this` would be the proxy, and every field read inside
     // (a dozen per track) would go through its trap: bound to the instance itself instead.
     this.track = this.track.bind(this);
+    this[TRACK_WIRE] = this[TRACK_WIRE].bind(this);
     this.check = this.check.bind(this);
     this.flush = this.flush.bind(this);
     this.stats = this.stats.bind(this);
@@ -310,6 +375,21 @@ export class Tally {
       this.report({ kind: 'rejected', event, code: 'UNSERIALIZABLE', message: error instanceof Error ? error.message : String(error) });
       return Promise.resolve();
     }
+    return this.enqueue(event, json, options);
+  }
+
+  /** `track` of an event and its wire JSON, written by the caller (the middleware, `requestEventWire`). */
+  [TRACK_WIRE](event: TrackEvent, json: string, options: TrackOptions = {}): Promise<void> {
+    this.counters.tracked += 1;
+    if (this.closed) {
+      this.counters.dropped += 1;
+      this.report({ kind: 'shutdown', events: [event] });
+      return Promise.resolve();
+    }
+    return this.enqueue(event, json, options);
+  }
+
+  private enqueue(event: TrackEvent, json: string, options: TrackOptions): Promise<void> {
     const pending: Pending = { event, json, conflictIsDuplicate: options.conflictIsDuplicate ?? false };
     if (this.queue.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
       this.queue.push(pending);

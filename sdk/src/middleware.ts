@@ -3,7 +3,7 @@
  * quota check before the handler, and the event recorded after the response. The adapters only
  * translate their request and response objects; no `node:` import here either.
  */
-import type { CheckResult, Tally, TrackEvent, TrackOptions } from './client.js';
+import { type CheckResult, type RequestEvent, TRACK_WIRE, type Tally, type TrackEvent, type TrackOptions, requestEventWire } from './client.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -184,6 +184,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
   const checkTimeoutMs = options.checkTimeoutMs ?? 2000;
   const now = () => globalThis.performance?.now() ?? Date.now();
   // Looked up once: through the client's proxy a lookup per request costs more than the call.
+  const trackWire = options.tally[TRACK_WIRE];
   const track = options.tally.track;
 
   async function checked(decision: Decision<Req> & { billable: true }): Promise<Decision<Req>> {
@@ -239,7 +240,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
       if (!decision.billable || decision.refusal) return;
       try {
         const quantity = options.quantity ? options.quantity(decision.req, res) : 1;
-        const event: TrackEvent = {
+        const event: RequestEvent = {
           licenseId: decision.licenseId,
           usageType: decision.usageType,
           quantity: quantity ?? 1,
@@ -257,7 +258,11 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         if (userEmail) event.userEmail = userEmail;
         const organization = options.organization?.(decision.req);
         if (organization) event.organization = organization;
-        void track(event, AS_REQUEST);
+        // its JSON written here, field by field; anything odd (an app's function that returned
+        // something else than text) goes through track, which reports what it cannot send
+        const json = requestEventWire(event);
+        if (json === null) void track(event as TrackEvent, AS_REQUEST);
+        else void trackWire(event as TrackEvent, json, AS_REQUEST);
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }

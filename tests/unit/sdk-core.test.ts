@@ -1,5 +1,7 @@
 import { Tally, backoffDelay, retryAfterMs, type TallyErrorReport } from '../../sdk/src/index';
 import { EventQueue } from '../../sdk/src/event-queue';
+import { type RequestEvent, isoOf, requestEventWire } from '../../sdk/src/client';
+import { SDK_VERSION } from '../../sdk/src/version';
 import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
 
 describe('route patterns', () => {
@@ -177,6 +179,53 @@ describe('events on the wire', () => {
     expect(sent).toHaveLength(1);
     expect(tally.stats()).toMatchObject({ tracked: 3, rejected: 2, accepted: 1 });
     await tally.shutdown({ timeoutMs: 100 });
+  });
+});
+
+describe('request events written field by field', () => {
+  const base: RequestEvent = {
+    licenseId: 'lic-1',
+    usageType: 'api_call',
+    quantity: 1,
+    idempotencyKey: 'req:lic-1:abc',
+    route: '/v1/items/:id',
+    method: 'GET',
+    statusCode: 200,
+    durationMs: 3,
+  };
+
+  it('give the JSON that JSON.stringify gives, for any text (quotes, backslashes, controls, unicode) and number', () => {
+    const texts = ['plain', 'a"b', 'back\\slash', 'tab\tnew\nline', '\u0000\u001f\u007f', 'é ü 漢字 😀', '\ud800 lone', '', ' ~!#[]{}'];
+    const quantities: (number | string)[] = [1, 0, 2.5, 1e21, 1e-7, -0, Number.NaN, Number.POSITIVE_INFINITY, '1.000001', '3'];
+    let i = 0;
+    for (const text of texts) {
+      for (const quantity of quantities) {
+        const event: RequestEvent = { ...base, licenseId: text, usageType: `t${text}`, route: text, quantity, idempotencyKey: `req:${text}:${i++}` };
+        if (i % 2) Object.assign(event, { userId: text, userEmail: `${text}@x`, organization: text });
+        if (i % 3 === 0) event.statusCode = undefined;
+        const before = Date.now();
+        const wire = requestEventWire(event)!;
+        const parsed = JSON.parse(wire) as Record<string, unknown>;
+        const { occurredAt, sdkVersion, ...rest } = parsed;
+        expect(rest).toEqual(JSON.parse(JSON.stringify(event)));
+        expect(sdkVersion).toBe(`tally-sdk-node/${SDK_VERSION}`);
+        expect(Date.parse(occurredAt as string)).toBeGreaterThanOrEqual(before);
+        expect(Date.parse(occurredAt as string)).toBeLessThanOrEqual(Date.now());
+      }
+    }
+  });
+
+  it('are left to track (null) when a field is not of its type', () => {
+    expect(requestEventWire(base)).not.toBeNull();
+    for (const odd of [{ licenseId: 7 }, { usageType: undefined }, { quantity: 10n }, { quantity: null }, { userId: 5 }, { statusCode: '200' }, { durationMs: undefined }]) {
+      expect(requestEventWire({ ...base, ...odd } as unknown as RequestEvent)).toBeNull();
+    }
+  });
+
+  it('carry the time as toISOString writes it, whatever the millisecond', () => {
+    const moments = [0, 1, 9, 10, 99, 100, 999, 1000, -1, -999, -1000, -62_167_219_200_001, 253_402_300_799_999, 253_402_300_800_000, 1_764_590_400_000];
+    for (let k = 0; k < 2000; k++) moments.push(1_764_590_400_000 + Math.floor(k * 7.3));
+    for (const ms of moments) expect(isoOf(ms)).toBe(new Date(ms).toISOString());
   });
 });
 
