@@ -238,7 +238,11 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   /** Sends what retired leases hold back to Redis, one call per license (queued behind one on its way). */
   private sendReturns(licenseIds: string[]): void {
-    if (this.deps.redis.status !== 'ready') return;
+    if (licenseIds.length === 0) return;
+    if (this.deps.redis.status !== 'ready') {
+      this.watchLeases(); // tried again every 250 ms until Redis is back
+      return;
+    }
     for (const id of licenseIds) void this.queueInRedis(id, [], []).catch(() => undefined);
   }
 
