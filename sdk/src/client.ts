@@ -360,12 +360,7 @@ export class Tally {
    * at once, except under `block` with a full buffer, where it resolves when there is room.
    */
   track(event: TrackEvent, options: TrackOptions = {}): Promise<void> {
-    this.counters.tracked += 1;
-    if (this.closed) {
-      this.counters.dropped += 1;
-      this.report({ kind: 'shutdown', events: [event] });
-      return Promise.resolve();
-    }
+    if (!this.counted(event)) return Promise.resolve();
     let json: string;
     try {
       json = toWire(event);
@@ -380,13 +375,17 @@ export class Tally {
 
   /** `track` of an event and its wire JSON, written by the caller (the middleware, `requestEventWire`). */
   [TRACK_WIRE](event: TrackEvent, json: string, options: TrackOptions = {}): Promise<void> {
-    this.counters.tracked += 1;
-    if (this.closed) {
-      this.counters.dropped += 1;
-      this.report({ kind: 'shutdown', events: [event] });
-      return Promise.resolve();
-    }
+    if (!this.counted(event)) return Promise.resolve();
     return this.enqueue(event, json, options);
+  }
+
+  /** Counts a tracked event; false (it is reported and dropped) once the client has shut down. */
+  private counted(event: TrackEvent): boolean {
+    this.counters.tracked += 1;
+    if (!this.closed) return true;
+    this.counters.dropped += 1;
+    this.report({ kind: 'shutdown', events: [event] });
+    return false;
   }
 
   private enqueue(event: TrackEvent, json: string, options: TrackOptions): Promise<void> {

@@ -31,6 +31,14 @@ describe('configuration', () => {
 });
 
 describe('scaling settings', () => {
+  it('checks QUOTA_LEASE_MAX_EVENTS at its bounds (0 turns leases off)', () => {
+    expect(loadEnv({}).QUOTA_LEASE_MAX_EVENTS).toBe(256);
+    expect(loadEnv({ QUOTA_LEASE_MAX_EVENTS: '0' }).QUOTA_LEASE_MAX_EVENTS).toBe(0);
+    expect(() => loadEnv({ QUOTA_LEASE_MAX_EVENTS: '-1' })).toThrow(/QUOTA_LEASE_MAX_EVENTS/);
+    expect(loadEnv({ QUOTA_LEASE_MAX_EVENTS: '10000' }).QUOTA_LEASE_MAX_EVENTS).toBe(10_000);
+    expect(() => loadEnv({ QUOTA_LEASE_MAX_EVENTS: '10001' })).toThrow(/QUOTA_LEASE_MAX_EVENTS/);
+  });
+
   it('checks DATABASE_READ_MAX_LAG_MS at its bounds', () => {
     expect(loadEnv({}).DATABASE_READ_MAX_LAG_MS).toBe(5000);
     expect(loadEnv({ DATABASE_READ_MAX_LAG_MS: '100' }).DATABASE_READ_MAX_LAG_MS).toBe(100);

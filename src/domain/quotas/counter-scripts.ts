@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from '../../lib/redis';
+import { LEASE_CAP_SHARE, LEASE_ROOM_SHARE } from './leases';
 
 /**
  * Check-and-increment for every counter a set of events touches, atomically. Values are
@@ -80,8 +81,8 @@ for l = 1, nleases do
     local k = tonumber(ARGV[p + 2 * j])
     local cap = tonumber(ARGV[p + 2 * j + 1])
     if cap >= 0 then
-      local byRoom = math.floor((cap - vals[k]) / 16)
-      local byCap = math.floor(cap / 32)
+      local byRoom = math.floor((cap - vals[k]) / ${LEASE_ROOM_SHARE})
+      local byCap = math.floor(cap / ${LEASE_CAP_SHARE})
       if byRoom < grant then grant = byRoom end
       if byCap < grant then grant = byCap end
     end

@@ -202,7 +202,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
     private readonly options: QuotaOptions,
   ) {
     this.licenses = deps.licenses ?? new LicenseCache(deps.pool, { ttlMs: options.limitsCacheMs });
-    this.leases = new LeaseBook(options.leaseMaxEvents ?? 256);
+    // a retired lease's quota goes back in the license's next call, or the sweeper's
+    this.leases = new LeaseBook(options.leaseMaxEvents ?? 256, () => this.watchLeases());
   }
 
   /**
@@ -238,11 +239,8 @@ export class QuotaEnforcer implements QuotaLimitsCache {
 
   /** Sends what retired leases hold back to Redis, one call per license (queued behind one on its way). */
   private sendReturns(licenseIds: string[]): void {
-    if (licenseIds.length === 0) return;
-    if (this.deps.redis.status !== 'ready') {
-      this.watchLeases(); // tried again every 250 ms until Redis is back
-      return;
-    }
+    // without Redis, the sweeper (running while anything is to be given back) tries again
+    if (this.deps.redis.status !== 'ready') return;
     for (const id of licenseIds) void this.queueInRedis(id, [], []).catch(() => undefined);
   }
 
@@ -529,7 +527,7 @@ export class QuotaEnforcer implements QuotaLimitsCache {
         // dropped and rebuilt (counting them, as they are held again) before Redis judges on them.
         this.distrust(returns.flatMap((r) => r.counters.map((c) => c.key)));
         this.leases.putBack(licenseId, returns);
-        this.watchLeases();
+        this.watchLeases(); // resent by the sweeper if no call of this license comes first
       }
       let from = 0;
       for (const q of queue) {
@@ -648,15 +646,15 @@ export class QuotaEnforcer implements QuotaLimitsCache {
       for (const r of requests) {
         const granted = BigInt(reply[p++] as number);
         const befores = r.counters.map(() => BigInt(reply[p++] as number));
-        if (this.closed) {
-          // granted after shutdown began: straight back
-          this.leases.granted(r, granted, befores, now);
-          this.leases.retire(r.id);
-          this.sendReturns([r.counters[0]!.licenseId]);
+        this.leases.granted(r, granted, befores, now);
+        if (granted <= 0n) continue;
+        if (!this.closed) {
+          this.watchLeases(); // idle leases are given back
           continue;
         }
-        this.leases.granted(r, granted, befores, now);
-        if (granted > 0n) this.watchLeases();
+        // granted after shutdown began: straight back
+        this.leases.retire(r.id);
+        this.sendReturns([r.counters[0]!.licenseId]);
       }
       return outcomes;
     }

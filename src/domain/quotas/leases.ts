@@ -15,6 +15,10 @@
 export const LEASE_IDLE_MS = 1000;
 /** The smallest block worth a lease, in events of the size that asked for it. */
 export const LEASE_MIN_EVENTS = 4;
+/** A lease is at most 1/LEASE_ROOM_SHARE of the room left under a cap (the script applies it). */
+export const LEASE_ROOM_SHARE = 16;
+/** A lease is at most 1/LEASE_CAP_SHARE of a cap (the script applies it). */
+export const LEASE_CAP_SHARE = 32;
 const FIRST_LEASE_EVENTS = 8;
 /** A lease used up faster than this asks for twice as much next time; one that lasted 8× as long, for half. */
 const FAST_LEASE_MS = 250;
@@ -74,8 +78,11 @@ export class LeaseBook<C extends LeaseCounter> {
   private readonly returning = new Map<string, bigint>();
   private readonly returns = new Map<string, LeaseReturn<C>[]>();
 
-  /** maxEvents 0: no leases at all. */
-  constructor(private readonly maxEvents: number) {}
+  /** maxEvents 0: no leases at all. `onReturn`: a retired lease has quota to give back. */
+  constructor(
+    private readonly maxEvents: number,
+    private readonly onReturn: () => void = () => undefined,
+  ) {}
 
   get enabled(): boolean {
     return this.maxEvents > 0;
@@ -150,9 +157,9 @@ export class LeaseBook<C extends LeaseCounter> {
     }
     events = Math.min(events, this.maxEvents);
     if (events < LEASE_MIN_EVENTS) return null;
-    // 1/32 of a cap under LEASE_MIN_EVENTS events: never leased, no need to ask
+    // a share of a cap under LEASE_MIN_EVENTS events: never leased, no need to ask
     const least = amount * BigInt(LEASE_MIN_EVENTS);
-    if (counters.some((c) => c.capMicro !== null && c.capMicro / 32n < least)) return null;
+    if (counters.some((c) => c.capMicro !== null && c.capMicro / BigInt(LEASE_CAP_SHARE) < least)) return null;
     return { id, counters, events, maxMicro: amount * BigInt(events), minMicro: least, unitMicro: amount };
   }
 
@@ -183,6 +190,7 @@ export class LeaseBook<C extends LeaseCounter> {
     this.hold(this.returning, lease.counters, lease.left);
     if (list) list.push(back);
     else this.returns.set(licenseId, [back]);
+    this.onReturn();
   }
 
   /** Retires every lease of the license (its limits or status changed). */
