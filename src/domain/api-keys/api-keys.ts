@@ -65,18 +65,24 @@ export async function createApiKey(db: Db, args: CreateApiKeyArgs) {
 /** Ensures a given plain-text key exists as a platform admin key (BOOTSTRAP_ADMIN_KEY). */
 export async function ensureAdminKey(db: Db, key: string): Promise<void> {
   const hash = hashApiKey(key);
-  await db.apiKey.upsert({
-    where: { keyHash: hash },
-    create: {
-      tenantId: null,
-      name: 'bootstrap admin',
-      prefix: publicPrefix(key),
-      keyHash: hash,
-      role: 'admin',
-      environment: environmentOf(key),
-    },
-    update: {},
-  });
+  try {
+    await db.apiKey.upsert({
+      where: { keyHash: hash },
+      create: {
+        tenantId: null,
+        name: 'bootstrap admin',
+        prefix: publicPrefix(key),
+        keyHash: hash,
+        role: 'admin',
+        environment: environmentOf(key),
+      },
+      update: {},
+    });
+  } catch (error) {
+    // Prisma's upsert reads, then inserts: processes started together race to insert the key,
+    // and those that lose find the unique index holding it, which is all they came for.
+    if ((error as { code?: string }).code !== 'P2002') throw error;
+  }
 }
 
 /** The tenant's keys of one environment: a test key neither sees nor manages live keys. */
