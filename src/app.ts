@@ -21,6 +21,7 @@ import { DAY_MS } from './lib/time';
 import { JobQueues, bullPrefix } from '../jobs/queues';
 import { AnalyticsCache } from './domain/analytics/cache';
 import { FinalDayCache } from './domain/usage-reader/final-days';
+import { CoverageCache } from './domain/usage-reader/coverage-cache';
 import { SecretBox, parseEncryptionKey } from './lib/secret-box';
 import { StripeGateway } from './domain/billing/stripe-gateway';
 import type { BillingDeps } from './domain/billing/deps';
@@ -91,6 +92,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
   const finalDays = new FinalDayCache();
+  const coverage = new CoverageCache();
   const reactions: ReactionDeps = {
     pool: db.pool,
     logger,
@@ -125,7 +127,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
     rateGateFor: (connectionId, rps) => new RedisRateGate(redis, bucketKey(env.REDIS_KEY_PREFIX, connectionId), rps, logger),
   };
   return {
-    env, db, redis, billing, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, quotaRedis, quota, reactions, track,
+    env, db, redis, billing, bullConnection, logger, metrics, authenticator, eventWriter, groupCommitter, queues, analyticsCache, finalDays, coverage, quotaRedis, quota, reactions, track,
     licenses: { prisma: db.prisma, limits: quota, analytics: analyticsCache },
     thresholds: { prisma: db.prisma, limits: quota },
     apiKeys: { prisma: db.prisma, revocations: authenticator },

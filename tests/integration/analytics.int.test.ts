@@ -626,6 +626,81 @@ describe('analytics cache', () => {
     for (const r of ranges) await check(...r);
   });
 
+  it('plans from the coverage kept in the process, checked in the same statement: one round trip, exact when the facts moved', async () => {
+    const t = await cached.createTenant();
+    const zone = 'America/New_York';
+    const { id } = await cached.createLicense(t.ownerKey, { timezone: zone });
+    // Windows are not per tenant: these days are apart from the other tests' (their windows done here only).
+    const start = Math.floor(Date.now() / DAY) * DAY - 40 * DAY;
+    const specs: Spec[] = Array.from({ length: 240 }, (_, i) => ({
+      license: 0,
+      usageType: i % 4 ? 'api_call' : 'tokens',
+      quantity: `${i % 13}.${String((i * 104_729) % 1_000_000).padStart(6, '0')}`,
+      at: start + ((i * 3_456_789) % (15 * DAY)),
+      userId: `u${i % 6}`,
+    }));
+    await writeHistoric(t.tenantId, [id], specs);
+    const now = new Date();
+    const jobs = cached.services.rollups; // its invalidations reach this app's generations
+    // Days 0..9 rolled up (hourly and daily windows), the rest raw.
+    for (let h = start; h < start + 10 * DAY; h += HOUR) await aggregateHourlyWindow(jobs, new Date(h), now);
+    for (let d = start - DAY; d < start + 10 * DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), now);
+
+    const analyticsPool = cached.services.db.pool;
+    const named: string[] = [];
+    const query = analyticsPool.query.bind(analyticsPool) as (...args: unknown[]) => unknown;
+    const spy = jest.spyOn(analyticsPool, 'query').mockImplementation(((config: unknown, ...rest: unknown[]) => {
+      const name = (config as { name?: string } | null)?.name;
+      if (name?.startsWith('analytics.')) named.push(name);
+      return query(config, ...rest);
+    }) as never);
+    const date = (at: number) => new Date(at).toISOString().slice(0, 10);
+    /** The answer equals SQL over the raw events; returns how many statements it took (the final-day cache's own reads aside). */
+    const check = async (from: number, to: number, granularity: string) => {
+      named.length = 0;
+      const input = { licenseId: id, startDate: date(start + from * DAY), endDate: date(start + to * DAY), granularity };
+      const got = (await cached.call('analytics.usage', input, t.ownerKey, { method: 'GET' })).data;
+      const statements = named.filter((n) => n !== 'analytics.final-days').length;
+      const truth = await rawTruth({ tenantId: t.tenantId, licenseId: id, startDate: input.startDate, endDate: input.endDate, granularity, zone });
+      expect([from, to, eq(got.overview.totalQuantity, truth.overview.quantity), got.overview.eventCount, got.overview.uniqueUsers]).toEqual([
+        from, to, true, Number(truth.overview.events), Number(truth.overview.users),
+      ]);
+      for (const p of got.timeSeries) {
+        const b = truth.buckets.get(Date.parse(p.period));
+        expect([p.period, eq(p.quantity, b?.quantity), p.events]).toEqual([p.period, true, Number(b?.events ?? 0)]);
+      }
+      return statements;
+    };
+    try {
+      // The first question reads the coverage around it (and the final days), then the sums.
+      expect(await check(0, 13, 'daily')).toBe(2);
+      // Other ranges near it: sums, distinct users and the coverage check in one statement.
+      expect(await check(1, 12, 'daily')).toBe(1);
+      expect(await check(2, 14, 'weekly')).toBe(1);
+      expect(await check(3, 11, 'hourly')).toBe(1);
+
+      // A late event in a final day (its daily row does not hold it): the check sees the new mark,
+      // and the answer is made again from what it read.
+      await writeHistoric(t.tenantId, [id], [{ license: 0, usageType: 'api_call', quantity: '1000.25', at: start + 5 * DAY + 10 * HOUR + 7 * 60_000, userId: 'late' }]);
+      expect(await check(1, 13, 'daily')).toBe(2);
+      expect(await check(0, 12, 'monthly')).toBe(2); // the stale coverage was dropped: read around again
+      expect(await check(2, 13, 'daily')).toBe(1);
+      // The hourly job folds the late event in and drops the tenant's generation: everything kept is read again.
+      for (let h = start + 10 * DAY; h < start + 12 * DAY; h += HOUR) await aggregateHourlyWindow(jobs, new Date(h), now);
+      expect(await check(0, 14, 'daily')).toBe(2);
+      expect(await check(1, 14, 'daily')).toBe(1);
+      // A window done since the coverage was kept (no new generation): the check sees it, the answer is made again.
+      await aggregateDailyWindow(pool(), new Date(start + 10 * DAY), now);
+      expect(await check(0, 14, 'weekly')).toBe(2);
+      expect(await check(1, 13, 'daily')).toBe(2); // read around again, then the sums
+      expect(await check(3, 14, 'daily')).toBe(1);
+      // Far from what was kept: read around it again.
+      expect(await check(-150, -100, 'daily')).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('keeps the final-day cache within its bound, and whole for every read, whatever the interleaving', async () => {
     const t = await cached.createTenant();
     const ids = [(await cached.createLicense(t.ownerKey)).id, (await cached.createLicense(t.ownerKey)).id];

@@ -3,7 +3,20 @@ import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
 import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity, type Span } from './buckets';
 import type { FinalDayCache } from '../usage-reader/final-days';
-import { licenseWithCoverage, seriesTotals, type ScopedLicense, type SeriesScope } from '../usage-reader/series';
+import {
+  coverageBoundsOf,
+  licenseCoverageOf,
+  licenseCoverageStatement,
+  licenseWithCoverage,
+  narrowCoverage,
+  sameCoverage,
+  seriesTotals,
+  type LicenseCoverage,
+  type ScopedLicense,
+  type SeriesScope,
+} from '../usage-reader/series';
+import { CoverageCache } from '../usage-reader/coverage-cache';
+import type { Statement } from '../usage-reader/distinct-users';
 import type { Environment } from '../environments/environment';
 
 export interface UsageAnalyticsInput {
@@ -76,6 +89,8 @@ export interface AnalyticsDeps {
   prisma: PrismaClient;
   /** Final days kept in the process; used when the request runs under a cache generation. */
   finalDays?: FinalDayCache;
+  /** Licenses' coverage kept in the process, as a guess checked in the same statement; under a cache generation too. */
+  coverage?: CoverageCache;
 }
 
 /**
@@ -117,6 +132,11 @@ function ratio(part: bigint, whole: bigint, digits: number): number | null {
  * Usage over a range in periods of `granularity`, exact in any zone: every period of the
  * range is present (empty ones as zeros), a DST day has 23 or 25 hourly points, and the
  * periods sum to the overview's total.
+ *
+ * One license: its row and what its rollups cover are read in one statement, then everything
+ * else in one more; with `deps.coverage` (under a generation) the first comes from what the
+ * process kept and is read again beside the sums, so most answers take one round trip (see
+ * CoverageCache).
  */
 export async function usageAnalytics(
   deps: AnalyticsDeps,
@@ -125,22 +145,48 @@ export async function usageAnalytics(
   args: UsageAnalyticsInput,
   generation: string | null = null,
 ) {
-  let scope: SeriesScope;
-  let timezone: string;
-  if (args.licenseId) {
-    // One license: found together with what its rollups cover, in one statement.
-    const found = await licenseWithCoverage(deps.pool, tenantId, environment, args.licenseId, args, args.timezone);
-    if (!found) throw new AppError('NOT_FOUND', 'license not found');
-    timezone = args.timezone ?? found.license.timezone;
-    scope = { tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage };
-  } else {
+  const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
+  if (!args.licenseId) {
     const resolved = await resolveScope(deps, tenantId, environment, args);
-    timezone = resolved.timezone;
-    scope = { tenantId, licenses: resolved.licenses, usageType: args.usageType };
+    const scope = { tenantId, licenses: resolved.licenses, usageType: args.usageType };
+    return (await answerOf(deps, args, scope, resolved.timezone, finalDays)).answer;
   }
+  const licenseId = args.licenseId;
+  const bounds = coverageBoundsOf(args);
+  const scopeOf = (found: LicenseCoverage): SeriesScope => ({ tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage });
+  const zoneOf = (found: LicenseCoverage) => args.timezone ?? found.license.timezone;
+  const kept = deps.coverage && generation !== null ? { cache: deps.coverage, key: CoverageCache.key(tenantId, environment, licenseId, args.timezone) } : undefined;
+  const guess = kept && generation !== null ? kept.cache.get(kept.key, generation, bounds) : undefined;
+  let found: LicenseCoverage | null;
+  if (kept && guess && 'found' in guess) {
+    const check = licenseCoverageStatement(tenantId, environment, licenseId, bounds, args.timezone);
+    const first = await answerOf(deps, args, scopeOf(guess.found), zoneOf(guess.found), finalDays, check);
+    found = licenseCoverageOf(first.alongside as Parameters<typeof licenseCoverageOf>[0]);
+    if (sameCoverage(found, guess.found)) return first.answer;
+    kept.cache.delete(kept.key); // stale: answer again from the facts just read
+  } else if (kept && generation !== null && guess === undefined) {
+    const wide = CoverageCache.widen(bounds);
+    const read = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, wide, args.timezone);
+    if (read) kept.cache.set(kept.key, generation, wide, read);
+    found = read && (narrowCoverage(read, wide, bounds) ?? (await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone)));
+  } else {
+    found = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone);
+  }
+  if (!found) throw new AppError('NOT_FOUND', 'license not found');
+  return (await answerOf(deps, args, scopeOf(found), zoneOf(found), finalDays)).answer;
+}
+
+/** The answer over a resolved scope, and the rows of `extra` (a statement read in the same round trip as the sums). */
+async function answerOf(
+  deps: AnalyticsDeps,
+  args: UsageAnalyticsInput,
+  scope: SeriesScope,
+  timezone: string,
+  finalDays: { cache: FinalDayCache; generation: string } | undefined,
+  extra?: Statement,
+) {
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
-  const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
   if (args.percentiles && localDays(args.startDate, args.endDate) > MAX_PERCENTILE_RANGE_DAYS) {
     throw new AppError(
       'BAD_REQUEST',
@@ -148,11 +194,11 @@ export async function usageAnalytics(
     );
   }
   const [totals, percentiles] = await Promise.all([
-    seriesTotals(deps.pool, scope, buckets, timezone, finalDays),
+    seriesTotals(deps.pool, scope, buckets, timezone, finalDays, extra),
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
   ]);
   const { total, uniqueUsers } = totals;
-  return {
+  const answer = {
     // Sent as built, not re-parsed: describeRange gives the fields in periodOutput's order.
     period: describeRange(args, timezone, range, args.granularity),
     overview: {
@@ -173,6 +219,7 @@ export async function usageAnalytics(
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([usageType, c]) => ({ usageType, quantity: c.quantity, events: Number(c.events), errorCount: Number(c.errors) })),
   };
+  return { answer, alongside: totals.alongside };
 }
 
 export type UsageAnalytics = Awaited<ReturnType<typeof usageAnalytics>>;

@@ -50,6 +50,20 @@ export async function distinctUsersOfPlans(
   scope: { tenantId: string; usageType?: string },
   groups: UserPlanGroup[],
 ): Promise<number> {
+  const statement = distinctUsersStatement(scope, groups);
+  if (!statement) return 0;
+  const { rows } = await pool.query<{ n: string }>({ name: statementName(statement.text), ...statement });
+  return Number(rows[0]!.n);
+}
+
+/** A statement with its parameters, not run yet (so that several can go in one round trip). */
+export interface Statement {
+  text: string;
+  values: unknown[];
+}
+
+/** distinctUsersOfPlans' statement (one row, `n`: the count as text); null when the plans read nothing. */
+export function distinctUsersStatement(scope: { tenantId: string; usageType?: string }, groups: UserPlanGroup[]): Statement | null {
   const params: unknown[] = [scope.tenantId, scope.usageType ?? null];
   const param = (value: unknown) => `$${params.push(value)}`;
   const sets: string[] = [];
@@ -73,7 +87,7 @@ export async function distinctUsersOfPlans(
                       AND occurred_at >= w.s AND occurred_at < w.e AND voided_at IS NULL AND user_id IS NOT NULL) e`);
     }
   }
-  if (sets.length === 0 && raw.length === 0) return 0;
+  if (sets.length === 0 && raw.length === 0) return null;
   const text = `
     WITH sets AS (${sets.length ? sets.join(' UNION ALL ') : 'SELECT NULL::varbit AS users WHERE false'}),
     u AS (SELECT bit_or(s.users || repeat('0', w.n - length(s.users))::varbit) AS bits
@@ -83,6 +97,5 @@ export async function distinctUsersOfPlans(
           + (SELECT count(*) FROM raw CROSS JOIN u
                LEFT JOIN usage_user_numbers n ON n.tenant_id = $1 AND n.user_id = raw.user_id
               WHERE n.user_no IS NULL OR u.bits IS NULL OR n.user_no >= length(u.bits) OR get_bit(u.bits, n.user_no) = 0))::text AS n`;
-  const { rows } = await pool.query<{ n: string }>({ name: statementName(text), text, values: params });
-  return Number(rows[0]!.n);
+  return { text, values: params };
 }

@@ -5,7 +5,7 @@ import { Prisma } from '../../generated/prisma/client';
 import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
-import { distinctUsersOfPlans } from './distinct-users';
+import { distinctUsersStatement, type Statement } from './distinct-users';
 import { addExact, compact, formatMicro, parseMicro } from '../../lib/micro';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
@@ -168,13 +168,44 @@ function runGroups<R extends pg.QueryResultRow>(
 ): Promise<R[][]> {
   return Promise.all(
     groups.map(async (g, index) => {
-      const union = planUnion({ tenantId: scope.tenantId, licenseIds: g.licenseIds, usageType: scope.usageType }, g.plan);
-      if (!union) return [];
-      const param = (value: unknown) => `$${union.params.push(value)}`;
-      const text = aggregate(union.sql, param, index);
-      return (await pool.query<R>({ name: statementName(text), text, values: union.params })).rows;
+      const statement = groupStatement(scope, g, aggregate, index);
+      if (!statement) return [];
+      return (await pool.query<R>({ name: statementName(statement.text), ...statement })).rows;
     }),
   );
+}
+
+/** What runGroups runs for one group; null when its plan reads nothing. */
+function groupStatement(
+  scope: SeriesScope,
+  group: PlannedGroup,
+  aggregate: (union: string, param: (value: unknown) => string, index: number) => string,
+  index: number,
+): Statement | null {
+  const union = planUnion({ tenantId: scope.tenantId, licenseIds: group.licenseIds, usageType: scope.usageType }, group.plan);
+  if (!union) return null;
+  const param = (value: unknown) => `$${union.params.push(value)}`;
+  return { text: aggregate(union.sql, param, index), values: union.params };
+}
+
+/**
+ * Several statements in one round trip, and so in one snapshot: each runs as a subquery whose
+ * rows come back as one JSON array (its parameters numbered after the previous ones'). Their
+ * columns must come through JSON unchanged: text, integers, timestamps (as ISO text), nulls;
+ * exact decimals go as text.
+ */
+export async function queryTogether(pool: pg.Pool, parts: readonly Statement[]): Promise<unknown[][]> {
+  if (parts.length === 0) return [];
+  const values: unknown[] = [];
+  const columns = parts.map((part, i) => {
+    const offset = values.length;
+    values.push(...part.values);
+    const text = offset === 0 ? part.text : part.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`);
+    return `(SELECT coalesce(json_agg(r), '[]') FROM (${text}) r) AS p${i}`;
+  });
+  const text = `SELECT ${columns.join(',\n')}`;
+  const { rows } = await pool.query<Record<string, unknown[]>>({ name: statementName(text), text, values });
+  return parts.map((_, i) => rows[0]![`p${i}`]!);
 }
 
 /**
@@ -207,8 +238,9 @@ export interface CoverageFacts {
 interface CoverageRow {
   what: 'hourly' | 'daily' | 'dirty' | 'moved' | 'license';
   license_id: string | null;
-  first: Date | null;
-  last: Date | null;
+  /** A Date from pg, ISO text when the row came through queryTogether's JSON. */
+  first: Date | string | null;
+  last: Date | string | null;
 }
 
 /** Done hourly and daily windows between the bounds as islands (gaps-and-islands, so a year is a row or two). */
@@ -223,10 +255,10 @@ const WINDOW_ISLANDS = `
 
 function factsOf(rows: CoverageRow[]): CoverageFacts {
   const islands = (kind: 'hourly' | 'daily', width: number): Span[] =>
-    rows.filter((r) => r.what === kind).map((r) => ({ start: r.first!.getTime(), end: r.last!.getTime() + width }));
+    rows.filter((r) => r.what === kind).map((r) => ({ start: new Date(r.first!).getTime(), end: new Date(r.last!).getTime() + width }));
   return {
     windows: { hourlyDone: islands('hourly', HOUR_MS), dailyDone: islands('daily', DAY_MS) },
-    dirty: rows.filter((r) => r.what === 'dirty').map((r) => ({ license_id: r.license_id!, hour: r.first! })),
+    dirty: rows.filter((r) => r.what === 'dirty').map((r) => ({ license_id: r.license_id!, hour: new Date(r.first!) })),
     foreign: rows.filter((r) => r.what === 'moved').map((r) => r.license_id!),
   };
 }
@@ -263,6 +295,38 @@ async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dai
   return factsOf(rows);
 }
 
+/** A license of the tenant with the coverage facts around a range (licenseWithCoverage). */
+export interface LicenseCoverage {
+  license: ScopedLicense;
+  coverage: CoverageFacts;
+}
+
+/** Local dates `first`..`afterLast` (UTC midnights, ms) of a range, in any zone: what licenseWithCoverage reads around. */
+export interface CoverageBounds {
+  first: number;
+  afterLast: number;
+}
+
+export function coverageBoundsOf(dates: { startDate: string; endDate: string }): CoverageBounds {
+  return { first: Date.parse(dates.startDate), afterLast: Date.parse(dates.endDate) + DAY_MS };
+}
+
+/**
+ * The instants and dates licenseWithCoverage reads between: hourly windows and late-event marks
+ * in [hoursFrom, hoursTo), daily windows in [daysFrom, daysTo), daily rows' zones over the dates
+ * [datesFrom, datesTo]. Every bound is a UTC midnight, so islands cut at them stay whole windows.
+ */
+function windowBounds({ first, afterLast }: CoverageBounds) {
+  return {
+    hoursFrom: first - DAY_MS,
+    hoursTo: afterLast + DAY_MS,
+    daysFrom: first - DAY_MS - ZONE_SLACK_MS,
+    daysTo: afterLast + DAY_MS + ZONE_SLACK_MS,
+    datesFrom: isoDay(first - DAY_MS - ZONE_SLACK_MS),
+    datesTo: isoDay(afterLast + DAY_MS + ZONE_SLACK_MS),
+  };
+}
+
 /**
  * A license of the tenant (null when there is none, or it was deleted) and the coverage
  * facts around local dates `startDate`..`endDate` in any zone, in one statement: what
@@ -276,13 +340,26 @@ export async function licenseWithCoverage(
   tenantId: string,
   environment: Environment,
   licenseId: string,
-  dates: { startDate: string; endDate: string },
+  bounds: CoverageBounds,
   timezone: string | undefined,
-): Promise<{ license: ScopedLicense; coverage: CoverageFacts } | null> {
-  const first = Date.parse(dates.startDate);
-  const afterLast = Date.parse(dates.endDate) + DAY_MS;
+): Promise<LicenseCoverage | null> {
   const { rows } = await pool.query<CoverageRow & { timezone: string | null }>({
     name: 'analytics.license-coverage',
+    ...licenseCoverageStatement(tenantId, environment, licenseId, bounds, timezone),
+  });
+  return licenseCoverageOf(rows);
+}
+
+/** licenseWithCoverage's statement, to run on its own or beside others (queryTogether). */
+export function licenseCoverageStatement(
+  tenantId: string,
+  environment: Environment,
+  licenseId: string,
+  bounds: CoverageBounds,
+  timezone: string | undefined,
+): Statement {
+  const b = windowBounds(bounds);
+  return {
     text: `WITH l AS (SELECT id, timezone FROM licenses WHERE id = $2 AND tenant_id = $1 AND environment = $10::api_key_environment AND deleted_at IS NULL)
            SELECT 'license' AS what, id AS license_id, NULL::timestamptz AS first, NULL::timestamptz AS last, timezone FROM l
            UNION ALL
@@ -296,19 +373,61 @@ export async function licenseWithCoverage(
     values: [
       tenantId,
       licenseId,
-      new Date(first - DAY_MS),
-      new Date(afterLast + DAY_MS),
-      new Date(first - DAY_MS - ZONE_SLACK_MS),
-      new Date(afterLast + DAY_MS + ZONE_SLACK_MS),
-      isoDay(first - DAY_MS - ZONE_SLACK_MS),
-      isoDay(afterLast + DAY_MS + ZONE_SLACK_MS),
+      new Date(b.hoursFrom),
+      new Date(b.hoursTo),
+      new Date(b.daysFrom),
+      new Date(b.daysTo),
+      b.datesFrom,
+      b.datesTo,
       timezone ?? null,
       environment,
     ],
-  });
+  };
+}
+
+/** The rows of licenseCoverageStatement, read. */
+export function licenseCoverageOf(rows: readonly (CoverageRow & { timezone: string | null })[]): LicenseCoverage | null {
   const license = rows.find((r) => r.what === 'license');
   if (!license) return null;
-  return { license: { id: license.license_id!, timezone: license.timezone! }, coverage: factsOf(rows) };
+  return { license: { id: license.license_id!, timezone: license.timezone! }, coverage: factsOf([...rows]) };
+}
+
+/**
+ * Facts read around `wide` as they would have been read around `narrow` (inside it): islands
+ * cut at the narrower bounds (all UTC midnights, so no window is split), marks outside them
+ * dropped. Null when that cannot be told: a license whose daily rows were cut in another zone
+ * somewhere in `wide` (the facts do not say on which dates).
+ */
+export function narrowCoverage(found: LicenseCoverage, wide: CoverageBounds, narrow: CoverageBounds): LicenseCoverage | null {
+  if (narrow.first < wide.first || narrow.afterLast > wide.afterLast) return null;
+  if (found.coverage.foreign.length > 0) return null;
+  const b = windowBounds(narrow);
+  const cut = (islands: Span[], from: number, to: number) =>
+    islands.flatMap((i) => (Math.max(i.start, from) < Math.min(i.end, to) ? [{ start: Math.max(i.start, from), end: Math.min(i.end, to) }] : []));
+  const { windows, dirty } = found.coverage;
+  return {
+    license: found.license,
+    coverage: {
+      windows: { hourlyDone: cut(windows.hourlyDone, b.hoursFrom, b.hoursTo), dailyDone: cut(windows.dailyDone, b.daysFrom, b.daysTo) },
+      dirty: dirty.filter((d) => d.hour.getTime() >= b.hoursFrom && d.hour.getTime() < b.hoursTo),
+      foreign: [],
+    },
+  };
+}
+
+/** Whether two reads of a license's coverage say the same (islands in any order). */
+export function sameCoverage(a: LicenseCoverage | null, b: LicenseCoverage | null): boolean {
+  if (!a || !b) return a === b;
+  const text = ({ license, coverage }: LicenseCoverage) =>
+    [
+      license.id,
+      license.timezone,
+      coverage.windows.hourlyDone.map((i) => `${i.start}-${i.end}`).sort().join(','),
+      coverage.windows.dailyDone.map((i) => `${i.start}-${i.end}`).sort().join(','),
+      coverage.dirty.map((d) => `${d.license_id}@${d.hour.getTime()}`).sort().join(','),
+      [...coverage.foreign].sort().join(','),
+    ].join('|');
+  return text(a) === text(b);
 }
 
 interface PlanRow {
@@ -389,7 +508,7 @@ export interface UsageTotals {
   byBucket: Map<number, BucketTotals>;
   byUsageType: Map<string, TotalsCell>;
   total: TotalsCell;
-  /** Distinct non-null user ids over the buckets, exact (see distinctUsersOfPlans). */
+  /** Distinct non-null user ids over the buckets, exact (see distinctUsersStatement). */
   uniqueUsers: number;
 }
 
@@ -407,20 +526,28 @@ export interface FinalDays {
 }
 
 /**
- * What analytics.usage needs, summed by PostgreSQL in one statement per group (GROUPING
+ * What analytics.usage needs, summed by PostgreSQL in one subquery per group (GROUPING
  * SETS): per bucket over all types and per type over all buckets, the total folded from the
  * latter. Exact, and a handful of rows back whatever the number of buckets and licenses: the
  * per-bucket sums come as one text of "bucket quantity events" items (a row per bucket cost
  * the API more in protocol parsing than everything else it does for a year of days). The
- * distinct users of the whole scope come from a statement of their own, run alongside
- * (distinctUsersOfPlans: user sets of final days, raw events for the rest).
+ * distinct users of the whole scope (distinctUsersStatement: user sets of final days, raw
+ * events for the rest), the groups' sums and `extra` (the caller's, answered as `alongside`)
+ * go in one statement: one round trip, one snapshot.
  *
  * With `finalDays`, a single license's final days come from the process's FinalDayCache
  * instead (PostgreSQL reads only days it has not seen under this generation), and the
  * statement covers the rest: hours not final yet. Sums are added in
  * millionths, exactly.
  */
-export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: Span[], zone: string, finalDays?: FinalDays): Promise<UsageTotals> {
+export async function seriesTotals(
+  pool: pg.Pool,
+  scope: SeriesScope,
+  buckets: Span[],
+  zone: string,
+  finalDays?: FinalDays,
+  extra?: Statement,
+): Promise<UsageTotals & { alongside?: unknown[] }> {
   // Per bucket, in arrays by bucket index (a year of days allocates nothing per addition): exact
   // sums in millionths and events, numbers while safe (addExact), and whether any row counted.
   const bucketQuantity: (number | bigint)[] = new Array<number | bigint>(buckets.length).fill(0);
@@ -441,36 +568,35 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
     total.add(cell);
   };
 
+  let alongside: unknown[] | undefined;
   if (buckets.length > 0 && scope.licenses.length > 0) {
     const groups = await planGroups(pool, scope, buckets, zone, true);
-    // Over the plans as made, before the final days' sums go to the cache below; run alongside the sums.
-    const users = distinctUsersOfPlans(pool, scope, groups.map((g) => ({ licenseIds: g.licenseIds, plan: g.plan })));
-    users.catch(() => undefined); // awaited below; a failure of the sums first must not leave it unhandled
+    // Over the plans as made, before the final days' sums go to the cache below.
+    const users = distinctUsersStatement(scope, groups);
     const single = groups.length === 1 && groups[0]!.licenseIds.length === 1 ? groups[0]! : undefined;
+    let fromCache: Promise<void> | undefined;
     if (finalDays && single && single.plan.daily.length) {
       const days = single.plan.daily;
       single.plan = { ...single.plan, daily: [] };
-      const cells = await finalDays.cache.read(
-        pool,
-        { tenantId: scope.tenantId, licenseId: single.licenseIds[0]!, zone, usageType: scope.usageType },
-        finalDays.generation,
-        days.map((d) => d.date),
-      );
-      for (const { date, bucket } of days) {
-        // forEach, not for…of: no [key, value] array per entry.
-        cells.get(date)!.forEach((cell, usageType) => {
-          addBucket(bucket, cell.quantity, cell.events);
-          addType(usageType, cell);
+      fromCache = finalDays.cache
+        .read(pool, { tenantId: scope.tenantId, licenseId: single.licenseIds[0]!, zone, usageType: scope.usageType }, finalDays.generation, days.map((d) => d.date))
+        .then((cells) => {
+          for (const { date, bucket } of days) {
+            // forEach, not for…of: no [key, value] array per entry.
+            cells.get(date)!.forEach((cell, usageType) => {
+              addBucket(bucket, cell.quantity, cell.events);
+              addType(usageType, cell);
+            });
+          }
         });
-      }
     }
-    const results = await runGroups<{ what: number; usage_type: string | null; quantity: string | null; events: string; errors: string; duration_ms_sum: string }>(
-      pool,
-      scope,
-      groups,
-      // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows)
-      (union) =>
-        `WITH s AS (
+    const sums = groups.flatMap((group, index) => {
+      const statement = groupStatement(
+        scope,
+        group,
+        // what 1: the buckets' sums in one text, 2: a usage type's sums (the total is the sum of the few type rows)
+        (union) =>
+          `WITH s AS (
                         SELECT GROUPING(bucket, usage_type) AS grouping, bucket, usage_type, trim_scale(sum(quantity)) AS quantity,
                                sum(event_count) AS events, sum(error_count) AS errors, sum(duration_ms_sum) AS duration_ms_sum
                           FROM (${union}) x GROUP BY GROUPING SETS ((bucket), (usage_type)))
@@ -479,8 +605,14 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
                         FROM s WHERE grouping = 1
                       UNION ALL
                       SELECT 2, usage_type, quantity::text, events::text, errors::text, duration_ms_sum::text FROM s WHERE grouping = 2`,
-    );
-    for (const rows of results) {
+        index,
+      );
+      return statement ? [statement] : [];
+    });
+    // The sums of every group, the distinct users and the caller's statement: one round trip.
+    const parts = [...sums, ...(users ? [users] : []), ...(extra ? [extra] : [])];
+    const [results] = await Promise.all([queryTogether(pool, parts), fromCache]);
+    for (const rows of results.slice(0, sums.length) as SumRow[][]) {
       for (const row of rows) {
         if (row.what === 1) {
           if (!row.quantity) continue; // no rows at all
@@ -491,14 +623,17 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
         } else {
           addType(row.usage_type!, {
             quantity: parseMicro(row.quantity!),
-            events: BigInt(row.events),
-            errors: BigInt(row.errors),
-            durationMsSum: BigInt(row.duration_ms_sum),
+            events: BigInt(row.events!),
+            errors: BigInt(row.errors!),
+            durationMsSum: BigInt(row.duration_ms_sum!),
           });
         }
       }
     }
-    uniqueUsers = await users;
+    if (users) uniqueUsers = Number((results[sums.length] as { n: string }[])[0]!.n);
+    if (extra) alongside = results.at(-1);
+  } else if (extra) {
+    [alongside] = await queryTogether(pool, [extra]);
   }
   const byBucket = new Map<number, BucketTotals>();
   for (let bucket = 0; bucket < buckets.length; bucket++) {
@@ -509,7 +644,18 @@ export async function seriesTotals(pool: pg.Pool, scope: SeriesScope, buckets: S
     byUsageType: new Map([...byUsageType].map(([usageType, c]) => [usageType, asTotals(c)])),
     total: asTotals(total),
     uniqueUsers,
+    alongside,
   };
+}
+
+/** A row of seriesTotals' sums, as it comes through queryTogether. */
+interface SumRow {
+  what: number;
+  usage_type: string | null;
+  quantity: string | null;
+  events: string | null;
+  errors: string | null;
+  duration_ms_sum: string | null;
 }
 
 /**
