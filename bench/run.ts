@@ -6,7 +6,8 @@
  * Exit status: 0 when every phase ran cleanly, whether or not targets were met (benchmarks
  * measure, they do not assert); 1 when a phase failed (non-2xx answers, wrong counts, a crash).
  *
- * Environment: BENCH_ONLY=a,b,c (ingest phases), BENCH_CPU_PROFILE=1 (profile the API with
+ * Environment: BENCH_ONLY=a,b,c (ingest phases), BENCH_KEEP_DATABASE=1 (leave the run's database
+ * behind, to replay its statements), BENCH_CPU_PROFILE=1 (profile the API with
  * --cpu-prof and print where its CPU time went, per phase), BENCH_API_ENV="K=V K2=V2" (extra
  * environment for the API, to compare settings such as DB_POOL_SIZE or INGEST_MAX_GROUP_SIZE),
  * BENCH_API_NODE_ARGS="--flag ..." (extra node flags for the API, before npm start's own, e.g.
@@ -120,7 +121,8 @@ async function main(): Promise<number> {
     (cleanedUp ??= (async () => {
       if (server) serverExit = await stopServer(server);
       if (server) await deleteRedisKeys(server.redisKeyPrefix).catch(() => undefined);
-      await dropDatabase(dbName).catch((err: unknown) => console.error(`could not drop ${dbName}: ${String(err)}`));
+      if (process.env.BENCH_KEEP_DATABASE === '1') console.log(`kept the database ${dbName} (BENCH_KEEP_DATABASE=1)`);
+      else await dropDatabase(dbName).catch((err: unknown) => console.error(`could not drop ${dbName}: ${String(err)}`));
     })());
   const onSignal = (signal: NodeJS.Signals) => {
     console.error(`\n${signal}: stopping the API and dropping ${dbName}`);
