@@ -555,10 +555,19 @@ describe('analytics cache', () => {
       expect(JSON.stringify(usageAnalyticsOutput.parse(data))).toBe(JSON.stringify(data)); // a cached answer is sent as the text Redis holds
       return data.overview.totalQuantity;
     };
+    const redisValue = async () => {
+      const keys = await cached.services.redis.keys(`${cached.services.env.REDIS_KEY_PREFIX}analytics:{${t.tenantId}}:*`);
+      const answers = keys.filter((k) => !k.endsWith(':gen'));
+      expect(answers).toHaveLength(1);
+      return cached.services.redis.get(answers[0]!);
+    };
     const [hits, misses] = [await counter('hit'), await counter('miss')];
     expect(await read()).toBe('0');
+    expect(await redisValue()).toMatch(/^\d+:\d+\n~$/); // asked once: a marker, not the answer
     expect(await read()).toBe('0');
-    expect([(await counter('hit')) - hits, (await counter('miss')) - misses]).toEqual([1, 1]);
+    expect(await redisValue()).toMatch(/^\d+:\d+\n\{"period"/); // asked again within the TTL: the answer
+    expect(await read()).toBe('0');
+    expect([(await counter('hit')) - hits, (await counter('miss')) - misses]).toEqual([1, 2]);
 
     const late = day + 10 * HOUR + 15 * 60_000;
     await writeHistoric(t.tenantId, [id], [{ license: 0, usageType: 'api_call', quantity: '2', at: late }]);

@@ -190,7 +190,8 @@ describe('read replica (DATABASE_READ_URL)', () => {
       // After that request, which noted when it first saw the generation: a lag probe landing
       // during it cannot count as fresh past that moment.
       await freshPast(performance.now());
-      expect(await source()).toBe('replica');
+      expect(await source()).toBe('replica'); // asked once: only marked in the cache
+      expect(await source()).toBe('replica'); // asked again: stored
       expect(await source()).toBe('cache');
 
       await replicaPool.query('SELECT pg_wal_replay_pause()');
@@ -206,6 +207,7 @@ describe('read replica (DATABASE_READ_URL)', () => {
       } finally {
         await replicaPool.query('SELECT pg_wal_replay_resume()');
       }
+      expect(await source()).toBe('replica');
       expect(await source()).toBe('replica');
       expect(await source()).toBe('cache');
     } finally {

@@ -235,9 +235,11 @@ describe('usage.voidEvents: usage, quotas, analytics, exports', () => {
     await recomputeHourlyRollups(app.services.db.pool, { start: new Date(hourFloor(now) - HOUR), end: new Date(hourFloor(now)) });
     const usage = () => app.call('analytics.usage', { ...range, granularity: 'daily' }, owner, { method: 'GET' });
     const breakdown = () => app.call('analytics.breakdown', { ...range, by: 'platform' }, owner, { method: 'GET' });
-    expect((await usage()).data.overview).toMatchObject({ totalQuantity: '8', eventCount: 3, uniqueUsers: 2 });
-    // analytics answers are cached (USAGE_CACHE_TTL_SECONDS): the void drops them
-    expect((await breakdown()).data.items.map((i: { key: string }) => i.key)).toEqual(['android', 'ios']);
+    // analytics answers are cached (USAGE_CACHE_TTL_SECONDS) from the second time they are asked: the void drops them
+    for (let i = 0; i < 2; i++) {
+      expect((await usage()).data.overview).toMatchObject({ totalQuantity: '8', eventCount: 3, uniqueUsers: 2 });
+      expect((await breakdown()).data.items.map((i: { key: string }) => i.key)).toEqual(['android', 'ios']);
+    }
 
     expect((await voidCall({ eventIds: [ids[1]], reason: 'test traffic' })).data.voided).toBe(1);
     // before any recompute: the marked hour is read raw, without the voided event

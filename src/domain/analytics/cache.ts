@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from '../../lib/redis';
+import { isCluster, type Redis } from '../../lib/redis';
 import type { Metrics } from '../../lib/metrics';
 import { rememberJson } from '../../lib/json-text';
 
@@ -16,6 +16,14 @@ export interface AnalyticsInvalidator {
   /** Drops the cached answers of these tenants (null: every tenant). */
   invalidate(tenantIds: Iterable<string> | null): Promise<void>;
 }
+
+/**
+ * What a question asked once under a stamp leaves in its key: not its answer (a year of days is
+ * ~30 kB) but this marker, so the answer is stored when the question comes again within the
+ * TTL. Questions asked once (a dashboard's ad hoc ranges) then cost Redis a few bytes each,
+ * not their answers; repeated ones are served from the third time on. Never the start of a JSON text.
+ */
+const SEEN = '~';
 
 export class AnalyticsCache implements AnalyticsInvalidator {
   constructor(
@@ -53,16 +61,18 @@ export class AnalyticsCache implements AnalyticsInvalidator {
     const digest = createHash('sha256').update(`${view}\n${JSON.stringify(input)}`).digest('base64url');
     const key = `${this.prefix}analytics:{${tenantId}}:${digest}`;
     let stamp: string | null;
+    let seen = false;
     try {
       // Not one atomic read, and it need not be: an answer is served only under the stamp it
       // was stored with, so a bump between the two reads makes it a miss, or the read counts
       // as having happened before the bump.
-      const [global, [tenant, cached]] = await Promise.all([
-        this.redis.get(this.generationKey(null)),
-        this.redis.mget(this.generationKey(tenantId), key),
-      ]);
+      // One MGET on a single Redis (one round trip); on a cluster, one per slot.
+      const [global, tenant, cached] = isCluster(this.redis)
+        ? await Promise.all([this.redis.get(this.generationKey(null)), this.redis.mget(this.generationKey(tenantId), key)]).then(([g, rest]) => [g, ...rest])
+        : await this.redis.mget(this.generationKey(null), this.generationKey(tenantId), key);
       stamp = `${global ?? 0}:${tenant ?? 0}\n`;
-      if (cached?.startsWith(stamp)) {
+      seen = cached === stamp + SEEN;
+      if (!seen && cached?.startsWith(stamp)) {
         this.metrics?.analyticsCache.inc({ view, result: 'hit' });
         const text = cached.slice(stamp.length);
         const value = JSON.parse(text) as T;
@@ -75,10 +85,14 @@ export class AnalyticsCache implements AnalyticsInvalidator {
     this.metrics?.analyticsCache.inc({ view, result: 'miss' });
     const value = await compute(stamp, keepUncached);
     if (stamp !== null && store) {
-      const text = JSON.stringify(value);
-      rememberJson(value, text);
       // Not awaited: the answer does not wait for Redis, and a later read on this connection comes after the write.
-      void this.redis.set(key, stamp + text, 'EX', this.ttlSeconds).catch(() => undefined);
+      if (seen) {
+        const text = JSON.stringify(value);
+        rememberJson(value, text);
+        void this.redis.set(key, stamp + text, 'EX', this.ttlSeconds).catch(() => undefined);
+      } else {
+        void this.redis.set(key, stamp + SEEN, 'EX', this.ttlSeconds).catch(() => undefined);
+      }
     }
     return value;
   }
