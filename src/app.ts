@@ -92,7 +92,7 @@ export async function createServices(env: Env, logger: Logger): Promise<Services
   );
   const analyticsCache = new AnalyticsCache(redis, env.REDIS_KEY_PREFIX, env.USAGE_CACHE_TTL_SECONDS, metrics);
   const finalDays = new FinalDayCache();
-  const coverage = new CoverageCache();
+  const coverage = { primary: new CoverageCache(), replica: new CoverageCache() };
   const reactions: ReactionDeps = {
     pool: db.pool,
     logger,

@@ -68,11 +68,7 @@ function createPool(connectionString: string, max: number, options: { pooled?: b
     connectionString,
     max,
     connectionTimeoutMillis: 5000,
-    // Named statements (Tally's are the analytics reads, see series.ts) keep one generic plan:
-    // PostgreSQL would otherwise plan most of them anew on every run (a custom plan of a year's
-    // analytics statement took 1.1 ms more of its CPU to make than the generic one took to run).
-    // Behind a transaction pooler statements are unnamed (and startup options refused).
-    ...(options.pooled ? { Client: UnnamedStatementClient } : { options: '-c plan_cache_mode=force_generic_plan' }),
+    ...(options.pooled ? { Client: UnnamedStatementClient } : {}),
   });
   pool.on('error', () => undefined); // an idle client dropped; the pool replaces it
   // A checked-out client whose server goes away (restart, pg_terminate_backend) emits 'error'

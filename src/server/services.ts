@@ -11,6 +11,7 @@ import type { JobQueues } from '../../jobs/queues';
 import type { AnalyticsCache } from '../domain/analytics/cache';
 import type { FinalDayCache } from '../domain/usage-reader/final-days';
 import type { CoverageCache } from '../domain/usage-reader/coverage-cache';
+import type { ReadTarget } from '../lib/read-replica';
 import type { ReactionDeps } from '../domain/quotas/reactions';
 import type { TrackDeps } from '../domain/usage/track';
 import type { LicenseDeps } from '../domain/licenses/licenses';
@@ -39,8 +40,11 @@ export interface Services {
   quota: QuotaEnforcer;
   analyticsCache: AnalyticsCache;
   finalDays: FinalDayCache;
-  /** Licenses' rollup coverage, kept as a guess that analytics.usage checks in the same statement as its sums. */
-  coverage: CoverageCache;
+  /**
+   * Licenses' rollup coverage, kept as a guess that analytics.usage checks in the same statement
+   * as its sums; one per read target (a guess read on the primary may be ahead of the replica).
+   */
+  coverage: Record<ReadTarget['source'], CoverageCache>;
   /** Alerts and webhooks that follow a crossed level or an overage. */
   reactions: ReactionDeps;
   /** Ingestion: limits, writer, group commit, quota enforcement. */

@@ -227,6 +227,27 @@ describe('analytics.usage periods', () => {
     expect(new Prisma.Decimal(after.overview.totalQuantity).minus(before.overview.totalQuantity).toFixed()).toBe('0.25');
   });
 
+  it('counts a day that ends at a UTC midnight from hourly rows until the daily window that computes it has run', async () => {
+    for (const zone of ['UTC', 'Asia/Kolkata', 'America/New_York']) {
+      const t = await app.createTenant();
+      const { id } = await app.createLicense(t.ownerKey, { timezone: zone });
+      // Days apart from every other test's windows (windows are not per tenant).
+      const day = Date.UTC(2026, 0, 10) + ZONES.indexOf(zone as never) * 7 * DAY;
+      await writeHistoric(t.tenantId, [id], Array.from({ length: 10 }, (_, i) => ({ license: 0, usageType: 'api_call', quantity: '1.5', at: day + 6 * HOUR + i * HOUR })));
+      // As if they had come on time: no late-event marks (folding those in would compute the day's row early).
+      await pool().query('DELETE FROM rollup_dirty_hours WHERE license_id = $1', [id]);
+      for (let h = day - 2 * DAY; h < day + 3 * DAY; h += HOUR) await aggregateHourlyWindow(rollups(), new Date(h), NOW);
+      const date = new Date(day).toISOString().slice(0, 10);
+      const events = async () => (await usage(t.ownerKey, { licenseId: id, startDate: date, endDate: date, granularity: 'daily' })).overview.eventCount;
+      // The window of the day's own UTC date computes the local days ending during it: not this
+      // UTC day (it ends at the next midnight), this Kolkata day (it ends at 18:30 UTC).
+      await aggregateDailyWindow(pool(), new Date(day), NOW);
+      expect([zone, await events()]).toEqual([zone, 10]);
+      await aggregateDailyWindow(pool(), new Date(day + DAY), NOW);
+      expect([zone, await events()]).toEqual([zone, 10]);
+    }
+  });
+
   it('stays exact after a license moves to another zone (its old daily rows are not used)', async () => {
     const t = await app.createTenant();
     const { id } = await app.createLicense(t.ownerKey, { timezone: 'UTC' });

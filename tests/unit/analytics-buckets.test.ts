@@ -126,7 +126,7 @@ describe('source plan', () => {
       for (let at = b.start; at < b.end; ) {
         const around = localDayAround(at, cov.dailyZone);
         const end = Math.min(around.end, b.end);
-        const window = Math.floor((around.end - 1) / DAY) * DAY;
+        const window = Math.floor(around.end / DAY) * DAY; // the window whose job computes it (localDaysEndingOn)
         let final = within(cov.dailyDone, window);
         for (let h = Math.floor(around.start / HOUR) * HOUR; final && h < around.end; h += HOUR) if (cov.dirtyHours.has(h)) final = false;
         if (around.start === at && around.end <= b.end && final) plan.daily.push({ date: localDateOf(at, cov.dailyZone), bucket: index });

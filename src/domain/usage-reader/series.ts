@@ -188,6 +188,9 @@ function groupStatement(
   return { text: aggregate(union.sql, param, index), values: union.params };
 }
 
+/** PostgreSQL's limit on a statement's parameters (a 16-bit count in the bind message). */
+const MAX_BIND_PARAMETERS = 65_535;
+
 /**
  * Several statements in one round trip, and so in one snapshot: each runs as a subquery whose
  * rows come back as one JSON array (its parameters numbered after the previous ones'). Their
@@ -196,6 +199,7 @@ function groupStatement(
  */
 export async function queryTogether(pool: pg.Pool, parts: readonly Statement[]): Promise<unknown[][]> {
   if (parts.length === 0) return [];
+  if (parts.reduce((n, p) => n + p.values.length, 0) > MAX_BIND_PARAMETERS) throw new Error('queryTogether: more parameters than one statement takes');
   const values: unknown[] = [];
   const columns = parts.map((part, i) => {
     const offset = values.length;
@@ -609,9 +613,14 @@ export async function seriesTotals(
       );
       return statement ? [statement] : [];
     });
-    // The sums of every group, the distinct users and the caller's statement: one round trip.
+    // The sums, the distinct users and the caller's statement: one round trip when there is one
+    // group (one license, or licenses that share their coverage). Licenses with late-event marks
+    // go in groups of their own: their statements run side by side, each named on its own, so
+    // that statement texts stay few and no bind message nears PostgreSQL's parameter limit.
     const parts = [...sums, ...(users ? [users] : []), ...(extra ? [extra] : [])];
-    const [results] = await Promise.all([queryTogether(pool, parts), fromCache]);
+    const run =
+      groups.length <= 1 ? queryTogether(pool, parts) : Promise.all(parts.map(async (p) => (await pool.query({ name: statementName(p.text), ...p })).rows as unknown[]));
+    const [results] = await Promise.all([run, fromCache]);
     for (const rows of results.slice(0, sums.length) as SumRow[][]) {
       for (const row of rows) {
         if (row.what === 1) {

@@ -53,8 +53,9 @@ function push(list: PlannedSpan[], span: PlannedSpan): void {
 }
 
 function dayIsFinal(day: Span, coverage: Coverage): boolean {
-  // The daily window of UTC date D finalizes the local days that end during D.
-  const window = Math.floor((day.end - 1) / DAY_MS) * DAY_MS;
+  // The daily window of UTC date D finalizes the local days that end in [D 00:00, D + 1 00:00)
+  // (localDaysEndingOn): a day ending at a UTC midnight (any day in UTC) is final with the next date's.
+  const window = Math.floor(day.end / DAY_MS) * DAY_MS;
   if (!within(coverage.dailyDone, window)) return false;
   if (coverage.dirtyHours.size === 0) return true;
   for (let h = Math.floor(day.start / HOUR_MS) * HOUR_MS; h < day.end; h += HOUR_MS) {
