@@ -13,7 +13,6 @@ import { EXPORT_BATCH_ROWS } from '../../src/domain/analytics/export';
 import { FinalDayCache } from '../../src/domain/usage-reader/final-days';
 import { formatMicro } from '../../src/lib/micro';
 import { usageAnalyticsOutput } from '../../src/server/routers/analytics/usage';
-import { READ_LABEL } from '../../src/domain/usage-reader/statement';
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -681,9 +680,8 @@ describe('analytics cache', () => {
     const named: string[] = [];
     const query = analyticsPool.query.bind(analyticsPool) as (...args: unknown[]) => unknown;
     const spy = jest.spyOn(analyticsPool, 'query').mockImplementation(((config: unknown, ...rest: unknown[]) => {
-      const { name, text } = (config ?? {}) as { name?: string; text?: string };
+      const name = (config as { name?: string } | null)?.name;
       if (name?.startsWith('analytics.')) named.push(name);
-      else if (text?.startsWith(READ_LABEL)) named.push(READ_LABEL);
       return query(config, ...rest);
     }) as never);
     const date = (at: number) => new Date(at).toISOString().slice(0, 10);
@@ -730,21 +728,6 @@ describe('analytics cache', () => {
       expect(await check(-150, -100, 'daily')).toBe(2);
     } finally {
       spy.mockRestore();
-    }
-    // The sums, the distinct users and the coverage are planned for their values each time,
-    // never prepared (where PostgreSQL could settle on a generic plan that reads whole histories).
-    const clients = [];
-    try {
-      for (let i = analyticsPool.idleCount; i > 0; i--) clients.push(await analyticsPool.connect());
-      for (const client of clients) {
-        const { rows } = await client.query<{ name: string }>(
-          `SELECT name FROM pg_prepared_statements WHERE name LIKE 'analytics.%' AND name NOT IN ('analytics.final-days', 'analytics.license-coverage', 'analytics.license')`,
-        );
-        expect(rows).toEqual([]);
-      }
-      expect(clients.length).toBeGreaterThan(0);
-    } finally {
-      for (const client of clients) client.release();
     }
   });
 

@@ -16,7 +16,7 @@ import {
   type SeriesScope,
 } from '../usage-reader/series';
 import { CoverageCache } from '../usage-reader/coverage-cache';
-import type { Statement } from '../usage-reader/statement';
+import type { Statement } from '../usage-reader/distinct-users';
 import type { Environment } from '../environments/environment';
 
 export interface UsageAnalyticsInput {

@@ -1,8 +1,8 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Span } from '../analytics/buckets';
 import type { SourcePlan } from './source-plan';
 import { pgArray } from '../../lib/pg-array';
-import { runUnnamed, type Statement } from './statement';
 
 /** Licenses that share a source plan (see usageSeries' groups). */
 export interface UserPlanGroup {
@@ -25,6 +25,17 @@ export function rawUserSpans(plan: SourcePlan): Span[] {
   return merged;
 }
 
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= 200) statementNames.clear();
+    name = `analytics.users.${createHash('sha1').update(text).digest('hex')}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
 /**
  * Distinct non-null user ids of a scope, exactly, in one statement: the whole final days of
  * each group's plan come from daily_user_sets (bitmaps over the tenant's user numbers, OR-ed
@@ -41,8 +52,14 @@ export async function distinctUsersOfPlans(
 ): Promise<number> {
   const statement = distinctUsersStatement(scope, groups);
   if (!statement) return 0;
-  const { rows } = await runUnnamed<{ n: string }>(pool, statement);
+  const { rows } = await pool.query<{ n: string }>({ name: statementName(statement.text), ...statement });
   return Number(rows[0]!.n);
+}
+
+/** A statement with its parameters, not run yet (so that several can go in one round trip). */
+export interface Statement {
+  text: string;
+  values: unknown[];
 }
 
 /** distinctUsersOfPlans' statement (one row, `n`: the count as text); null when the plans read nothing. */

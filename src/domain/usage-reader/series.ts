@@ -1,11 +1,11 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { pgArray } from '../../lib/pg-array';
 import { Prisma } from '../../generated/prisma/client';
 import type { Span } from '../analytics/buckets';
 import { asWidthBuckets, planSources, type Coverage, type SourcePlan } from './source-plan';
 import { CellSum, type FinalDayCache, type MicroCell } from './final-days';
-import { distinctUsersStatement } from './distinct-users';
-import { runUnnamed, type Statement } from './statement';
+import { distinctUsersStatement, type Statement } from './distinct-users';
 import { addExact, compact, formatMicro, parseMicro } from '../../lib/micro';
 import { DAY_MS, HOUR_MS } from '../../lib/time';
 import type { Environment } from '../environments/environment';
@@ -170,7 +170,7 @@ function runGroups<R extends pg.QueryResultRow>(
     groups.map(async (g, index) => {
       const statement = groupStatement(scope, g, aggregate, index);
       if (!statement) return [];
-      return (await runUnnamed<R>(pool, statement)).rows;
+      return (await pool.query<R>({ name: statementName(statement.text), ...statement })).rows;
     }),
   );
 }
@@ -208,8 +208,24 @@ export async function queryTogether(pool: pg.Pool, parts: readonly Statement[]):
     return `(SELECT coalesce(json_agg(r), '[]') FROM (${text}) r) AS p${i}`;
   });
   const text = `SELECT ${columns.join(',\n')}`;
-  const { rows } = await runUnnamed<Record<string, unknown[]>>(pool, { text, values });
+  const { rows } = await pool.query<Record<string, unknown[]>>({ name: statementName(text), text, values });
   return parts.map((_, i) => rows[0]![`p${i}`]!);
+}
+
+/**
+ * A name per statement text, so each pooled connection parses and plans a statement once and
+ * PostgreSQL can keep a generic plan: the texts differ only by which sources a plan reads and
+ * how many of them, so there are few of them (and never more than `limit` remembered).
+ */
+const statementNames = new Map<string, string>();
+function statementName(text: string, limit = 1_000): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= limit) statementNames.clear();
+    name = `analytics.read.${createHash('sha1').update(text).digest('hex')}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 function isoDay(ms: number): string {
@@ -258,7 +274,8 @@ function factsOf(rows: CoverageRow[]): CoverageFacts {
  * hourly rows).
  */
 async function coverageFacts(pool: pg.Pool, tenantId: string, ids: string[], dailyCandidates: string[], range: Span, zone: string): Promise<CoverageFacts> {
-  const { rows } = await runUnnamed<CoverageRow>(pool, {
+  const { rows } = await pool.query<CoverageRow>({
+    name: 'analytics.coverage',
     text: `${WINDOW_ISLANDS}
            UNION ALL
            SELECT 'dirty', license_id, hour, hour FROM rollup_dirty_hours
@@ -602,7 +619,7 @@ export async function seriesTotals(
     // that statement texts stay few and no bind message nears PostgreSQL's parameter limit.
     const parts = [...sums, ...(users ? [users] : []), ...(extra ? [extra] : [])];
     const run =
-      groups.length <= 1 ? queryTogether(pool, parts) : Promise.all(parts.map(async (p) => (await runUnnamed(pool, p)).rows as unknown[]));
+      groups.length <= 1 ? queryTogether(pool, parts) : Promise.all(parts.map(async (p) => (await pool.query({ name: statementName(p.text), ...p })).rows as unknown[]));
     const [results] = await Promise.all([run, fromCache]);
     for (const rows of results.slice(0, sums.length) as SumRow[][]) {
       for (const row of rows) {
