@@ -3,13 +3,12 @@
  * starts it, process sampling (RSS, CPU) from /proc, an HTTP client with keep-alive,
  * percentiles and the results table. Benchmarks measure; they never assert targets.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -760,31 +759,4 @@ export function intFromEnv(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer (got "${raw}")`);
   return n;
-}
-
-/**
- * Emulates Tally running on other machines than the app, on one machine: this process (the app
- * under test and its load) on CPU 0, the API under test, PostgreSQL and Redis on the others
- * (`taskset`, every thread; PostgreSQL's new backends inherit the postmaster's). `restore()`
- * gives them all every CPU again (PostgreSQL's and Redis' processes looked up afresh). Null, and
- * nothing changed, with fewer than 2 CPUs or without `taskset`/`pgrep`, or when
- * BENCH_PIN=0.
- */
-export function pinApart(serverPid: number): { cpus: string; restore(): void } | null {
-  const n = os.cpus().length;
-  if (n < 2 || process.env.BENCH_PIN === '0') return null;
-  const tool = (name: string) => spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
-  if (!tool('taskset') || !tool('pgrep')) return null;
-  const servicePids = () =>
-    ['postgres', 'redis-server'].flatMap((name) => spawnSync('pgrep', ['-x', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number));
-  const pin = (cpus: string, pids: number[]) => {
-    for (const pid of pids) spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
-  };
-  const others = n === 2 ? '1' : `1-${n - 1}`;
-  pin('0', [process.pid]);
-  pin(others, [serverPid, ...servicePids()]);
-  return {
-    cpus: `this process on CPU 0; the API, PostgreSQL and Redis on CPU ${others}`,
-    restore: () => pin(`0-${n - 1}`, [process.pid, serverPid, ...servicePids()]),
-  };
 }

@@ -17,11 +17,8 @@
  *    calls by 4 clients (the method of ingest (a)), in rounds SDK, raw, raw, SDK of N/2 events.
  *    Both counts are checked in PostgreSQL.
  *
- * The load generator shares this process with the served app; both variants of each comparison
- * pay that alike. During 1 this process runs on CPU 0 and the API, PostgreSQL and Redis on the
- * others (pinApart; BENCH_PIN=0 turns it off), as when Tally runs on other machines than the app:
- * otherwise Tally ingesting the recorded events takes the app's core from under it, and the
- * benchmark measures the two sharing one machine rather than the middleware. The SDK measured is the package
+ * The load generator shares this process with the served app (and the machine with the API and
+ * PostgreSQL); both variants of each comparison pay that alike. The SDK measured is the package
  * as built for publishing (sdk/dist), rebuilt from sdk/src at the start of the run.
  */
 import http from 'node:http';
@@ -44,7 +41,6 @@ import {
   httpRequest,
   intFromEnv,
   measurePhase,
-  pinApart,
   round,
   summarizeLatencies,
   type LatencySummary,
@@ -224,8 +220,6 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     { name: 'bare route', url: bare.url, load: blank() },
     { name: 'with middleware (enforce: false)', url: billed.url, load: blank() },
   ];
-  // The app apart from Tally, as in production (Tally elsewhere): see pinApart.
-  const pin = pinApart(ctx.server.pid);
   try {
     for (const v of variants) await drive(v.url, headers, cfg.clients, cfg.warmupSeconds);
     const { resources } = await measurePhase(ctx.server, async () => {
@@ -265,7 +259,6 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
         metrics: { requests: v.load.requests, rate, latency: summarizeLatencies(v.load.latencies), appCpuMicrosPerRequest: round(v.load.cpuMicros / v.load.requests, 1) },
       });
     }
-    pin?.restore();
 
     // 2. enforce: true, cache off: one client, alternating calls; and check round trips.
     const serial = [[], [], []] as number[][];
@@ -289,7 +282,6 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     const [sBare, sEnforced, sCheck] = serial.map((s) => summarizeLatencies(s)) as [LatencySummary, LatencySummary, LatencySummary];
     phases.push({ name: 'serial: bare / enforce: true / usage.check', resources: serialResources, errors: serialErrors, metrics: { pairs: cfg.serialPairs, bare: sBare, enforced: sEnforced, check: sCheck } });
   } finally {
-    pin?.restore();
     await Promise.all([bare.close(), billed.close(), enforced.close()]);
     await recorder.shutdown({ timeoutMs: 30_000 });
     await enforcer.shutdown({ timeoutMs: 30_000 });
@@ -380,7 +372,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       unit: 'ms',
       digits: 2,
       target: { value: 1, better: 'lower' },
-      baseline: `p99 ${round(rateBare.p99Ms, 2)} → ${round(rateBilled.p99Ms, 2)} ms; p50 ${round(rateBare.p50Ms, 2)} → ${round(rateBilled.p50Ms, 2)} ms; ${pin ? 'the app on CPU 0, Tally on the others' : 'not pinned'}`,
+      baseline: `p99 ${round(rateBare.p99Ms, 2)} → ${round(rateBilled.p99Ms, 2)} ms; p50 ${round(rateBare.p50Ms, 2)} → ${round(rateBilled.p50Ms, 2)} ms`,
     },
     {
       what: `middleware, enforce: false, p99 added at saturation (${cfg.clients} clients, closed loop: queueing)`,
@@ -395,7 +387,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       unit: '%',
       digits: 1,
       target: { value: 90, better: 'higher' },
-      baseline: `${rps(1)} vs ${rps(0)} req/s, same run; ${pin ? 'the app on CPU 0, Tally on the others' : 'not pinned'}`,
+      baseline: `${rps(1)} vs ${rps(0)} req/s, same run`,
     },
     {
       what: 'middleware, enforce: false, app process CPU added per request',
@@ -419,5 +411,5 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       baseline: `the same events as raw 1,000-event trackEvents calls, 4 clients (ingest (a)'s method): ${rawRate} events/s, same run (rounds SDK, raw, raw, SDK)`,
     },
   ];
-  return { name: 'sdk', figures, phases, config: { ...cfg, middlewarePhases: pin?.cpus ?? 'not pinned: the app, its load, the API, PostgreSQL and Redis share every CPU' } };
+  return { name: 'sdk', figures, phases, config: { ...cfg } };
 }
