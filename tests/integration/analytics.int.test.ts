@@ -708,6 +708,18 @@ describe('analytics cache', () => {
       expect(await check(1, 12, 'daily')).toBe(1);
       expect(await check(2, 14, 'weekly')).toBe(1);
       expect(await check(3, 11, 'hourly')).toBe(1);
+      // A refused range reads nothing (an unknown license too) and leaves what was kept as it was.
+      named.length = 0;
+      for (const [licenseId, startDate, endDate, percentiles] of [
+        [id, date(start + 5 * DAY), date(start + 4 * DAY), false],
+        [id, date(start), date(start + 100 * DAY), true],
+        ['00000000-0000-4000-8000-000000000000', date(start + 5 * DAY), date(start + 4 * DAY), false],
+      ] as const) {
+        const refused = await cached.call('analytics.usage', { licenseId, startDate, endDate, granularity: 'daily', percentiles }, t.ownerKey, { method: 'GET' });
+        expect([refused.status, refused.body.error?.message]).toEqual([400, expect.stringContaining('endDate')]);
+      }
+      expect(named).toEqual([]);
+      expect(await check(1, 12, 'daily')).toBe(1);
 
       // A late event in a final day (its daily row does not hold it): the check sees the new mark,
       // and the answer is made again from what it read.

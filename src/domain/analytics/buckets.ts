@@ -136,6 +136,17 @@ const daysAround = new ZoneMemo((at, timezone): Readonly<Span> => {
 
 /** [startDate 00:00, endDate + 1 00:00) local, with the range checked against its limit. */
 export function rangeOf(startDate: string, endDate: string, granularity: Granularity, timezone: string): Span {
+  checkRangeDates(startDate, endDate, granularity);
+  const [sy, sm, sd] = parseDate(startDate);
+  const [ey, em, ed] = parseDate(endDate);
+  return { start: localMidnight(sy, sm, sd, timezone), end: localMidnight(ey, em, ed + 1, timezone) };
+}
+
+/**
+ * Refuses (400) a range that ends before it starts or covers more days than `granularity`
+ * allows; the dates alone decide, so it can run before anything is read. Returns its days.
+ */
+export function checkRangeDates(startDate: string, endDate: string, granularity: Granularity): number {
   const [sy, sm, sd] = parseDate(startDate);
   const [ey, em, ed] = parseDate(endDate);
   const days = Math.round((Date.UTC(ey, em, ed) - Date.UTC(sy, sm, sd)) / DAY_MS) + 1;
@@ -144,7 +155,7 @@ export function rangeOf(startDate: string, endDate: string, granularity: Granula
   if (days > max) {
     throw new AppError('BAD_REQUEST', `endDate: a ${granularity} range covers at most ${max} days (this one has ${days})`);
   }
-  return { start: localMidnight(sy, sm, sd, timezone), end: localMidnight(ey, em, ed + 1, timezone) };
+  return days;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client';
 import { AppError } from '../../lib/errors';
-import { bucketsOf, describeRange, isoInZone, rangeOf, type Granularity, type Span } from './buckets';
+import { bucketsOf, checkRangeDates, describeRange, isoInZone, rangeOf, type Granularity, type Span } from './buckets';
 import type { FinalDayCache } from '../usage-reader/final-days';
 import {
   coverageBoundsOf,
@@ -80,10 +80,6 @@ async function durationPercentiles(pool: pg.Pool, scope: SeriesScope, buckets: S
   return { overall, byBucket };
 }
 
-function localDays(startDate: string, endDate: string): number {
-  return Math.round((Date.parse(`${endDate}T00:00:00Z`) - Date.parse(`${startDate}T00:00:00Z`)) / 86_400_000) + 1;
-}
-
 export interface AnalyticsDeps {
   pool: pg.Pool;
   prisma: PrismaClient;
@@ -145,6 +141,11 @@ export async function usageAnalytics(
   args: UsageAnalyticsInput,
   generation: string | null = null,
 ) {
+  // The dates first: a refused range reads nothing, and leaves what the process keeps as it was.
+  const days = checkRangeDates(args.startDate, args.endDate, args.granularity);
+  if (args.percentiles && days > MAX_PERCENTILE_RANGE_DAYS) {
+    throw new AppError('BAD_REQUEST', `endDate: with percentiles a range covers at most ${MAX_PERCENTILE_RANGE_DAYS} days (this one has ${days})`);
+  }
   const finalDays = deps.finalDays && generation !== null ? { cache: deps.finalDays, generation } : undefined;
   if (!args.licenseId) {
     const resolved = await resolveScope(deps, tenantId, environment, args);
@@ -155,8 +156,8 @@ export async function usageAnalytics(
   const bounds = coverageBoundsOf(args);
   const scopeOf = (found: LicenseCoverage): SeriesScope => ({ tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage });
   const zoneOf = (found: LicenseCoverage) => args.timezone ?? found.license.timezone;
-  const kept = deps.coverage && generation !== null ? { cache: deps.coverage, key: CoverageCache.key(tenantId, environment, licenseId, args.timezone) } : undefined;
-  const guess = kept && generation !== null ? kept.cache.get(kept.key, generation, bounds) : undefined;
+  const kept = deps.coverage && generation !== null ? { cache: deps.coverage, key: CoverageCache.key(tenantId, environment, licenseId, args.timezone), generation } : undefined;
+  const guess = kept?.cache.get(kept.key, kept.generation, bounds);
   let found: LicenseCoverage | null;
   if (kept && guess && 'found' in guess) {
     const check = licenseCoverageStatement(tenantId, environment, licenseId, bounds, args.timezone);
@@ -164,10 +165,10 @@ export async function usageAnalytics(
     found = licenseCoverageOf(first.alongside as Parameters<typeof licenseCoverageOf>[0]);
     if (sameCoverage(found, guess.found)) return first.answer;
     kept.cache.delete(kept.key); // stale: answer again from the facts just read
-  } else if (kept && generation !== null && guess === undefined) {
+  } else if (kept && guess === undefined) {
     const wide = CoverageCache.widen(bounds);
     const read = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, wide, args.timezone);
-    if (read) kept.cache.set(kept.key, generation, wide, read);
+    if (read) kept.cache.set(kept.key, kept.generation, wide, read);
     found = read && (narrowCoverage(read, wide, bounds) ?? (await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone)));
   } else {
     found = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone);
@@ -187,12 +188,6 @@ async function answerOf(
 ) {
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
-  if (args.percentiles && localDays(args.startDate, args.endDate) > MAX_PERCENTILE_RANGE_DAYS) {
-    throw new AppError(
-      'BAD_REQUEST',
-      `endDate: with percentiles a range covers at most ${MAX_PERCENTILE_RANGE_DAYS} days (this one has ${localDays(args.startDate, args.endDate)})`,
-    );
-  }
   const [totals, percentiles] = await Promise.all([
     seriesTotals(deps.pool, scope, buckets, timezone, finalDays, extra),
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
