@@ -6,7 +6,7 @@
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '../../src/server/router';
-import { EventQueue } from './event-queue.js';
+import { type WireBatch, WireBuffer } from './wire-buffer.js';
 import { SDK_VERSION } from './version.js';
 
 export type { AppRouter };
@@ -92,7 +92,10 @@ export interface TallyStats {
   retries: number;
 }
 
-type Pending = { event: TrackEvent; json: string; conflictIsDuplicate: boolean };
+/** An event waiting for room in a full buffer (`block`); the app's object when it gave one. */
+type Pending = { event: TrackEvent | undefined; json: string; conflictIsDuplicate: boolean };
+
+const eventOf = (pending: Pending): TrackEvent => pending.event ?? (JSON.parse(pending.json) as TrackEvent);
 
 export interface TrackOptions {
   /**
@@ -288,7 +291,7 @@ export class Tally {
   private readonly trpc: TRPCClient<AppRouter>;
   private readonly fetchImpl: typeof fetch;
   private readonly onError: (report: TallyErrorReport) => void;
-  private readonly queue = new EventQueue<Pending>();
+  private readonly buffer: WireBuffer<TrackEvent>;
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightEvents = 0;
   private readonly waiters: { pending: Pending; resolve: () => void }[] = [];
@@ -321,6 +324,7 @@ export class Tally {
       checkCacheMs: options.checkCacheMs ?? 0,
       handleSignals: options.handleSignals ?? false,
     };
+    this.buffer = new WireBuffer<TrackEvent>(maxBatchSize, this.options.maxConcurrentBatches + 1);
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.onError = options.onError ?? (() => undefined);
     this.headers = {
@@ -352,7 +356,7 @@ export class Tally {
 
   /** Counters since the client was made. */
   stats(): TallyStats {
-    return { buffered: this.queue.length + this.waiters.length, inFlight: this.inFlightEvents, ...this.counters };
+    return { buffered: this.buffer.length + this.waiters.length, inFlight: this.inFlightEvents, ...this.counters };
   }
 
   /**
@@ -373,34 +377,37 @@ export class Tally {
     return this.enqueue(event, json, options);
   }
 
-  /** `track` of an event and its wire JSON, written by the caller (the middleware, `requestEventWire`). */
-  [TRACK_WIRE](event: TrackEvent, json: string, options: TrackOptions = {}): Promise<void> {
-    if (!this.counted(event)) return Promise.resolve();
-    return this.enqueue(event, json, options);
+  /**
+   * `track` of an event given only as its wire JSON, written by the caller (the middleware,
+   * `requestEventWire`): nothing of it is kept but its bytes; a report reads it back from them.
+   */
+  [TRACK_WIRE](json: string, options: TrackOptions = {}): Promise<void> {
+    if (!this.counted(undefined, json)) return Promise.resolve();
+    return this.enqueue(undefined, json, options);
   }
 
   /** Counts a tracked event; false (it is reported and dropped) once the client has shut down. */
-  private counted(event: TrackEvent): boolean {
+  private counted(event: TrackEvent | undefined, json?: string): boolean {
     this.counters.tracked += 1;
     if (!this.closed) return true;
     this.counters.dropped += 1;
-    this.report({ kind: 'shutdown', events: [event] });
+    this.report({ kind: 'shutdown', events: [event ?? (JSON.parse(json!) as TrackEvent)] });
     return false;
   }
 
-  private enqueue(event: TrackEvent, json: string, options: TrackOptions): Promise<void> {
-    const pending: Pending = { event, json, conflictIsDuplicate: options.conflictIsDuplicate ?? false };
-    if (this.queue.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
-      this.queue.push(pending);
-      if (this.queue.length >= this.options.maxBatchSize) this.pump(false);
+  private enqueue(event: TrackEvent | undefined, json: string, options: TrackOptions): Promise<void> {
+    const conflictIsDuplicate = options.conflictIsDuplicate ?? false;
+    if (this.buffer.length < this.options.maxBufferedEvents && this.waiters.length === 0) {
+      this.buffer.push(json, conflictIsDuplicate, event);
+      if (this.buffer.hasFullBatch) this.pump(false);
       return Promise.resolve();
     }
     if (this.options.bufferPolicy === 'drop-oldest') {
-      const dropped = this.queue.shift();
-      this.queue.push(pending);
+      const dropped = this.buffer.dropOldest();
+      this.buffer.push(json, conflictIsDuplicate, event);
       if (dropped) {
         this.counters.dropped += 1;
-        this.report({ kind: 'dropped', event: dropped.event });
+        this.report({ kind: 'dropped', event: dropped });
       }
       this.pump(false);
       return Promise.resolve();
@@ -408,8 +415,9 @@ export class Tally {
     this.counters.blocked += 1;
     if (!this.bufferFullReported) {
       this.bufferFullReported = true;
-      this.report({ kind: 'buffer_full', buffered: this.queue.length });
+      this.report({ kind: 'buffer_full', buffered: this.buffer.length });
     }
+    const pending: Pending = { event, json, conflictIsDuplicate };
     const wait = new Promise<void>((resolve) => this.waiters.push({ pending, resolve }));
     this.pump(false);
     return wait;
@@ -419,7 +427,7 @@ export class Tally {
   async flush(): Promise<void> {
     for (;;) {
       this.pump(true);
-      if (this.inFlight.size === 0 && this.queue.length === 0 && this.waiters.length === 0) return;
+      if (this.inFlight.size === 0 && this.buffer.length === 0 && this.waiters.length === 0) return;
       await Promise.race(this.inFlight);
     }
   }
@@ -440,9 +448,9 @@ export class Tally {
       giveUp.abort();
       if (timedOut) {
         this.abandon.abort();
-        const left = [...this.queue.take(this.queue.length), ...this.waiters.splice(0).map((w) => (w.resolve(), w.pending))];
+        const left = [...this.buffer.drain(), ...this.waiters.splice(0).map((w) => (w.resolve(), eventOf(w.pending)))];
         this.counters.dropped += left.length;
-        if (left.length) this.report({ kind: 'shutdown', events: left.map((p) => p.event) });
+        if (left.length) this.report({ kind: 'shutdown', events: left });
       }
     })();
     return this.shutdownPromise;
@@ -479,45 +487,49 @@ export class Tally {
   private pump(drainAll: boolean): void {
     while (this.inFlight.size < this.options.maxConcurrentBatches) {
       this.admitWaiters();
-      const ready = this.queue.length;
-      if (ready === 0 || (!drainAll && ready < this.options.maxBatchSize)) break;
-      const batch = this.queue.take(this.options.maxBatchSize);
+      if (!this.buffer.hasFullBatch && !(drainAll && this.buffer.length > 0)) break;
+      const batch = this.buffer.take()!;
+      const events = batch.length;
       this.admitWaiters();
       const sending = this.sendWithRetries(batch).finally(() => {
         this.inFlight.delete(sending);
-        this.inFlightEvents -= batch.length;
+        this.inFlightEvents -= events;
         this.pump(false);
       });
-      this.inFlightEvents += batch.length;
+      this.inFlightEvents += events;
       this.inFlight.add(sending);
     }
     this.admitWaiters();
   }
 
   private admitWaiters(): void {
-    while (this.waiters.length > 0 && this.queue.length < this.options.maxBufferedEvents) {
-      const waiter = this.waiters.shift()!;
-      this.queue.push(waiter.pending);
-      waiter.resolve();
+    while (this.waiters.length > 0 && this.buffer.length < this.options.maxBufferedEvents) {
+      const { pending, resolve } = this.waiters.shift()!;
+      this.buffer.push(pending.json, pending.conflictIsDuplicate, pending.event);
+      resolve();
     }
     if (this.waiters.length === 0) this.bufferFullReported = false;
   }
 
-  private async sendWithRetries(batch: Pending[]): Promise<void> {
+  private async sendWithRetries(batch: WireBatch<TrackEvent>): Promise<void> {
+    const body = batch.body();
     for (let attempt = 0; ; attempt++) {
       if (this.abandon.signal.aborted) {
         this.counters.dropped += batch.length;
-        this.report({ kind: 'shutdown', events: batch.map((p) => p.event) });
+        this.report({ kind: 'shutdown', events: batch.events() });
         return;
       }
       try {
-        await this.send(batch);
+        await this.send(batch, body);
+        // Tally answered for every event, so it read the whole body: the bytes may be reused.
+        // (Not after a failure: a timed-out send may still be writing them.)
+        this.buffer.release(batch);
         return;
       } catch (error) {
         const e = error instanceof SendError ? error : new SendError(String(error), true);
         if (!e.retryable) {
           this.counters.dropped += batch.length;
-          this.report({ kind: 'batch_refused', events: batch.map((p) => p.event), status: e.status ?? 0, message: e.message });
+          this.report({ kind: 'batch_refused', events: batch.events(), status: e.status ?? 0, message: e.message });
           return;
         }
         const { initialDelayMs, maxDelayMs } = this.options.retry;
@@ -529,13 +541,13 @@ export class Tally {
     }
   }
 
-  private async send(batch: Pending[]): Promise<void> {
+  private async send(batch: WireBatch<TrackEvent>, body: Uint8Array): Promise<void> {
     let response: Response;
     try {
       response = await this.fetchImpl(`${this.options.baseUrl}/api/trpc/usage.trackEvents`, {
         method: 'POST',
         headers: { ...this.headers, 'content-type': 'application/json' },
-        body: `{"events":[${batch.map((p) => p.json).join(',')}]}`,
+        body,
         signal: AbortSignal.timeout(this.options.requestTimeoutMs),
       });
     } catch (error) {
@@ -545,13 +557,13 @@ export class Tally {
     if (response.status === 429 || response.status >= 500) {
       throw new SendError(`HTTP ${response.status}: ${text.slice(0, 200)}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
-    let body: { result?: { data?: { rejected?: { index: number; code: string; message: string }[]; results?: { status: string }[] } } } | undefined;
+    let answer: { result?: { data?: { rejected?: { index: number; code: string; message: string }[]; results?: { status: string }[] } } } | undefined;
     try {
-      body = JSON.parse(text) as typeof body;
+      answer = JSON.parse(text) as typeof answer;
     } catch {
-      body = undefined;
+      answer = undefined;
     }
-    const data = body?.result?.data;
+    const data = answer?.result?.data;
     if (response.status !== 200 || !data?.results) {
       throw new SendError(`HTTP ${response.status}: ${text.slice(0, 300)}`, false, response.status);
     }
@@ -560,13 +572,13 @@ export class Tally {
       else if (r.status === 'duplicate') this.counters.duplicates += 1;
     }
     for (const r of data.rejected ?? []) {
-      const pending = batch[r.index];
-      if (r.code === 'IDEMPOTENCY_CONFLICT' && pending?.conflictIsDuplicate) {
+      const known = Number.isInteger(r.index) && r.index >= 0 && r.index < batch.length;
+      if (known && r.code === 'IDEMPOTENCY_CONFLICT' && batch.flag(r.index)) {
         this.counters.duplicates += 1;
         continue;
       }
       this.counters.rejected += 1;
-      if (pending) this.report({ kind: 'rejected', event: pending.event, code: r.code, message: r.message });
+      if (known) this.report({ kind: 'rejected', event: batch.event(r.index), code: r.code, message: r.message });
     }
   }
 

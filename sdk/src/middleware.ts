@@ -262,7 +262,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         // something else than text) goes through track, which reports what it cannot send
         const json = requestEventWire(event);
         if (json === null) void track(event as TrackEvent, AS_REQUEST);
-        else void trackWire(event as TrackEvent, json, AS_REQUEST);
+        else void trackWire(json, AS_REQUEST);
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }

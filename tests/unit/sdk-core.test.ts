@@ -1,5 +1,6 @@
 import { Tally, backoffDelay, retryAfterMs, type TallyErrorReport } from '../../sdk/src/index';
 import { EventQueue } from '../../sdk/src/event-queue';
+import { WireBuffer } from '../../sdk/src/wire-buffer';
 import { type RequestEvent, isoOf, requestEventWire } from '../../sdk/src/client';
 import { SDK_VERSION } from '../../sdk/src/version';
 import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
@@ -128,7 +129,7 @@ describe('events on the wire', () => {
   function capturing() {
     const sent: Record<string, unknown>[] = [];
     const fetchImpl = (async (_url: string | URL | Request, init?: RequestInit) => {
-      const events = (JSON.parse(String(init?.body)) as { events: Record<string, unknown>[] }).events;
+      const events = (JSON.parse(new TextDecoder().decode(init?.body as Uint8Array)) as { events: Record<string, unknown>[] }).events;
       sent.push(...events);
       return new Response(JSON.stringify({ result: { data: { results: events.map(() => ({ status: 'accepted' })), rejected: [] } } }), { status: 200 });
     }) as typeof fetch;
@@ -239,5 +240,64 @@ describe('EventQueue', () => {
     expect(q.shift()).toBe(2998);
     expect(q.take(10_000)).toEqual(Array.from({ length: 2001 }, (_, i) => i + 2999));
     expect(q.shift()).toBeUndefined();
+  });
+});
+
+describe('WireBuffer', () => {
+  const decode = (body: Uint8Array) => JSON.parse(new TextDecoder().decode(body)) as { events: { i: number; s?: string }[] };
+  const json = (i: number, s = '') => JSON.stringify({ i, s });
+
+  it('holds events as request bodies in batches, in order, and reads back the ones it has no object for', () => {
+    const buffer = new WireBuffer<{ i: number; s?: string }>(3, 2);
+    const object = { i: 1, s: 'the app’s own object' };
+    for (let i = 0; i < 7; i++) buffer.push(json(i, i % 2 ? 'é 漢字 😀 "q" \\' : ''), i === 4, i === 1 ? object : undefined);
+    expect(buffer.length).toBe(7);
+    expect(buffer.hasFullBatch).toBe(true);
+    const first = buffer.take()!;
+    expect(first.event(1)).toBe(object); // the object itself, not a copy
+    expect(first.event(2)).toEqual({ i: 2, s: '' });
+    expect(decode(first.body()).events.map((e) => e.i)).toEqual([0, 1, 2]);
+    const second = buffer.take()!;
+    expect([second.flag(0), second.flag(1), second.flag(2)]).toEqual([false, true, false]);
+    expect(decode(second.body()).events).toEqual([0, 1, 2].map((k) => JSON.parse(json(3 + k, (3 + k) % 2 ? 'é 漢字 😀 "q" \\' : ''))));
+    expect(buffer.hasFullBatch).toBe(false);
+    expect(buffer.length).toBe(1);
+    const last = buffer.take()!; // the one still filling
+    expect(decode(last.body()).events.map((e) => e.i)).toEqual([6]);
+    expect(buffer.take()).toBeUndefined();
+    expect(buffer.length).toBe(0);
+  });
+
+  it('drops the oldest across batches, and a body after drops is still exactly the events held', () => {
+    const buffer = new WireBuffer<{ i: number }>(4, 2);
+    for (let i = 0; i < 10; i++) buffer.push(json(i), false);
+    const dropped = [0, 1, 2, 3, 4].map(() => buffer.dropOldest()!.i);
+    expect(dropped).toEqual([0, 1, 2, 3, 4]);
+    expect(buffer.length).toBe(5);
+    const batch = buffer.take()!;
+    expect(batch.length).toBe(3);
+    expect(batch.event(0)).toEqual({ i: 5, s: '' });
+    expect(decode(batch.body()).events.map((e) => e.i)).toEqual([5, 6, 7]);
+    expect(buffer.drain().map((e) => e.i)).toEqual([8, 9]);
+    expect(buffer.dropOldest()).toBeUndefined();
+  });
+
+  it('grows a batch past its first size, and reuses a released batch with nothing of its past events', () => {
+    const buffer = new WireBuffer<{ i: number; s?: string }>(1000, 1);
+    const long = 'x'.repeat(50_000);
+    for (let i = 0; i < 1000; i++) buffer.push(json(i, i === 500 ? long : 'ü'), false);
+    const big = buffer.take()!;
+    const events = decode(big.body()).events;
+    expect(events).toHaveLength(1000);
+    expect(events[500]!.s).toBe(long);
+    expect(events[999]).toEqual({ i: 999, s: 'ü' });
+    buffer.release(big);
+    buffer.push(json(1), true, { i: 1, s: 'object' });
+    const reused = buffer.take()!;
+    expect(reused).toBe(big);
+    expect(reused.length).toBe(1);
+    expect(reused.event(0)).toEqual({ i: 1, s: 'object' });
+    expect(reused.flag(0)).toBe(true);
+    expect(decode(reused.body()).events).toEqual([{ i: 1, s: '' }]);
   });
 });

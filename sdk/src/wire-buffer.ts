@@ -1,0 +1,206 @@
+/**
+ * The SDK's buffer: events held as the bytes of the `usage.trackEvents` bodies they will be sent
+ * in, not as JavaScript objects and strings.
+ *
+ * Why bytes: at a few thousand tracked requests a second, a 1,000-event batch is held for about
+ * half a second before it is sent, long enough for its events (an object and a JSON string each)
+ * to survive the app's young-generation collections and be promoted; the old generation then fills
+ * at the tracking rate and the app gets a full mark-sweep every second or two, a pause that every
+ * request in flight waits out (the middleware's p99). Bytes in a typed array live outside the
+ * JavaScript heap: the collector neither copies nor marks them, and a batch's array is reused once
+ * Tally has read it.
+ *
+ * Each batch is written as its request body as events are tracked: `{"events":[` e1 `,` e2 … and,
+ * when it is taken for sending, `]}`; the body is a view of those bytes, no copy. An event that was
+ * tracked as an app's object keeps that object (for `onError` reports); one tracked as JSON only
+ * (the middleware) is read back from its bytes when a report needs it.
+ */
+import { EventQueue } from './event-queue.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const OPEN = encoder.encode('{"events":[');
+const CLOSE = encoder.encode(']}');
+const COMMA = 0x2c;
+
+/** One request body's worth of events. */
+export class WireBatch<E> {
+  private bytes: Uint8Array;
+  /** Where event i's JSON starts; it ends at the comma before the next one's start, or at `end`. */
+  private readonly starts: Int32Array;
+  private readonly flags: Uint8Array;
+  /** The app's event objects, when it gave some (index as `starts`). */
+  private objects: (E | undefined)[] | undefined;
+  /** The first event still held (events before it were dropped). */
+  private first = 0;
+  private count = 0;
+  private end = OPEN.length;
+
+  constructor(
+    readonly capacity: number,
+    bytes: number,
+  ) {
+    this.bytes = new Uint8Array(Math.max(bytes, 64));
+    this.bytes.set(OPEN, 0);
+    this.starts = new Int32Array(capacity);
+    this.flags = new Uint8Array(capacity);
+  }
+
+  /** Events held. */
+  get length(): number {
+    return this.count - this.first;
+  }
+
+  get full(): boolean {
+    return this.count >= this.capacity;
+  }
+
+  /** Bytes written so far (for sizing the next batch). */
+  get size(): number {
+    return this.end + CLOSE.length;
+  }
+
+  /** Appends one event's JSON (well-formed UTF-16: JSON.stringify escapes lone surrogates). */
+  append(json: string, flag: boolean, event: E | undefined): void {
+    let at = this.end + (this.count > 0 ? 1 : 0);
+    for (;;) {
+      // room for the JSON and the closing `]}` that the body adds
+      const { read, written } = encoder.encodeInto(json, this.bytes.subarray(at, this.bytes.length - CLOSE.length));
+      if (read === json.length) {
+        if (this.count > 0) this.bytes[this.end] = COMMA;
+        this.starts[this.count] = at;
+        this.flags[this.count] = flag ? 1 : 0;
+        if (event !== undefined) (this.objects ??= [])[this.count] = event;
+        this.count += 1;
+        this.end = at + written;
+        return;
+      }
+      // Too small: grow, keeping what was written (UTF-8 takes at most 3 bytes per UTF-16 unit).
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, at + json.length * 3 + CLOSE.length));
+      grown.set(this.bytes.subarray(0, this.end), 0);
+      this.bytes = grown;
+      at = this.end + (this.count > 0 ? 1 : 0);
+    }
+  }
+
+  /** The i-th event held: the app's object if it gave one, else its JSON read back. */
+  event(i: number): E {
+    const k = this.first + i;
+    const object = this.objects?.[k];
+    if (object !== undefined) return object;
+    const stop = k + 1 < this.count ? this.starts[k + 1]! - 1 : this.end;
+    return JSON.parse(decoder.decode(this.bytes.subarray(this.starts[k]!, stop))) as E;
+  }
+
+  flag(i: number): boolean {
+    return this.flags[this.first + i] === 1;
+  }
+
+  /** Every event held, in order. */
+  events(): E[] {
+    return Array.from({ length: this.length }, (_, i) => this.event(i));
+  }
+
+  /** Drops the first event held and returns it. */
+  shift(): E {
+    const event = this.event(0);
+    if (this.objects) this.objects[this.first] = undefined;
+    this.first += 1;
+    return event;
+  }
+
+  /**
+   * The request body of the events held: a view of this batch's bytes, valid until `reset`. The
+   * batch takes no more events after it.
+   */
+  body(): Uint8Array {
+    const from = this.starts[this.first]! - OPEN.length;
+    // Events dropped from the front: the opening goes over their bytes, just before the first held.
+    if (this.first > 0) this.bytes.set(OPEN, from);
+    this.bytes.set(CLOSE, this.end);
+    return this.bytes.subarray(from, this.end + CLOSE.length);
+  }
+
+  /** Empty again, for reuse (its byte array kept). */
+  reset(): void {
+    this.bytes.set(OPEN, 0);
+    this.objects = undefined;
+    this.first = 0;
+    this.count = 0;
+    this.end = OPEN.length;
+  }
+}
+
+/** A FIFO of events in batches of `batchSize`: full batches wait in order, the last one fills. */
+export class WireBuffer<E> {
+  private readonly waiting = new EventQueue<WireBatch<E>>();
+  private filling: WireBatch<E> | undefined;
+  /** Batches whose bytes Tally has read, for reuse. */
+  private readonly spare: WireBatch<E>[] = [];
+  /** Bytes of the largest batch so far: a new batch starts at that size. */
+  private sizeHint = 16 * 1024;
+  private held = 0;
+
+  constructor(
+    private readonly batchSize: number,
+    private readonly maxSpare: number,
+  ) {}
+
+  /** Events held. */
+  get length(): number {
+    return this.held;
+  }
+
+  /** Whether a full batch is waiting. */
+  get hasFullBatch(): boolean {
+    return this.waiting.length > 0;
+  }
+
+  push(json: string, flag: boolean, event?: E): void {
+    const batch = (this.filling ??= this.spare.pop() ?? new WireBatch<E>(this.batchSize, this.sizeHint));
+    batch.append(json, flag, event);
+    this.held += 1;
+    if (batch.full) {
+      this.sizeHint = Math.max(this.sizeHint, batch.size);
+      this.waiting.push(batch);
+      this.filling = undefined;
+    }
+  }
+
+  /** The oldest batch: a full one if any, else the one filling (when it holds events). */
+  take(): WireBatch<E> | undefined {
+    let batch = this.waiting.shift();
+    if (!batch && this.filling && this.filling.length > 0) {
+      batch = this.filling;
+      this.filling = undefined;
+    }
+    if (batch) this.held -= batch.length;
+    return batch;
+  }
+
+  /** Drops the oldest event held and returns it. */
+  dropOldest(): E | undefined {
+    const batch = this.waiting.peek() ?? this.filling;
+    if (!batch || batch.length === 0) return undefined;
+    const event = batch.shift();
+    this.held -= 1;
+    if (batch.length === 0 && batch !== this.filling) this.release(this.waiting.shift()!);
+    return event;
+  }
+
+  /** Takes every event held, in order (shutdown). */
+  drain(): E[] {
+    const out: E[] = [];
+    for (let batch = this.take(); batch; batch = this.take()) {
+      out.push(...batch.events());
+      this.release(batch);
+    }
+    return out;
+  }
+
+  /** A batch whose body Tally has read in full: its bytes may be written again. */
+  release(batch: WireBatch<E>): void {
+    batch.reset();
+    if (this.spare.length < this.maxSpare) this.spare.push(batch);
+  }
+}
