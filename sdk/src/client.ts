@@ -541,7 +541,7 @@ export class Tally {
     }
   }
 
-  private async send(batch: WireBatch<TrackEvent>, body: Uint8Array): Promise<void> {
+  private async send(batch: WireBatch<TrackEvent>, body: Uint8Array<ArrayBuffer>): Promise<void> {
     let response: Response;
     try {
       response = await this.fetchImpl(`${this.options.baseUrl}/api/trpc/usage.trackEvents`, {

@@ -25,7 +25,7 @@ const COMMA = 0x2c;
 
 /** One request body's worth of events. */
 export class WireBatch<E> {
-  private bytes: Uint8Array;
+  private bytes: Uint8Array<ArrayBuffer>;
   /** Where event i's JSON starts; it ends at the comma before the next one's start, or at `end`. */
   private readonly starts: Int32Array;
   private readonly flags: Uint8Array;
@@ -113,7 +113,7 @@ export class WireBatch<E> {
    * The request body of the events held: a view of this batch's bytes, valid until `reset`. The
    * batch takes no more events after it.
    */
-  body(): Uint8Array {
+  body(): Uint8Array<ArrayBuffer> {
     const from = this.starts[this.first]! - OPEN.length;
     // Events dropped from the front: the opening goes over their bytes, just before the first held.
     if (this.first > 0) this.bytes.set(OPEN, from);
