@@ -70,7 +70,12 @@ export interface TallyOptions {
   checkCacheMs?: number;
   /** Flush on `beforeExit` and SIGTERM/SIGINT (Node, Bun); off by default. */
   handleSignals?: boolean;
-  /** Another fetch (tests, proxies, edge runtimes). Default `globalThis.fetch`. */
+  /**
+   * Another fetch (tests, proxies, edge runtimes). Default `globalThis.fetch`. A batch's body comes
+   * as a `Uint8Array` view of a buffer the client reuses once the returned promise has settled
+   * with Tally's answer: read or copy it before then (its `byteOffset` and `byteLength`, not the
+   * whole `buffer`).
+   */
   fetch?: typeof fetch;
 }
 
@@ -291,6 +296,8 @@ export class Tally {
   private readonly trpc: TRPCClient<AppRouter>;
   private readonly fetchImpl: typeof fetch;
   private readonly onError: (report: TallyErrorReport) => void;
+  /** Whether anyone hears reports: without `onError`, events are not read back from bytes for them. */
+  private readonly reporting: boolean;
   private readonly buffer: WireBuffer<TrackEvent>;
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightEvents = 0;
@@ -327,6 +334,7 @@ export class Tally {
     this.buffer = new WireBuffer<TrackEvent>(maxBatchSize, this.options.maxConcurrentBatches + 1);
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.onError = options.onError ?? (() => undefined);
+    this.reporting = options.onError !== undefined;
     this.headers = {
       authorization: `Bearer ${options.apiKey}`,
       'user-agent': `tally-sdk-node/${SDK_VERSION}`,
@@ -391,7 +399,7 @@ export class Tally {
     this.counters.tracked += 1;
     if (!this.closed) return true;
     this.counters.dropped += 1;
-    this.report({ kind: 'shutdown', events: [event ?? (JSON.parse(json!) as TrackEvent)] });
+    if (this.reporting) this.report({ kind: 'shutdown', events: [event ?? (JSON.parse(json!) as TrackEvent)] });
     return false;
   }
 
@@ -403,11 +411,11 @@ export class Tally {
       return Promise.resolve();
     }
     if (this.options.bufferPolicy === 'drop-oldest') {
-      const dropped = this.buffer.dropOldest();
+      const dropped = this.buffer.dropOldest(this.reporting);
       this.buffer.push(json, conflictIsDuplicate, event);
       if (dropped) {
         this.counters.dropped += 1;
-        this.report({ kind: 'dropped', event: dropped });
+        if (dropped.event !== undefined) this.report({ kind: 'dropped', event: dropped.event });
       }
       this.pump(false);
       return Promise.resolve();
@@ -448,9 +456,10 @@ export class Tally {
       giveUp.abort();
       if (timedOut) {
         this.abandon.abort();
-        const left = [...this.buffer.drain(), ...this.waiters.splice(0).map((w) => (w.resolve(), eventOf(w.pending)))];
-        this.counters.dropped += left.length;
-        if (left.length) this.report({ kind: 'shutdown', events: left });
+        const count = this.buffer.length + this.waiters.length;
+        const left = [...this.buffer.drain(this.reporting), ...this.waiters.splice(0).map((w) => (w.resolve(), this.reporting ? eventOf(w.pending) : undefined))];
+        this.counters.dropped += count;
+        if (count && this.reporting) this.report({ kind: 'shutdown', events: left as TrackEvent[] });
       }
     })();
     return this.shutdownPromise;
@@ -516,7 +525,7 @@ export class Tally {
     for (let attempt = 0; ; attempt++) {
       if (this.abandon.signal.aborted) {
         this.counters.dropped += batch.length;
-        this.report({ kind: 'shutdown', events: batch.events() });
+        if (this.reporting) this.report({ kind: 'shutdown', events: batch.events() });
         return;
       }
       try {
@@ -529,7 +538,7 @@ export class Tally {
         const e = error instanceof SendError ? error : new SendError(String(error), true);
         if (!e.retryable) {
           this.counters.dropped += batch.length;
-          this.report({ kind: 'batch_refused', events: batch.events(), status: e.status ?? 0, message: e.message });
+          if (this.reporting) this.report({ kind: 'batch_refused', events: batch.events(), status: e.status ?? 0, message: e.message });
           return;
         }
         const { initialDelayMs, maxDelayMs } = this.options.retry;
@@ -578,7 +587,7 @@ export class Tally {
         continue;
       }
       this.counters.rejected += 1;
-      if (known) this.report({ kind: 'rejected', event: batch.event(r.index), code: r.code, message: r.message });
+      if (known && this.reporting) this.report({ kind: 'rejected', event: batch.event(r.index), code: r.code, message: r.message });
     }
   }
 

@@ -55,6 +55,11 @@ export class WireBatch<E> {
     return this.count >= this.capacity;
   }
 
+  /** Bytes its array holds. */
+  get byteCapacity(): number {
+    return this.bytes.length;
+  }
+
   /** Bytes written so far (for sizing the next batch). */
   get size(): number {
     return this.end + CLOSE.length;
@@ -101,9 +106,9 @@ export class WireBatch<E> {
     return Array.from({ length: this.length }, (_, i) => this.event(i));
   }
 
-  /** Drops the first event held and returns it. */
-  shift(): E {
-    const event = this.event(0);
+  /** Drops the first event held and returns it (when `read`; reading back costs a parse). */
+  shift(read: boolean): E | undefined {
+    const event = read ? this.event(0) : undefined;
     if (this.objects) this.objects[this.first] = undefined;
     this.first += 1;
     return event;
@@ -137,14 +142,16 @@ export class WireBuffer<E> {
   private filling: WireBatch<E> | undefined;
   /** Batches whose bytes Tally has read, for reuse. */
   private readonly spare: WireBatch<E>[] = [];
-  /** Bytes of the largest batch so far: a new batch starts at that size. */
-  private sizeHint = 16 * 1024;
+  /** Bytes of the last full batch: a new batch starts at that size. */
+  private sizeHint: number;
   private held = 0;
 
   constructor(
     private readonly batchSize: number,
     private readonly maxSpare: number,
-  ) {}
+  ) {
+    this.sizeHint = Math.min(16 * 1024, batchSize * 256);
+  }
 
   /** Events held. */
   get length(): number {
@@ -161,7 +168,8 @@ export class WireBuffer<E> {
     batch.append(json, flag, event);
     this.held += 1;
     if (batch.full) {
-      this.sizeHint = Math.max(this.sizeHint, batch.size);
+      // the last full batch, not the largest ever: one outsized event must not size every batch after it
+      this.sizeHint = batch.size;
       this.waiting.push(batch);
       this.filling = undefined;
     }
@@ -178,21 +186,24 @@ export class WireBuffer<E> {
     return batch;
   }
 
-  /** Drops the oldest event held and returns it. */
-  dropOldest(): E | undefined {
+  /**
+   * Drops the oldest event held; returns it when `read` (else undefined: nobody is told, so its
+   * bytes are not parsed back). False when nothing was held.
+   */
+  dropOldest(read: boolean): { event: E | undefined } | false {
     const batch = this.waiting.peek() ?? this.filling;
-    if (!batch || batch.length === 0) return undefined;
-    const event = batch.shift();
+    if (!batch || batch.length === 0) return false;
+    const event = batch.shift(read);
     this.held -= 1;
     if (batch.length === 0 && batch !== this.filling) this.release(this.waiting.shift()!);
-    return event;
+    return { event };
   }
 
-  /** Takes every event held, in order (shutdown). */
-  drain(): E[] {
+  /** Takes every event held, in order (shutdown); returns them when `read`. */
+  drain(read: boolean): E[] {
     const out: E[] = [];
     for (let batch = this.take(); batch; batch = this.take()) {
-      out.push(...batch.events());
+      if (read) out.push(...batch.events());
       this.release(batch);
     }
     return out;
@@ -201,6 +212,7 @@ export class WireBuffer<E> {
   /** A batch whose body Tally has read in full: its bytes may be written again. */
   release(batch: WireBatch<E>): void {
     batch.reset();
-    if (this.spare.length < this.maxSpare) this.spare.push(batch);
+    // An array grown far past the usual batch (an outsized event) is let go, not kept for reuse.
+    if (this.spare.length < this.maxSpare && batch.byteCapacity <= 2 * this.sizeHint) this.spare.push(batch);
   }
 }

@@ -1,7 +1,7 @@
 import { Tally, backoffDelay, retryAfterMs, type TallyErrorReport } from '../../sdk/src/index';
 import { EventQueue } from '../../sdk/src/event-queue';
 import { WireBuffer } from '../../sdk/src/wire-buffer';
-import { type RequestEvent, isoOf, requestEventWire } from '../../sdk/src/client';
+import { type RequestEvent, TRACK_WIRE, isoOf, requestEventWire } from '../../sdk/src/client';
 import { SDK_VERSION } from '../../sdk/src/version';
 import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
 
@@ -243,6 +243,24 @@ describe('EventQueue', () => {
   });
 });
 
+describe('a full buffer without onError', () => {
+  it('counts what it drops and reads nothing back from bytes for reports nobody hears', async () => {
+    const never = (() => new Promise<Response>(() => undefined)) as typeof fetch;
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', fetch: never, maxBufferedEvents: 10, maxBatchSize: 5, maxConcurrentBatches: 1 });
+    const parse = jest.spyOn(JSON, 'parse');
+    try {
+      for (let i = 0; i < 30; i++) await tally[TRACK_WIRE](`{"licenseId":"lic","usageType":"api_call","idempotencyKey":"k${i}"}`);
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+    // 5 in the send that never ends, the newest 10 buffered, the 15 between them dropped
+    expect(tally.stats()).toMatchObject({ tracked: 30, dropped: 15, buffered: 10, inFlight: 5 });
+    await tally.shutdown({ timeoutMs: 10 });
+    expect(tally.stats()).toMatchObject({ dropped: 25, buffered: 0 });
+  });
+});
+
 describe('WireBuffer', () => {
   const decode = (body: Uint8Array) => JSON.parse(new TextDecoder().decode(body)) as { events: { i: number; s?: string }[] };
   const json = (i: number, s = '') => JSON.stringify({ i, s });
@@ -271,33 +289,40 @@ describe('WireBuffer', () => {
   it('drops the oldest across batches, and a body after drops is still exactly the events held', () => {
     const buffer = new WireBuffer<{ i: number }>(4, 2);
     for (let i = 0; i < 10; i++) buffer.push(json(i), false);
-    const dropped = [0, 1, 2, 3, 4].map(() => buffer.dropOldest()!.i);
+    const dropped = [0, 1, 2, 3, 4].map(() => (buffer.dropOldest(true) as { event: { i: number } }).event.i);
     expect(dropped).toEqual([0, 1, 2, 3, 4]);
     expect(buffer.length).toBe(5);
     const batch = buffer.take()!;
     expect(batch.length).toBe(3);
     expect(batch.event(0)).toEqual({ i: 5, s: '' });
     expect(decode(batch.body()).events.map((e) => e.i)).toEqual([5, 6, 7]);
-    expect(buffer.drain().map((e) => e.i)).toEqual([8, 9]);
-    expect(buffer.dropOldest()).toBeUndefined();
+    expect(buffer.drain(true).map((e) => e.i)).toEqual([8, 9]);
+    expect(buffer.dropOldest(true)).toBe(false);
   });
 
-  it('grows a batch past its first size, and reuses a released batch with nothing of its past events', () => {
+  it('grows a batch past its first size, reuses a released batch with nothing of its past events, and lets an outsized one go', () => {
     const buffer = new WireBuffer<{ i: number; s?: string }>(1000, 1);
-    const long = 'x'.repeat(50_000);
-    for (let i = 0; i < 1000; i++) buffer.push(json(i, i === 500 ? long : 'ü'), false);
-    const big = buffer.take()!;
-    const events = decode(big.body()).events;
+    for (let i = 0; i < 1000; i++) buffer.push(json(i, 'ü'), false); // ~19 kB: past the first 16 kB
+    const first = buffer.take()!;
+    const events = decode(first.body()).events;
     expect(events).toHaveLength(1000);
-    expect(events[500]!.s).toBe(long);
     expect(events[999]).toEqual({ i: 999, s: 'ü' });
-    buffer.release(big);
+    buffer.release(first);
     buffer.push(json(1), true, { i: 1, s: 'object' });
     const reused = buffer.take()!;
-    expect(reused).toBe(big);
+    expect(reused).toBe(first);
     expect(reused.length).toBe(1);
     expect(reused.event(0)).toEqual({ i: 1, s: 'object' });
     expect(reused.flag(0)).toBe(true);
     expect(decode(reused.body()).events).toEqual([{ i: 1, s: '' }]);
+    buffer.release(reused);
+
+    const long = 'x'.repeat(50_000);
+    for (let i = 0; i < 1000; i++) buffer.push(json(i, i === 500 ? long : 'ü'), false);
+    const big = buffer.take()!;
+    expect(decode(big.body()).events[500]!.s).toBe(long);
+    buffer.release(big);
+    buffer.push(json(2), false);
+    expect(buffer.take()).not.toBe(big);
   });
 });
