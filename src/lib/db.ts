@@ -22,11 +22,6 @@ export interface Database {
    */
   exportPool: pg.Pool;
   /**
-   * Connections for the analytics statements (see createPlannedPool): named, prepared once per
-   * connection, always planned for their values.
-   */
-  plannedPool: pg.Pool;
-  /**
    * Connections that keep session state across transactions (session advisory locks):
    * DATABASE_DIRECT_URL when set, since a transaction pooler may run each statement of a
    * session on another server connection; otherwise the ordinary pool.
@@ -68,14 +63,12 @@ UnnamedStatementClient.prototype.query = function (this: pg.Client, config: unkn
   return (namedQuery as (this: pg.Client, ...args: unknown[]) => unknown).call(this, unnamed, ...rest);
 } as typeof namedQuery;
 
-function createPool(connectionString: string, max: number, options: { pooled?: boolean; onConnect?: (client: pg.ClientBase) => Promise<void> } = {}): pg.Pool {
+function createPool(connectionString: string, max: number, options: { pooled?: boolean } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
     connectionTimeoutMillis: 5000,
     ...(options.pooled ? { Client: UnnamedStatementClient } : {}),
-    // awaited by pg-pool before the client is handed out; a failure ends the client and fails that checkout
-    ...(options.onConnect ? { onConnect: options.onConnect } : {}),
   });
   pool.on('error', () => undefined); // an idle client dropped; the pool replaces it
   // A checked-out client whose server goes away (restart, pg_terminate_backend) emits 'error'
@@ -83,29 +76,6 @@ function createPool(connectionString: string, max: number, options: { pooled?: b
   // the process exits. Listened to, the client is marked unusable and the pool drops it on release.
   pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
-}
-
-/**
- * Connections on which PostgreSQL plans every run of a named statement for its values
- * (plan_cache_mode = force_custom_plan, set as each connects, before its first query), keeping
- * what naming buys (the statement parsed once per connection). For the analytics statements: left
- * to itself, PostgreSQL compares a generic plan with the custom ones after five runs and may keep
- * the generic one, and theirs lose their bounds on skewed data (a license's distinct users read
- * over its whole history with no partition pruned, 37 ms against 7.4; raw events filtered by
- * license instead of sought; rollups not bounded by the usage type; replayed on 3,000 licenses,
- * one with 80k events). On the benchmark's data PostgreSQL chose custom plans anyway (600 of 600).
- * Not for every statement: the ordinary pool's small, hot statements gain from generic plans.
- * Session state: never through a transaction pooler.
- */
-/** Connections of a planned pool: an analytics answer is one statement of a few ms, so a few serve hundreds a second. */
-export const PLANNED_POOL_MAX = 4;
-
-function createPlannedPool(connectionString: string, max: number): pg.Pool {
-  return createPool(connectionString, max, {
-    onConnect: async (client) => {
-      await client.query('SET plan_cache_mode = force_custom_plan');
-    },
-  });
 }
 
 export function createDatabase(connectionString: string, poolSize: number, exportPoolSize = 1, options: DatabaseOptions = {}): Database {
@@ -116,27 +86,18 @@ export function createDatabase(connectionString: string, poolSize: number, expor
   // Lazy: a process that never exports (a worker) never opens one of these.
   const exportPool = createPool(direct, exportPoolSize);
   const sessionPool = options.directUrl ? createPool(options.directUrl, 2) : pool;
-  const plannedPool = createPlannedPool(direct, Math.min(poolSize, PLANNED_POOL_MAX));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
-  const primary = { pool, prisma, exportPool, plannedPool };
+  const primary = { pool, prisma, exportPool };
   let replica: typeof primary | null = null;
   if (options.readUrl) {
-    const readPoolSize = options.readPoolSize ?? poolSize;
-    const readPool = createPool(options.readUrl, readPoolSize, { pooled });
-    replica = {
-      pool: readPool,
-      prisma: new PrismaClient({ adapter: new PrismaPg(readPool) }),
-      exportPool: createPool(options.readUrl, exportPoolSize),
-      // Behind a transaction pooler (no direct replica URL is known) the replica's statements stay unnamed, planned each time.
-      plannedPool: pooled ? readPool : createPlannedPool(options.readUrl, Math.min(readPoolSize, PLANNED_POOL_MAX)),
-    };
+    const readPool = createPool(options.readUrl, options.readPoolSize ?? poolSize, { pooled });
+    replica = { pool: readPool, prisma: new PrismaClient({ adapter: new PrismaPg(readPool) }), exportPool: createPool(options.readUrl, exportPoolSize) };
   }
   const reads = new ReplicaReads(primary, replica, { maxLagMs: options.readMaxLagMs ?? 5000, onError: options.onReplicaError });
   return {
     prisma,
     pool,
     exportPool,
-    plannedPool,
     sessionPool,
     reads,
     async close() {
@@ -144,13 +105,11 @@ export function createDatabase(connectionString: string, poolSize: number, expor
       await prisma.$disconnect();
       await pool.end().catch(() => undefined);
       await exportPool.end().catch(() => undefined);
-      await plannedPool.end().catch(() => undefined);
       if (sessionPool !== pool) await sessionPool.end().catch(() => undefined);
       if (replica) {
         await replica.prisma.$disconnect();
         await replica.pool.end().catch(() => undefined);
         await replica.exportPool.end().catch(() => undefined);
-        if (replica.plannedPool !== replica.pool) await replica.plannedPool.end().catch(() => undefined);
       }
     },
   };

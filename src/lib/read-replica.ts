@@ -10,8 +10,6 @@ export interface ReadSource {
   prisma: PrismaClient;
   /** Connections of their own for exports (see Database.exportPool). */
   exportPool: pg.Pool;
-  /** Connections for the analytics statements, planned for their values (see Database.plannedPool). */
-  plannedPool: pg.Pool;
 }
 
 export interface ReadTarget extends ReadSource {

@@ -50,17 +50,10 @@ describe('inTransaction', () => {
 });
 
 describe('createDatabase', () => {
-  it('plans every run for its values on the analytics connections only, from their first query', async () => {
-    const mode = async (pool: typeof db.pool) => (await pool.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode')).rows[0]!.plan_cache_mode;
-    expect(await mode(db.plannedPool)).toBe('force_custom_plan');
-    expect(await mode(db.pool)).toBe('auto');
-    expect(await mode(db.exportPool)).toBe('auto');
-  });
-
   it('survives the server ending a checked-out connection while it runs no query, and drops that connection', async () => {
     // pg emits 'error' on such a client; with no listener that is an uncaught exception that
     // ends the process (an export waiting for its client, a transaction between statements).
-    for (const pool of [db.pool, db.exportPool, db.plannedPool]) {
+    for (const pool of [db.pool, db.exportPool]) {
       const client = await pool.connect();
       const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       const ended = new Promise((resolve) => client.once('end', resolve));

@@ -82,8 +82,6 @@ async function durationPercentiles(pool: pg.Pool, scope: SeriesScope, buckets: S
 
 export interface AnalyticsDeps {
   pool: pg.Pool;
-  /** Where the named statements of the sums and the coverage run (Database.plannedPool); else `pool`. */
-  planned?: pg.Pool;
   prisma: PrismaClient;
   /** Final days kept in the process; used when the request runs under a cache generation. */
   finalDays?: FinalDayCache;
@@ -155,7 +153,6 @@ export async function usageAnalytics(
     return (await answerOf(deps, args, scope, resolved.timezone, finalDays)).answer;
   }
   const licenseId = args.licenseId;
-  const planned = deps.planned ?? deps.pool;
   const bounds = coverageBoundsOf(args);
   const scopeOf = (found: LicenseCoverage): SeriesScope => ({ tenantId, licenses: [found.license], usageType: args.usageType, coverage: found.coverage });
   const zoneOf = (found: LicenseCoverage) => args.timezone ?? found.license.timezone;
@@ -170,11 +167,11 @@ export async function usageAnalytics(
     kept.cache.delete(kept.key); // stale: answer again from the facts just read
   } else if (kept && guess === undefined) {
     const wide = CoverageCache.widen(bounds);
-    const read = await licenseWithCoverage(planned, tenantId, environment, licenseId, wide, args.timezone);
+    const read = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, wide, args.timezone);
     if (read) kept.cache.set(kept.key, kept.generation, wide, read);
-    found = read && (narrowCoverage(read, wide, bounds) ?? (await licenseWithCoverage(planned, tenantId, environment, licenseId, bounds, args.timezone)));
+    found = read && (narrowCoverage(read, wide, bounds) ?? (await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone)));
   } else {
-    found = await licenseWithCoverage(planned, tenantId, environment, licenseId, bounds, args.timezone);
+    found = await licenseWithCoverage(deps.pool, tenantId, environment, licenseId, bounds, args.timezone);
   }
   if (!found) throw new AppError('NOT_FOUND', 'license not found');
   return (await answerOf(deps, args, scopeOf(found), zoneOf(found), finalDays)).answer;
@@ -192,7 +189,7 @@ async function answerOf(
   const range = rangeOf(args.startDate, args.endDate, args.granularity, timezone);
   const buckets = bucketsOf(range, args.granularity, timezone);
   const [totals, percentiles] = await Promise.all([
-    seriesTotals(deps.planned ?? deps.pool, scope, buckets, timezone, finalDays, extra),
+    seriesTotals(deps.pool, scope, buckets, timezone, finalDays, extra),
     args.percentiles ? durationPercentiles(deps.pool, scope, buckets, range) : null,
   ]);
   const { total, uniqueUsers } = totals;

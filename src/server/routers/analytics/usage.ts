@@ -50,7 +50,7 @@ export const usageProcedure = procedure({ roles: ['owner', 'member', 'read'], sc
     return ctx.services.analyticsCache.read(tenantId, 'usage', { ...input, environment: ctx.environment, shape: ANSWER_SHAPE }, (generation, keepUncached) =>
       readView(reads, ctx.res, (db) =>
         usageAnalytics(
-          { pool: db.pool, planned: db.plannedPool, prisma: db.prisma, finalDays: ctx.services.finalDays, coverage: ctx.services.coverage[db.source] },
+          { pool: db.pool, prisma: db.prisma, finalDays: ctx.services.finalDays, coverage: ctx.services.coverage[db.source] },
           tenantId,
           ctx.environment,
           input,
