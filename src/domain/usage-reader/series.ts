@@ -216,8 +216,9 @@ export async function queryTogether(pool: pg.Pool, parts: readonly Statement[]):
  * A name per statement text, so each pooled connection parses a statement once (unnamed, the
  * year's statement cost PostgreSQL ~0.45 ms more per run: p95 5.02 → 10.07 ms in the benchmark).
  * PostgreSQL then chooses per run between a plan for the values and a generic one; on the
- * benchmark's data it keeps planning for the values, while on skewed data a generic plan of
- * these statements can lose its bounds (README, Benchmarks). The texts differ only by which
+ * benchmark's data it takes generic plans for some and they are cheaper there (forcing plans for
+ * the values cost p50 +56%), while on skewed data a generic plan of these statements can lose its
+ * bounds (README, Benchmarks). The texts differ only by which
  * sources a plan reads and how many of them, so there are few (never more than `limit` remembered).
  */
 const statementNames = new Map<string, string>();
