@@ -457,9 +457,13 @@ export class Tally {
       if (timedOut) {
         this.abandon.abort();
         const count = this.buffer.length + this.waiters.length;
-        const left = [...this.buffer.drain(this.reporting), ...this.waiters.splice(0).map((w) => (w.resolve(), this.reporting ? eventOf(w.pending) : undefined))];
+        const left = this.buffer.drain(this.reporting);
+        for (const { pending, resolve } of this.waiters.splice(0)) {
+          resolve();
+          if (this.reporting) left.push(eventOf(pending));
+        }
         this.counters.dropped += count;
-        if (count && this.reporting) this.report({ kind: 'shutdown', events: left as TrackEvent[] });
+        if (count && this.reporting) this.report({ kind: 'shutdown', events: left });
       }
     })();
     return this.shutdownPromise;

@@ -1,6 +1,7 @@
 /**
- * A FIFO of events with O(1) push, shift and drop-oldest: a plain array's shift() copies the
- * whole array, which at 100,000 buffered events costs more than the send it waits for.
+ * A FIFO with O(1) push, peek and shift: a plain array's shift() copies the whole array, which
+ * at 100,000 queued items costs more than the send it waits for. The SDK's buffer keeps its
+ * waiting batches in one (wire-buffer.ts).
  */
 export class EventQueue<T> {
   private items: (T | undefined)[] = [];
@@ -30,24 +31,5 @@ export class EventQueue<T> {
       this.head = 0;
     }
     return item;
-  }
-
-  /** Up to `n` items from the front, in order. */
-  take(n: number): T[] {
-    const out: T[] = [];
-    while (out.length < n && this.length > 0) out.push(this.shift() as T);
-    return out;
-  }
-
-  /** Puts items back at the front (a batch that could not be sent), keeping their order. */
-  unshiftAll(batch: readonly T[]): void {
-    if (batch.length === 0) return;
-    if (this.head >= batch.length) {
-      this.head -= batch.length;
-      for (let i = 0; i < batch.length; i++) this.items[this.head + i] = batch[i];
-    } else {
-      this.items = [...batch, ...this.items.slice(this.head)];
-      this.head = 0;
-    }
   }
 }
