@@ -49,6 +49,11 @@ it('with Redis gone, authentication neither hangs nor fails: the throttle and ke
   const port = await freePort();
   let redis = await startRedis(port);
   const app = await TestApp.start({ REDIS_URL: `redis://127.0.0.1:${port}`, QUOTA_REDIS_TIMEOUT_MS: '200', AUTH_FAILURE_LIMIT: '2' });
+  const probe = createRedis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: 0 });
+  probe.on('error', () => undefined);
+  // the app's pub/sub channels (key revocations, license changes), to wait for after the restart
+  const channels = ((await probe.pubsub('CHANNELS')) as string[]).sort();
+  expect(channels.length).toBeGreaterThan(0);
   try {
     const { ownerKey } = await app.createTenant();
     const limited = (await app.call<{ key: string }>('apiKeys.create', { name: 'limited', role: 'read', rateLimitPerHour: 1 }, ownerKey)).data.key;
@@ -62,10 +67,15 @@ it('with Redis gone, authentication neither hangs nor fails: the throttle and ke
     expect((await app.call('licenses.list', {}, ownerKey, { method: 'GET' })).status).toBe(200);
   } finally {
     if (exited(redis)) redis = await startRedis(port);
-    // the app's own connections reconnect with a backoff: wait for them before closing
+    // The app's own connections reconnect with a backoff: wait for them before closing, its
+    // subscribers included. A subscriber closed while its automatic SUBSCRIBE is on the wire
+    // has that command rejected ("Connection is closed."), a rejection ioredis leaves unhandled.
     for (const client of [app.services.redis, app.services.quotaRedis]) {
       for (let attempt = 0; attempt < 400 && client.status !== 'ready'; attempt++) await new Promise((r) => setTimeout(r, 25));
     }
+    const resubscribed = async () => JSON.stringify(((await probe.pubsub('CHANNELS').catch(() => [])) as string[]).sort()) === JSON.stringify(channels);
+    for (let attempt = 0; attempt < 400 && !(await resubscribed()); attempt++) await new Promise((r) => setTimeout(r, 25));
+    probe.disconnect();
     await app.close();
     await stopRedis(redis);
   }

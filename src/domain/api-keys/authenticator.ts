@@ -95,6 +95,8 @@ export class ApiKeyAuthenticator implements KeyRevocations {
       // Plain pub/sub: on a Redis Cluster a PUBLISH reaches the subscribers of every node, and
       // the cluster client subscribes again on another node when its node goes away.
       this.subscriber = duplicateRedis(this.options.redis);
+      // it reconnects by itself; without a listener ioredis prints every failed attempt
+      this.subscriber.on('error', () => undefined);
       this.subscriber.on('message', (_channel: string, keyId: string) => this.forget(keyId));
       await this.subscriber.subscribe(this.channel);
     }
