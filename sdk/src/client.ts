@@ -6,7 +6,7 @@
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '../../src/server/router';
-import { type WireBatch, WireBuffer } from './wire-buffer.js';
+import { LEAN_OPEN, PLAIN_OPEN, type WireBatch, WireBuffer } from './wire-buffer.js';
 import { SDK_VERSION } from './version.js';
 
 export type { AppRouter };
@@ -121,6 +121,9 @@ class SendError extends Error {
     super(message);
   }
 }
+
+/** A Tally from before `includeResults` refused the lean body: send the plain one instead. */
+class LeanRefused extends Error {}
 
 /** Resolves after `ms`, or at once when `signal` aborts; never holds the process open by itself. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -299,6 +302,12 @@ export class Tally {
   /** Whether anyone hears reports: without `onError`, events are not read back from bytes for them. */
   private readonly reporting: boolean;
   private readonly buffer: WireBuffer<TrackEvent>;
+  /**
+   * Batches ask Tally to leave out the per-event `results` (counted, not read: a 1,000-event
+   * answer parsed for nothing held the app's event loop about a millisecond). Off for good once a
+   * Tally that does not know the field refuses it.
+   */
+  private lean = true;
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightEvents = 0;
   private readonly waiters: { pending: Pending; resolve: () => void }[] = [];
@@ -525,7 +534,8 @@ export class Tally {
   }
 
   private async sendWithRetries(batch: WireBatch<TrackEvent>): Promise<void> {
-    const body = batch.body();
+    let lean = this.lean;
+    let body = batch.body(lean ? LEAN_OPEN : PLAIN_OPEN);
     for (let attempt = 0; ; attempt++) {
       if (this.abandon.signal.aborted) {
         this.counters.dropped += batch.length;
@@ -533,12 +543,19 @@ export class Tally {
         return;
       }
       try {
-        await this.send(batch, body);
+        await this.send(batch, body, lean);
         // Tally answered for every event, so it read the whole body: the bytes may be reused.
         // (Not after a failure: a timed-out send may still be writing them.)
         this.buffer.release(batch);
         return;
       } catch (error) {
+        if (error instanceof LeanRefused) {
+          // Tally read the whole body to refuse it: the same bytes again, with the other opening.
+          this.lean = lean = false;
+          body = batch.body(PLAIN_OPEN);
+          attempt -= 1;
+          continue;
+        }
         const e = error instanceof SendError ? error : new SendError(String(error), true);
         if (!e.retryable) {
           this.counters.dropped += batch.length;
@@ -554,7 +571,7 @@ export class Tally {
     }
   }
 
-  private async send(batch: WireBatch<TrackEvent>, body: Uint8Array<ArrayBuffer>): Promise<void> {
+  private async send(batch: WireBatch<TrackEvent>, body: Uint8Array<ArrayBuffer>, lean: boolean): Promise<void> {
     let response: Response;
     try {
       response = await this.fetchImpl(`${this.options.baseUrl}/api/trpc/usage.trackEvents`, {
@@ -570,20 +587,19 @@ export class Tally {
     if (response.status === 429 || response.status >= 500) {
       throw new SendError(`HTTP ${response.status}: ${text.slice(0, 200)}`, true, response.status, retryAfterMs(response.headers.get('retry-after')));
     }
-    let answer: { result?: { data?: { rejected?: { index: number; code: string; message: string }[]; results?: { status: string }[] } } } | undefined;
+    let answer: { result?: { data?: { accepted?: unknown; duplicates?: unknown; rejected?: { index: number; code: string; message: string }[] } } } | undefined;
     try {
       answer = JSON.parse(text) as typeof answer;
     } catch {
       answer = undefined;
     }
     const data = answer?.result?.data;
-    if (response.status !== 200 || !data?.results) {
+    if (lean && response.status === 400 && text.includes('includeResults')) throw new LeanRefused();
+    if (response.status !== 200 || typeof data?.accepted !== 'number' || typeof data.duplicates !== 'number') {
       throw new SendError(`HTTP ${response.status}: ${text.slice(0, 300)}`, false, response.status);
     }
-    for (const r of data.results) {
-      if (r.status === 'accepted') this.counters.accepted += 1;
-      else if (r.status === 'duplicate') this.counters.duplicates += 1;
-    }
+    this.counters.accepted += data.accepted;
+    this.counters.duplicates += data.duplicates;
     for (const r of data.rejected ?? []) {
       const known = Number.isInteger(r.index) && r.index >= 0 && r.index < batch.length;
       if (known && r.code === 'IDEMPOTENCY_CONFLICT' && batch.flag(r.index)) {

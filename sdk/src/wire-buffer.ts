@@ -10,8 +10,10 @@
  * JavaScript heap: the collector neither copies nor marks them, and a batch's array is reused once
  * Tally has read it.
  *
- * Each batch is written as its request body as events are tracked: `{"events":[` e1 `,` e2 … and,
- * when it is taken for sending, `]}`; the body is a view of those bytes, no copy. An event that was
+ * Each batch is written as its request body as events are tracked: e1 `,` e2 … after room for the
+ * opening, and when it is taken for sending the opening (`{"includeResults":false,"events":[` or
+ * `{"events":[`) just before its first event and `]}` after its last; the body is a view of those
+ * bytes, no copy. An event that was
  * tracked as an app's object keeps that object (for `onError` reports); one tracked as JSON only
  * (the middleware) is read back from its bytes when a report needs it.
  */
@@ -19,7 +21,12 @@ import { EventQueue } from './event-queue.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const OPEN = encoder.encode('{"events":[');
+/** Opens a body whose answer leaves out the per-event `results` (Tally counts; `rejected` stays). */
+export const LEAN_OPEN = encoder.encode('{"includeResults":false,"events":[');
+/** Opens a body as a Tally that does not know `includeResults` takes it. */
+export const PLAIN_OPEN = encoder.encode('{"events":[');
+/** Room kept before the first event for either opening. */
+const ROOM = Math.max(LEAN_OPEN.length, PLAIN_OPEN.length);
 const CLOSE = encoder.encode(']}');
 const COMMA = 0x2c;
 
@@ -34,14 +41,13 @@ export class WireBatch<E> {
   /** The first event still held (events before it were dropped). */
   private first = 0;
   private count = 0;
-  private end = OPEN.length;
+  private end = ROOM;
 
   constructor(
     readonly capacity: number,
     bytes: number,
   ) {
     this.bytes = new Uint8Array(Math.max(bytes, 64));
-    this.bytes.set(OPEN, 0);
     this.starts = new Int32Array(capacity);
     this.flags = new Uint8Array(capacity);
   }
@@ -118,21 +124,21 @@ export class WireBatch<E> {
    * The request body of the events held: a view of this batch's bytes, valid until `reset`. The
    * batch takes no more events after it.
    */
-  body(): Uint8Array<ArrayBuffer> {
-    const from = this.starts[this.first]! - OPEN.length;
-    // Events dropped from the front: the opening goes over their bytes, just before the first held.
-    if (this.first > 0) this.bytes.set(OPEN, from);
+  body(open: Uint8Array = LEAN_OPEN): Uint8Array<ArrayBuffer> {
+    // Just before the first event held: in the room kept for it, or over the bytes of events
+    // dropped from the front.
+    const from = this.starts[this.first]! - open.length;
+    this.bytes.set(open, from);
     this.bytes.set(CLOSE, this.end);
     return this.bytes.subarray(from, this.end + CLOSE.length);
   }
 
   /** Empty again, for reuse (its byte array kept). */
   reset(): void {
-    this.bytes.set(OPEN, 0);
     this.objects = undefined;
     this.first = 0;
     this.count = 0;
-    this.end = OPEN.length;
+    this.end = ROOM;
   }
 }
 

@@ -180,6 +180,26 @@ describe('usage.trackEvents', () => {
     expect(await storedCount({ usageType: 'batch' })).toBe(2);
   });
 
+  it('leaves out the per-event results when asked (includeResults: false), counts and rejections kept; a non-boolean is a 400 writing nothing', async () => {
+    const key = randomUUID();
+    const events = [
+      { licenseId, usageType: 'lean', quantity: 2, idempotencyKey: key },
+      { licenseId, usageType: 'BAD TYPE' },
+      { licenseId, usageType: 'lean', quantity: 2, idempotencyKey: key },
+    ];
+    const lean = await app.call('usage.trackEvents', { events, includeResults: false }, ownerKey);
+    expect(lean.status).toBe(200);
+    expect(lean.data).toEqual({ accepted: 1, duplicates: 1, rejected: [{ index: 1, code: 'INVALID_EVENT', message: expect.any(String) }], results: [] });
+    const full = await app.call('usage.trackEvents', { events, includeResults: true }, ownerKey);
+    expect(full.data.results.map((r: { status: string }) => r.status)).toEqual(['duplicate', 'rejected', 'duplicate']);
+    expect(await storedCount({ usageType: 'lean' })).toBe(1);
+
+    const bad = await app.call('usage.trackEvents', { events: [{ licenseId, usageType: 'lean_bad' }], includeResults: 'no' }, ownerKey);
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('includeResults');
+    expect(await storedCount({ usageType: 'lean_bad' })).toBe(0);
+  });
+
   it('stores each event once when concurrent batches share keys in opposite orders (no deadlock, no 500)', async () => {
     const occurredAt = new Date().toISOString();
     const keys = Array.from({ length: 200 }, () => randomUUID());

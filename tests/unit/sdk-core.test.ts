@@ -129,12 +129,51 @@ describe('events on the wire', () => {
   function capturing() {
     const sent: Record<string, unknown>[] = [];
     const fetchImpl = (async (_url: string | URL | Request, init?: RequestInit) => {
-      const events = (JSON.parse(new TextDecoder().decode(init?.body as Uint8Array)) as { events: Record<string, unknown>[] }).events;
-      sent.push(...events);
-      return new Response(JSON.stringify({ result: { data: { results: events.map(() => ({ status: 'accepted' })), rejected: [] } } }), { status: 200 });
+      const body = JSON.parse(new TextDecoder().decode(init?.body as Uint8Array)) as { events: Record<string, unknown>[]; includeResults?: boolean };
+      sent.push(...body.events);
+      const results = body.includeResults === false ? [] : body.events.map((_, index) => ({ index, eventId: `e${index}`, status: 'accepted' }));
+      return new Response(JSON.stringify({ result: { data: { accepted: body.events.length, duplicates: 0, rejected: [], results } } }), { status: 200 });
     }) as typeof fetch;
     return { sent, fetchImpl };
   }
+
+  it('asks Tally to leave out the per-event results, and sends the same bytes plainly to a Tally that does not know the field', async () => {
+    const bodies: string[] = [];
+    let knowsIncludeResults = true;
+    const fetchImpl = (async (_url: string | URL | Request, init?: RequestInit) => {
+      const text = new TextDecoder().decode(init?.body as Uint8Array);
+      bodies.push(text);
+      const body = JSON.parse(text) as { events: unknown[]; includeResults?: boolean };
+      if (!knowsIncludeResults && 'includeResults' in body) {
+        // what a strict input schema answers for a key it does not know (tRPC's 400)
+        const error = { message: '[{"code":"unrecognized_keys","keys":["includeResults"],"path":[],"message":"Unrecognized key: \\"includeResults\\""}]', code: -32600, data: { code: 'BAD_REQUEST', httpStatus: 400 } };
+        return new Response(JSON.stringify({ error }), { status: 400 });
+      }
+      const results = body.includeResults === false ? [] : body.events.map((_, index) => ({ index, eventId: `e${index}`, status: 'accepted' }));
+      return new Response(JSON.stringify({ result: { data: { accepted: body.events.length - 1, duplicates: 1, rejected: [], results } } }), { status: 200 });
+    }) as typeof fetch;
+    const reports: TallyErrorReport[] = [];
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', fetch: fetchImpl, maxBatchSize: 3, maxConcurrentBatches: 1, onError: (r) => reports.push(r) });
+    for (let i = 0; i < 3; i++) await tally.track({ licenseId: 'lic', usageType: 'api_call', idempotencyKey: `a${i}` });
+    await tally.flush();
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]).toMatch(/^\{"includeResults":false,"events":\[\{"licenseId":"lic","usageType":"api_call","idempotencyKey":"a0"/);
+    expect(tally.stats()).toMatchObject({ accepted: 2, duplicates: 1 });
+
+    knowsIncludeResults = false;
+    for (let i = 0; i < 4; i++) await tally.track({ licenseId: 'lic', usageType: 'api_call', idempotencyKey: `b${i}` });
+    await tally.flush();
+    // the refused lean body, then the same batch plain; the next batch plain from the start
+    expect(bodies.slice(1).map((b) => (JSON.parse(b) as { events: { idempotencyKey: string }[]; includeResults?: boolean }))).toEqual([
+      { includeResults: false, events: [{ licenseId: 'lic', usageType: 'api_call', idempotencyKey: 'b0', occurredAt: expect.any(String), sdkVersion: expect.any(String) }, expect.objectContaining({ idempotencyKey: 'b1' }), expect.objectContaining({ idempotencyKey: 'b2' })] },
+      { events: [expect.objectContaining({ idempotencyKey: 'b0' }), expect.objectContaining({ idempotencyKey: 'b1' }), expect.objectContaining({ idempotencyKey: 'b2' })] },
+      { events: [expect.objectContaining({ idempotencyKey: 'b3' })] },
+    ]);
+    expect(bodies[2]!.startsWith('{"events":[')).toBe(true);
+    expect(tally.stats()).toMatchObject({ accepted: 4, duplicates: 3, retries: 0, dropped: 0 });
+    expect(reports).toEqual([]);
+    await tally.shutdown({ timeoutMs: 100 });
+  });
 
   it('keeps the key and time however the event object carries them (getters, prototypes, toJSON) and adds them when it has none', async () => {
     const { sent, fetchImpl } = capturing();

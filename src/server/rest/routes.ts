@@ -52,7 +52,10 @@ export const REST_ROUTES: readonly RestRoute[] = [
     tag: 'usage',
     summary: 'Track up to 1,000 usage events, each accepted or rejected on its own',
     // the procedure takes `events: unknown[]` and judges each event itself: document the event
-    documentedBody: z.strictObject({ events: z.array(usageEventInputSchema).min(1).max(1000) }),
+    documentedBody: z.strictObject({
+      events: z.array(usageEventInputSchema).min(1).max(1000),
+      includeResults: z.boolean().optional().describe('false: `results` comes back empty (the counts and `rejected` still say what became of each event)'),
+    }),
   },
   { method: 'GET', path: '/usage/check', procedure: 'usage.check', tag: 'usage', summary: 'Would this much more usage be admitted now? (records nothing)' },
   { method: 'POST', path: '/events/void', procedure: 'usage.voidEvents', tag: 'usage', summary: 'Void events sent by mistake (kept for the record, counted nowhere; owner, audited with the reason)' },
