@@ -8,6 +8,7 @@ import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '../../src/server/router';
 import { LEAN_OPEN, PLAIN_OPEN, type WireBatch, WireBuffer } from './wire-buffer.js';
 import { SDK_VERSION } from './version.js';
+import { uuidV4 } from './uuid.js';
 
 export type { AppRouter };
 export type RouterInputs = inferRouterInputs<AppRouter>;
@@ -247,7 +248,7 @@ function toWire(event: TrackEvent): string {
     const json = JSON.stringify(event);
     if (json.length >= 3 && json[0] === '{') {
       let extra = '';
-      if (e.idempotencyKey === undefined) extra += `,"idempotencyKey":"${globalThis.crypto.randomUUID()}"`;
+      if (e.idempotencyKey === undefined) extra += `,"idempotencyKey":"${uuidV4()}"`;
       if (e.occurredAt === undefined) extra += `,"occurredAt":"${nowIso()}"`;
       if (e.sdkVersion === undefined) extra += `,"sdkVersion":${SDK_AGENT_JSON}`;
       return extra ? `${json.slice(0, -1)}${extra}}` : json;
@@ -260,7 +261,7 @@ function toWire(event: TrackEvent): string {
   delete copy.toJSON;
   return JSON.stringify({
     ...copy,
-    idempotencyKey: base.idempotencyKey ?? e.idempotencyKey ?? globalThis.crypto.randomUUID(),
+    idempotencyKey: base.idempotencyKey ?? e.idempotencyKey ?? uuidV4(),
     occurredAt: base.occurredAt ?? e.occurredAt ?? nowIso(),
     sdkVersion: base.sdkVersion ?? e.sdkVersion ?? SDK_AGENT,
   });

@@ -4,6 +4,7 @@
  * translate their request and response objects; no `node:` import here either.
  */
 import { type CheckResult, type RequestEvent, TRACK_WIRE, type Tally, type TrackEvent, type TrackOptions, requestEventWire } from './client.js';
+import { uuidV4 } from './uuid.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -86,7 +87,7 @@ export function pathOf(target: string): string {
 }
 
 export function newRequestId(): string {
-  return globalThis.crypto.randomUUID();
+  return uuidV4();
 }
 
 /** The caller's X-Request-ID when it is well formed, otherwise a new one. */

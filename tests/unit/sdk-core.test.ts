@@ -3,6 +3,7 @@ import { EventQueue } from '../../sdk/src/event-queue';
 import { WireBuffer } from '../../sdk/src/wire-buffer';
 import { type RequestEvent, TRACK_WIRE, isoOf, requestEventWire } from '../../sdk/src/client';
 import { SDK_VERSION } from '../../sdk/src/version';
+import { uuidV4 } from '../../sdk/src/uuid';
 import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
 
 describe('route patterns', () => {
@@ -46,6 +47,20 @@ describe('request ids', () => {
     for (const bad of ['', 'has space', 'semi;colon', 'naïve', '../x', undefined, null]) expect(requestIdFrom(bad)).not.toBe(bad);
     expect(requestIdFrom(['first', 'second'])).toBe('first');
     expect(REQUEST_ID_PATTERN.test('x\n')).toBe(false);
+  });
+
+  it('made here are random version-4 UUIDs, unique across many draws of random bytes', () => {
+    const ids = Array.from({ length: 20_000 }, () => uuidV4()); // 256 per draw: ~80 draws
+    const v4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    expect(ids.filter((id) => !v4.test(id))).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+    // every random hex position takes all 16 values (a position stuck by a bug would not); the
+    // variant's position takes its 4
+    for (let at = 0; at < 36; at++) {
+      if ([8, 13, 14, 18, 23].includes(at)) continue;
+      expect(new Set(ids.map((id) => id[at])).size).toBe(at === 19 ? 4 : 16);
+    }
+    expect(requestIdFrom(undefined)).toMatch(v4);
   });
 });
 
