@@ -378,7 +378,10 @@ async function populate(owner?: { tenantId: string; ownerKey: string }): Promise
   ).id;
   side.delivery = (
     await app.prisma.webhookDelivery.create({
-      data: { tenantId: side.tenantId, endpointId: side.webhook, eventId: randomUUID(), eventType: 'usage.threshold.crossed', payload: { matrix: true } },
+      // FAILED, not PENDING: test files share the database, and another file's webhook worker
+      // requeues every PENDING delivery it finds (as a deployment's should), which would try
+      // this one mid-test and change what the matrix compares
+      data: { tenantId: side.tenantId, endpointId: side.webhook, eventId: randomUUID(), eventType: 'usage.threshold.crossed', payload: { matrix: true }, status: 'FAILED' },
     })
   ).id;
   side.audit = (await app.prisma.auditLog.findFirstOrThrow({ where: { tenantId: side.tenantId, action: 'licenses.create', targetId: license } })).id;
