@@ -159,6 +159,8 @@ export async function trackEvents(
   environment: Environment,
   events: UsageEventInput[],
   requestIp: string | undefined,
+  /** `results: false`: no entry per event in `results` (the counts and `rejected` are kept). */
+  options: { results?: boolean } = {},
 ): Promise<BatchResult & { quota: QuotaState | null }> {
   const now = new Date();
   const outcomes: EventOutcome[] = new Array(events.length);
@@ -190,14 +192,15 @@ export async function trackEvents(
     results: [],
     quota: admissions.findLast((a) => a.state !== null)?.state ?? null,
   };
+  const itemized = options.results !== false;
   outcomes.forEach((o, index) => {
     if (o.status === 'rejected') {
       result.rejected.push({ index, code: o.code, message: o.message });
-      result.results.push({ index, eventId: null, status: 'rejected' });
+      if (itemized) result.results.push({ index, eventId: null, status: 'rejected' });
     } else {
       if (o.status === 'accepted') result.accepted += 1;
       else result.duplicates += 1;
-      result.results.push({ index, eventId: o.eventId, status: o.status });
+      if (itemized) result.results.push({ index, eventId: o.eventId, status: o.status });
     }
   });
   return result;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { usageEventInputSchema } from '../../domain/usage/event-schema';
+import { includeResultsField } from '../routers/usage/track-events';
 
 /** Where the REST face lives; every route below is relative to it. */
 export const REST_BASE = '/api/v1';
@@ -54,7 +55,7 @@ export const REST_ROUTES: readonly RestRoute[] = [
     // the procedure takes `events: unknown[]` and judges each event itself: document the event
     documentedBody: z.strictObject({
       events: z.array(usageEventInputSchema).min(1).max(1000),
-      includeResults: z.boolean().optional().describe('false: `results` comes back empty (the counts and `rejected` still say what became of each event)'),
+      includeResults: includeResultsField,
     }),
   },
   { method: 'GET', path: '/usage/check', procedure: 'usage.check', tag: 'usage', summary: 'Would this much more usage be admitted now? (records nothing)' },

@@ -13,16 +13,21 @@ const eventShape = z.custom<UsageEventInput>(
   'each event must be a JSON object',
 );
 
+/**
+ * False: `results` comes back empty; the counts and `rejected` (with each event's index) still say
+ * what became of every event. For senders that only count (the SDK): a thousand result objects
+ * less to build, validate, send and parse per batch. The REST route documents the same field.
+ */
+export const includeResultsField = z
+  .boolean()
+  .optional()
+  .describe('false: `results` comes back empty (the counts and `rejected` still say what became of each event)');
+
 export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'ingest'], scope: 'tenant', audit: false })
   .input(
     z.strictObject({
       events: z.array(eventShape).min(1).max(MAX_EVENTS_PER_BATCH),
-      /**
-       * False: `results` comes back empty; the counts and `rejected` (with each event's index)
-       * still say what became of every event. For senders that only count (the SDK): a thousand
-       * result objects less to build, validate, send and parse per batch.
-       */
-      includeResults: z.boolean().optional(),
+      includeResults: includeResultsField,
     }),
   )
   .output(
@@ -39,10 +44,10 @@ export const trackEventsProcedure = procedure({ roles: ['owner', 'member', 'inge
       ),
     }),
   )
-  .mutation(async ({ ctx, input }) => {
-    const result = await withQuotaHeaders(ctx.res, () =>
-      trackEvents(ctx.services.track, requireTenant(ctx.tenantId), ctx.environment, input.events, ctx.request.ip ?? undefined),
-    );
-    if (input.includeResults === false) result.results = [];
-    return result;
-  });
+  .mutation(({ ctx, input }) =>
+    withQuotaHeaders(ctx.res, () =>
+      trackEvents(ctx.services.track, requireTenant(ctx.tenantId), ctx.environment, input.events, ctx.request.ip ?? undefined, {
+        results: input.includeResults !== false,
+      }),
+    ),
+  );
