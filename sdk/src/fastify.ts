@@ -10,18 +10,24 @@ export type TallyFastifyOptions = BillingOptions<FastifyRequest, FastifyReply>;
  */
 export const tallyFastify: FastifyPluginCallback<TallyFastifyOptions> = (fastify, options, done) => {
   const core = createBillingCore(options);
-  const decisions = new WeakMap<FastifyRequest, Decision<FastifyRequest>>();
+  // The decision rides on the request, in a slot declared up front (Fastify builds every request
+  // with it). Not a WeakMap: V8's young-generation collector keeps a WeakMap's values alive as
+  // long as the map itself is alive (keys alone are weak there), so every decision, and the request
+  // it holds, outlived its request and was promoted: ~1 KB per request for the old generation.
+  const slot = Symbol('tally.decision');
+  type WithDecision = FastifyRequest & { [slot]?: Decision<FastifyRequest> | null };
+  fastify.decorateRequest(slot, null);
   fastify.addHook('onRequest', async (request, reply) => {
     const decision = await core.before(request, request.method, pathOf(request.url), request.headers['x-request-id']);
     void reply.header('X-Request-ID', decision.requestId);
     if (decision.billable && decision.refusal) {
       return reply.code(decision.refusal.status).headers(decision.refusal.headers).send(decision.refusal.body);
     }
-    if (decision.billable) decisions.set(request, decision);
+    if (decision.billable) (request as WithDecision)[slot] = decision;
     return undefined;
   });
   fastify.addHook('onResponse', async (request, reply) => {
-    const decision = decisions.get(request);
+    const decision = (request as WithDecision)[slot];
     if (decision) core.after(decision, reply, reply.statusCode);
   });
   done();

@@ -347,3 +347,32 @@ describe.each(adapters)('$name', (adapter) => {
     }
   });
 });
+
+describe('Fastify, registered twice on one instance', () => {
+  it('each registration keeps its own decision on the request and bills its own routes once', async () => {
+    const { ownerKey } = await app.createTenant();
+    const { id: first } = await app.createLicense(ownerKey);
+    const { id: second } = await app.createLicense(ownerKey);
+    const { tally, reports } = tallyFor(ownerKey);
+    const api = Fastify();
+    await api.register(tallyFastify, { tally, billableRoutes: ['GET /v1/a', 'GET /v1/both'], licenseId: () => first });
+    await api.register(tallyFastify, { tally, billableRoutes: ['GET /v1/b', 'GET /v1/both'], licenseId: () => second, usageType: () => 'search' });
+    for (const url of ['/v1/a', '/v1/b', '/v1/both']) api.get(url, async () => ({ ok: true }));
+    const baseUrl = await api.listen({ port: 0, host: '127.0.0.1' });
+    servers.push({ handled: new Map(), request: (m, p, h) => overHttp(baseUrl, m, p, h), close: () => api.close() });
+
+    for (const path of ['/v1/a', '/v1/b', '/v1/both']) expect((await overHttp(baseUrl, 'GET', path, { 'x-request-id': `id${path.replaceAll('/', '-')}` })).status).toBe(200);
+    await tracked(tally, 4);
+    await tally.flush();
+
+    expect((await eventsOf(first)).map((e) => [e.route, e.idempotency_key])).toEqual([
+      ['/v1/a', `req:${first}:id-v1-a`],
+      ['/v1/both', `req:${first}:id-v1-both`],
+    ]);
+    expect((await eventsOf(second)).map((e) => [e.route, e.idempotency_key])).toEqual([
+      ['/v1/b', `req:${second}:id-v1-b`],
+      ['/v1/both', `req:${second}:id-v1-both`],
+    ]);
+    expect(reports).toEqual([]);
+  });
+});
