@@ -180,9 +180,13 @@ describe('a master killed in the middle of a stream of events', () => {
     const [a, b] = [fa, fb];
     const CAP = 120;
     const CLIENTS_PER_APP = 6;
-    const { licenseId: capped } = await licenseWithLimit(a, ownerKey, 'failover', CAP);
+    const startedAt = Date.now();
+    const occurredAt = new Date(hourFloor(startedAt) - HOUR + 1_000).toISOString(); // an ended hour, so rollups can be checked
+    // The usage.check at the end reads the counter of the license's current day, so that hour must
+    // fall in it: in the first hours of a UTC day the license's day runs twelve hours ahead.
+    const timezone = new Date(startedAt).getUTCHours() < 2 ? 'Etc/GMT-12' : 'UTC';
+    const { licenseId: capped } = await licenseWithLimit(a, ownerKey, 'failover', CAP, {}, { timezone });
     const { id: free } = await a.createLicense(ownerKey);
-    const occurredAt = new Date(hourFloor(Date.now()) - HOUR + 1_000).toISOString(); // an ended hour, so rollups can be checked
     const victim = await cluster.masterPortOf(`{${capped}}`); // the master holding the capped license's counters
 
     let phase: 'before' | 'failing over' | 'after' = 'before';
