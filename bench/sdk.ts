@@ -73,7 +73,7 @@ export interface SdkBenchConfig {
   events: number;
   /**
    * Niceness given to the API's threads and its PostgreSQL backends during the overhead
-   * comparisons (0: equal priority with the app). See `prioritizeApp`.
+   * comparisons (0: equal priority with the app). See `setTallyNice`.
    */
   tallyNice: number;
 }
@@ -302,6 +302,9 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     // Before every round (outside its timing), so that backends the API's pool opened since are
     // lowered too. The first failure is kept for the figures' baselines.
     let failed: string | null | undefined;
+    // given back after the comparison: the API's priority before it (to its backends too, which
+    // PostgreSQL starts at its own, normally the same 0)
+    const original = os.getPriority(ctx.server.pid);
     const isolate = async () => {
       const outcome = cfg.tallyNice === 0 ? 'none' : await setTallyNice(ctx, cfg.tallyNice);
       if (failed === undefined || (failed === null && outcome !== null)) failed = outcome;
@@ -337,7 +340,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       }
       await recorder.flush();
     });
-    const restored = cfg.tallyNice === 0 ? null : await setTallyNice(ctx, 0);
+    const restored = cfg.tallyNice === 0 ? null : await setTallyNice(ctx, original);
     if (restored !== null) saturated[0]!.errors.push(`could not give the API its priority back (${restored}): later phases ran with it lowered`);
     const fixed: PhaseReport[] = atRate.map((v) => ({
       name: v.name,
