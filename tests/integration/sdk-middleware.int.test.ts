@@ -373,6 +373,14 @@ describe('Fastify, registered twice on one instance', () => {
       ['/v1/b', `req:${second}:id-v1-b`],
       ['/v1/both', `req:${second}:id-v1-both`],
     ]);
+    const { rows } = await app.services.db.pool.query<{ license_id: string; usage_type: string }>(
+      'SELECT DISTINCT license_id, usage_type FROM usage_events WHERE license_id = ANY($1) ORDER BY usage_type',
+      [[first, second]],
+    );
+    expect(rows).toEqual([
+      { license_id: first, usage_type: 'api_call' },
+      { license_id: second, usage_type: 'search' },
+    ]);
     expect(reports).toEqual([]);
   });
 });
