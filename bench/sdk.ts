@@ -27,7 +27,11 @@
  * the API's threads and its PostgreSQL backends run at nice 19 (BENCH_SDK_TALLY_NICE; 0 for equal
  * priority): the billed variant's events are really ingested and stored, but the bursts of CPU a
  * batch costs Tally on these shared two cores do not land on the app being measured, as they
- * would not with Tally on its own machine (see setTallyNice). The SDK measured is the package
+ * would not with Tally on its own machine (see setTallyNice). The middleware's clients send with
+ * `fetch: workerFetch()` (`@tally/sdk/node`, the setup the README gives Node servers), so a
+ * batch's send (its few hundred KB copied, written to the socket, the answer read) runs on a
+ * worker thread, not between the app's requests; BENCH_SDK_TRANSPORT=fetch measures the client's
+ * default, the runtime's fetch on the app's thread. The SDK measured is the package
  * as built for publishing (sdk/dist), rebuilt from sdk/src at the start of the run.
  */
 import http from 'node:http';
@@ -38,11 +42,12 @@ import pg from 'pg';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import os from 'node:os';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import type * as SdkIndex from '../sdk/src/index';
 import type { TallyErrorReport } from '../sdk/src/index';
 import type * as SdkExpress from '../sdk/src/express';
 import type * as SdkFastify from '../sdk/src/fastify';
+import type * as SdkNode from '../sdk/src/node';
 import Fastify, { type FastifyRequest } from 'fastify';
 import { SDK_VERSION } from '../sdk/src/version';
 import {
@@ -76,6 +81,13 @@ export interface SdkBenchConfig {
    * comparisons (0: equal priority with the app). See `setTallyNice`.
    */
   tallyNice: number;
+  /**
+   * How the middleware's clients send (BENCH_SDK_TRANSPORT): `worker` (default), `fetch: workerFetch()`
+   * from `@tally/sdk/node`, the setup the README gives Node servers; `fetch`, the runtime's fetch
+   * on the app's thread (the client's default). An SDK without `workerFetch` (an older checkout
+   * under bench:alternate) sends with fetch, and the figures say so.
+   */
+  transport: 'worker' | 'fetch';
 }
 
 export function sdkConfigFromEnv(): SdkBenchConfig {
@@ -88,6 +100,7 @@ export function sdkConfigFromEnv(): SdkBenchConfig {
     serialPairs: intFromEnv('BENCH_SDK_SERIAL_PAIRS', 1000),
     events: intFromEnv('BENCH_SDK_EVENTS', 200_000),
     tallyNice: intFromEnv('BENCH_SDK_TALLY_NICE', 19),
+    transport: process.env.BENCH_SDK_TRANSPORT === 'fetch' ? 'fetch' : 'worker',
   };
 }
 
@@ -96,14 +109,20 @@ export function sdkConfigFromEnv(): SdkBenchConfig {
  * from sdk/dist, not its TypeScript compiled on the fly by tsx (which wraps every closure a
  * request creates in a naming helper the package does not have).
  */
-function loadBuiltSdk(): { Tally: typeof SdkIndex.Tally; tallyExpress: typeof SdkExpress.tallyExpress; tallyFastify: typeof SdkFastify.tallyFastify } {
+function loadBuiltSdk(): {
+  Tally: typeof SdkIndex.Tally;
+  tallyExpress: typeof SdkExpress.tallyExpress;
+  tallyFastify: typeof SdkFastify.tallyFastify;
+  workerFetch: typeof SdkNode.workerFetch | undefined;
+} {
   execFileSync(process.execPath, [path.join(__dirname, '..', 'sdk', 'scripts', 'build.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
   /* eslint-disable @typescript-eslint/no-require-imports */
   const index = require('../sdk/dist/cjs/index.js') as typeof SdkIndex;
   const forExpress = require('../sdk/dist/cjs/express.js') as typeof SdkExpress;
   const forFastify = require('../sdk/dist/cjs/fastify.js') as typeof SdkFastify;
+  const node = existsSync(path.join(__dirname, '..', 'sdk', 'dist', 'cjs', 'node.js')) ? (require('../sdk/dist/cjs/node.js') as typeof SdkNode) : undefined;
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { Tally: index.Tally, tallyExpress: forExpress.tallyExpress, tallyFastify: forFastify.tallyFastify };
+  return { Tally: index.Tally, tallyExpress: forExpress.tallyExpress, tallyFastify: forFastify.tallyFastify, workerFetch: node?.workerFetch };
 }
 
 interface Served {
@@ -279,7 +298,13 @@ async function setTallyNice(ctx: BenchContext, nice: number): Promise<string | n
 const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, cpuMicros: 0, errors: [] });
 
 export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promise<BenchReport> {
-  const { Tally, tallyExpress, tallyFastify } = loadBuiltSdk();
+  const { Tally, tallyExpress, tallyFastify, workerFetch } = loadBuiltSdk();
+  // One worker for the middleware's clients, as an app would share it.
+  const sender = cfg.transport === 'worker' && workerFetch ? workerFetch() : undefined;
+  const transport = sender
+    ? 'events sent from a worker thread (fetch: workerFetch(), @tally/sdk/node)'
+    : `events sent by the runtime's fetch on the app's thread${cfg.transport === 'worker' ? ' (this SDK has no workerFetch)' : ' (BENCH_SDK_TRANSPORT=fetch)'}`;
+  const sendWith = sender ? { fetch: sender } : {};
   const tenant = await createTenantWithLicense(ctx.server, `sdk-${ctx.runId}`, 'enterprise');
   const reports: TallyErrorReport[] = [];
   const onError = (r: TallyErrorReport) => {
@@ -358,10 +383,10 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
   };
 
   // 1. enforce: false, throughput and p99 under load, on Express.
-  const recorder = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000 });
+  const recorder = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000, ...sendWith });
   const bare = await serveTrivial();
   const billed = await serveTrivial(tallyExpress({ tally: recorder, billableRoutes: ['GET /v1/ping'], licenseId: (req) => req.header('x-license-id') }));
-  const enforcer = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000 });
+  const enforcer = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000, ...sendWith });
   const enforced = await serveTrivial(
     tallyExpress({ tally: enforcer, billableRoutes: ['GET /v1/ping'], licenseId: (req) => req.header('x-license-id'), enforce: true, failOpen: false }),
   );
@@ -401,7 +426,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
   //     request past a young-generation collection that its bare route's p99 at half load is
   //     tens of ms on this machine, and a 1 ms difference drowns in it; Fastify's bare route has
   //     no such tail.
-  const fastifyRecorder = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000 });
+  const fastifyRecorder = new Tally({ apiKey: tenant.ownerKey, baseUrl: ctx.server.baseUrl, onError, maxBufferedEvents: 1_000_000, ...sendWith });
   const fastifyBare = await serveTrivialFastify();
   const fastifyBilled = await serveTrivialFastify(async (app) => {
     await app.register(tallyFastify, { tally: fastifyRecorder, billableRoutes: ['GET /v1/ping'], licenseId: (req: FastifyRequest) => req.headers['x-license-id'] as string | undefined });
@@ -412,6 +437,7 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
   } finally {
     await Promise.all([fastifyBare.close(), fastifyBilled.close()]);
     await fastifyRecorder.shutdown({ timeoutMs: 30_000 });
+    await sender?.close();
   }
 
   // 3. SDK throughput vs raw batch calls of the same events (same fields, random UUID keys, the
@@ -489,8 +515,8 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
   const sdkRate = phases[3]!.metrics.eventsPerSecond as number;
   const rawRate = phases[4]!.metrics.eventsPerSecond as number;
   const figures: Figure[] = [
-    ...overheadFigures('', onExpress, cfg.clients, '; the API, PostgreSQL and Redis share the same 2 cores'),
-    ...overheadFigures('Fastify ', onFastify, cfg.clients, ''),
+    ...overheadFigures('', onExpress, cfg.clients, '; the API, PostgreSQL and Redis share the same 2 cores', transport),
+    ...overheadFigures('Fastify ', onFastify, cfg.clients, '', transport),
     {
       what: 'middleware, enforce: true (cache off), p50 added, 1 client',
       value: round(serialMetrics.enforced.p50Ms - serialMetrics.bare.p50Ms, 2),
@@ -519,7 +545,7 @@ interface Overhead {
 }
 
 /** The overhead figures of one comparison; `label` prefixes their names (Express's have none). */
-function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: string): Figure[] {
+function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: string, transport: string): Figure[] {
   const m = (p: PhaseReport) => p.metrics as { requestsPerSecond: number; latency: LatencySummary; appCpuMicrosPerRequest: number };
   const [bare, billed] = on.saturated.map(m) as [ReturnType<typeof m>, ReturnType<typeof m>];
   const [rateBare, rateBilled] = on.fixed.map((p) => m(p).latency) as [LatencySummary, LatencySummary];
@@ -531,7 +557,7 @@ function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: 
       unit: 'ms',
       digits: 2,
       target: { value: 1, better: 'lower' },
-      baseline: `${p99s(rateBare, rateBilled)}; ${on.priority}`,
+      baseline: `${p99s(rateBare, rateBilled)}; ${transport}; ${on.priority}`,
     },
     {
       what: `${label}middleware, enforce: false, p99 added at saturation (${clients} clients, closed loop: queueing)`,
@@ -546,14 +572,14 @@ function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: 
       unit: '%',
       digits: 1,
       target: { value: 90, better: 'higher' },
-      baseline: `${billed.requestsPerSecond} vs ${bare.requestsPerSecond} req/s, same run; ${on.priority}`,
+      baseline: `${billed.requestsPerSecond} vs ${bare.requestsPerSecond} req/s, same run; ${transport}; ${on.priority}`,
     },
     {
       what: `${label}middleware, enforce: false, app process CPU added per request`,
       value: round(billed.appCpuMicrosPerRequest - bare.appCpuMicrosPerRequest, 1),
       unit: 'µs',
       digits: 1,
-      baseline: `${bare.appCpuMicrosPerRequest} → ${billed.appCpuMicrosPerRequest} µs per request (this process: app, load and the SDK's sends)${cpuNote}`,
+      baseline: `${bare.appCpuMicrosPerRequest} → ${billed.appCpuMicrosPerRequest} µs per request (this process, all its threads: app, load and the SDK's sends)${cpuNote}`,
     },
   ];
 }

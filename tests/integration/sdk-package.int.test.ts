@@ -26,7 +26,7 @@ it('keeps the SDK version in one place: package.json and the User-Agent agree', 
 });
 
 it('imports no Node built-in outside the Node-only adapters', () => {
-  const nodeOnly = new Set(['express.ts', 'fastify.ts']);
+  const nodeOnly = new Set(['express.ts', 'fastify.ts', 'node.ts']);
   const offenders = readdirSync(path.join(sdk, 'src'))
     .filter((f) => !nodeOnly.has(f))
     .filter((f) => /from '(node:|fs|path|http|https|net|crypto|events|os|child_process)['/]|require\(/.test(readFileSync(path.join(sdk, 'src', f), 'utf8')));
@@ -38,23 +38,23 @@ it('imports no Node built-in outside the Node-only adapters', () => {
 
 const script = (format: 'esm' | 'cjs', baseUrl: string, key: string, licenseId: string) => {
   const body = `
-    const tally = new Tally({ apiKey: ${JSON.stringify(key)}, baseUrl: ${JSON.stringify(baseUrl)}, environment: 'ci' });
+    const tally = new Tally({ apiKey: ${JSON.stringify(key)}, baseUrl: ${JSON.stringify(baseUrl)}, environment: 'ci', fetch: workerFetch() });
     const license = await tally.licenses.get.query({ id: ${JSON.stringify(licenseId)} });
     await tally.track({ licenseId: license.id, usageType: 'api_call', userId: ${JSON.stringify(format)} });
     await tally.shutdown();
     const usage = await tally.usage.current.query({ licenseId: license.id });
-    process.stdout.write(JSON.stringify({ stats: tally.stats(), express: typeof tallyExpress, hono: typeof tallyHono, fastify: typeof tallyFastify, periods: usage.usage.length }));`;
+    process.stdout.write(JSON.stringify({ stats: tally.stats(), express: typeof tallyExpress, hono: typeof tallyHono, fastify: typeof tallyFastify, node: typeof workerFetch, periods: usage.usage.length }));`;
   return format === 'esm'
-    ? `import { Tally } from '@tally/sdk'; import { tallyExpress } from '@tally/sdk/express'; import { tallyHono } from '@tally/sdk/hono'; import { tallyFastify } from '@tally/sdk/fastify';\n${body}`
-    : `const { Tally } = require('@tally/sdk'); const { tallyExpress } = require('@tally/sdk/express'); const { tallyHono } = require('@tally/sdk/hono'); const { tallyFastify } = require('@tally/sdk/fastify');\n(async () => {${body}})();`;
+    ? `import { Tally } from '@tally/sdk'; import { tallyExpress } from '@tally/sdk/express'; import { tallyHono } from '@tally/sdk/hono'; import { tallyFastify } from '@tally/sdk/fastify'; import { workerFetch } from '@tally/sdk/node';\n${body}`
+    : `const { Tally } = require('@tally/sdk'); const { tallyExpress } = require('@tally/sdk/express'); const { tallyHono } = require('@tally/sdk/hono'); const { tallyFastify } = require('@tally/sdk/fastify'); const { workerFetch } = require('@tally/sdk/node');\n(async () => {${body}})();`;
 };
 
-it.each(['esm', 'cjs'] as const)('the %s build loads by package name and tracks into Tally', async (format) => {
+it.each(['esm', 'cjs'] as const)('the %s build loads by package name and tracks into Tally (sent from a worker thread)', async (format) => {
   const { ownerKey } = await app.createTenant();
   const { id: licenseId } = await app.createLicense(ownerKey);
   const args = format === 'esm' ? ['--input-type=module', '-e', script(format, app.baseUrl, ownerKey, licenseId)] : ['-e', script(format, app.baseUrl, ownerKey, licenseId)];
   const { stdout } = await run(process.execPath, args, { cwd: root });
-  expect(JSON.parse(stdout)).toMatchObject({ stats: { tracked: 1, accepted: 1 }, express: 'function', hono: 'function', fastify: 'function' });
+  expect(JSON.parse(stdout)).toMatchObject({ stats: { tracked: 1, accepted: 1 }, express: 'function', hono: 'function', fastify: 'function', node: 'function' });
   const { rows } = await app.services.db.pool.query('SELECT user_id FROM usage_events WHERE license_id = $1', [licenseId]);
   expect(rows).toEqual([{ user_id: format }]);
 });

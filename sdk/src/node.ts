@@ -1,0 +1,167 @@
+/**
+ * `@tally/sdk/node`: a `fetch` for the client that makes its HTTP requests on a worker thread.
+ *
+ * `new Tally({ apiKey, baseUrl, fetch: workerFetch() })`. Why: a 1,000-event batch is a body of a
+ * few hundred KB, and sending it from the app's thread costs that thread milliseconds at once (the
+ * body copied by fetch, the socket writes, the answer), which every request the app is serving at
+ * that moment waits out: the middleware's p99. On a worker thread those milliseconds land on
+ * another core; the app's thread only hands over a copy of the body and gets the answer back.
+ * Node only (`node:worker_threads`); the client's core stays fetch-only for other runtimes.
+ *
+ * Requests it cannot hand over as they are (a `Request` object, a streamed or form body) are made
+ * by the app's own `fetch`, so any call still works. One worker per `workerFetch()`: make one and
+ * share it between clients. The worker does not keep the process alive when nothing is in flight.
+ */
+import { Worker } from 'node:worker_threads';
+
+/**
+ * The worker's side: fetch each request, hand back the whole answer (its body transferred, not
+ * copied). Evaluated as CommonJS or, under a parent started with --input-type=module, as a module:
+ * hence import(), which both have. Messages sent before its listener is attached wait in the port.
+ */
+const WORKER_SOURCE = `
+import('node:worker_threads').then(({ parentPort }) => {
+const running = new Map();
+const describe = (e) => ({
+  name: e && e.name ? String(e.name) : 'Error',
+  message: e && e.message ? String(e.message) : String(e),
+  cause: e && e.cause ? { name: String(e.cause.name || 'Error'), code: e.cause.code === undefined ? undefined : String(e.cause.code), message: String(e.cause.message || e.cause) } : undefined,
+});
+parentPort.on('message', (m) => {
+  if (m.abort !== undefined) {
+    const controller = running.get(m.abort);
+    if (controller) controller.abort();
+    return;
+  }
+  const controller = new AbortController();
+  running.set(m.id, controller);
+  fetch(m.url, { method: m.method, headers: m.headers, body: m.body, redirect: m.redirect, signal: controller.signal })
+    .then(async (res) => {
+      const body = await res.arrayBuffer();
+      parentPort.postMessage({ id: m.id, status: res.status, statusText: res.statusText, headers: [...res.headers], url: res.url, body }, [body]);
+    })
+    .catch((e) => parentPort.postMessage({ id: m.id, error: describe(e) }))
+    .finally(() => running.delete(m.id));
+});
+});
+`;
+
+interface Answer {
+  id: number;
+  status?: number;
+  statusText?: string;
+  headers?: [string, string][];
+  body?: ArrayBuffer;
+  error?: { name: string; message: string; cause?: { name: string; code?: string; message: string } };
+}
+
+interface Waiting {
+  resolve(response: Response): void;
+  reject(error: unknown): void;
+  done(): void;
+}
+
+export interface WorkerFetch {
+  (input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** Stops the worker; requests still in flight fail as network errors. */
+  close(): Promise<void>;
+}
+
+/** Statuses whose Response may not have a body. */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+
+/** A failure as fetch reports one (`TypeError: fetch failed`, the reason in `cause`). */
+function networkError(message: string, cause?: unknown): TypeError {
+  return new TypeError(message, cause === undefined ? undefined : { cause });
+}
+
+export function workerFetch(): WorkerFetch {
+  let worker: Worker | undefined;
+  let nextId = 0;
+  const waiting = new Map<number, Waiting>();
+
+  const failAll = (error: unknown) => {
+    for (const [id, w] of waiting) {
+      waiting.delete(id);
+      w.done();
+      w.reject(networkError('fetch failed', error));
+    }
+  };
+
+  const start = (): Worker => {
+    const w = new Worker(WORKER_SOURCE, { eval: true });
+    w.unref();
+    w.on('message', (answer: Answer) => {
+      const entry = waiting.get(answer.id);
+      if (!entry) return; // aborted meanwhile
+      waiting.delete(answer.id);
+      entry.done();
+      if (waiting.size === 0) w.unref();
+      if (answer.error) {
+        const c = answer.error.cause;
+        const cause = c ? Object.assign(new Error(c.message), { name: c.name }, c.code === undefined ? {} : { code: c.code }) : undefined;
+        entry.reject(networkError(answer.error.message, cause));
+        return;
+      }
+      const status = answer.status!;
+      const response = new Response(NULL_BODY.has(status) ? null : answer.body!, { status, statusText: answer.statusText, headers: answer.headers });
+      entry.resolve(response);
+    });
+    const lost = (error: unknown) => {
+      if (worker === w) worker = undefined;
+      failAll(error);
+    };
+    w.on('error', lost);
+    w.on('exit', (code) => lost(new Error(`the fetch worker exited (${code})`)));
+    return w;
+  };
+
+  const call = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const body = init.body;
+    const plainBody = body === undefined || body === null || typeof body === 'string' || body instanceof ArrayBuffer || ArrayBuffer.isView(body);
+    if (input instanceof Request || !plainBody) return globalThis.fetch(input, init);
+    const signal = init.signal ?? undefined;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+
+    // A copy of the bytes, its buffer moved to the worker: the caller may reuse its own array
+    // as soon as this resolves, and a view's whole underlying buffer is not sent along.
+    let sent: string | ArrayBuffer | undefined;
+    const transfer: ArrayBuffer[] = [];
+    if (typeof body === 'string') sent = body;
+    else if (body instanceof ArrayBuffer) sent = body.slice(0);
+    else if (body) {
+      const view = body as ArrayBufferView;
+      const copy = new Uint8Array(view.byteLength);
+      copy.set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      sent = copy.buffer;
+    }
+    if (sent instanceof ArrayBuffer) transfer.push(sent);
+
+    const w = (worker ??= start());
+    const id = nextId++;
+    return new Promise<Response>((resolve, reject) => {
+      const onAbort = () => {
+        if (!waiting.delete(id)) return;
+        if (waiting.size === 0) w.unref();
+        w.postMessage({ abort: id });
+        reject(signal!.reason);
+      };
+      waiting.set(id, { resolve, reject, done: () => signal?.removeEventListener('abort', onAbort) });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      w.ref();
+      w.postMessage(
+        { id, url: String(input), method: init.method ?? 'GET', headers: [...new Headers(init.headers)], body: sent, redirect: init.redirect },
+        transfer,
+      );
+    });
+  };
+
+  return Object.assign(call, {
+    close: async () => {
+      const w = worker;
+      worker = undefined;
+      if (w) await w.terminate();
+      failAll(new Error('workerFetch closed'));
+    },
+  });
+}
