@@ -7,6 +7,7 @@
 import express from 'express';
 import { Tally } from '@tally/sdk';
 import { tallyExpress } from '@tally/sdk/express';
+import { workerFetch } from '@tally/sdk/node';
 
 const apiKey = process.env.TALLY_API_KEY;
 if (!apiKey) {
@@ -19,6 +20,7 @@ const tally = new Tally({
   baseUrl: process.env.TALLY_URL ?? 'http://localhost:3000',
   environment: process.env.NODE_ENV ?? 'development',
   handleSignals: true, // flush what is buffered on Ctrl-C / SIGTERM
+  fetch: workerFetch(), // batches are sent from a worker thread, not between this API's requests
   onError: (report) => console.error('tally:', report.kind, 'message' in report ? report.message : ''),
 });
 
