@@ -8,9 +8,14 @@
  * another core; the app's thread only hands over a copy of the body and gets the answer back.
  * Node only (`node:worker_threads`); the client's core stays fetch-only for other runtimes.
  *
- * Requests it cannot hand over as they are (a `Request` object, a streamed or form body) are made
- * by the app's own `fetch`, so any call still works. One worker per `workerFetch()`: make one and
- * share it between clients. The worker does not keep the process alive when nothing is in flight.
+ * Only requests with a body of at least `minBodyBytes` (default 32 KB: a batch of ~100 or more
+ * events) go to the worker. A quota check or a procedure call is a few hundred bytes, cheap to send
+ * from the app's thread, and waits for its answer: the hop to another thread and back only added
+ * to its round trip (measured in the sdk bench: a `usage.check` 1.6 → 2.8 ms at p50 with every
+ * request on the worker). Requests it cannot hand over as they are (a `Request` object, a streamed
+ * or form body) are made by the app's own `fetch` too, so any call still works. One worker per
+ * `workerFetch()`: make one and share it between clients. The worker does not keep the process
+ * alive when nothing is in flight.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -61,6 +66,15 @@ interface Waiting {
   done(): void;
 }
 
+export interface WorkerFetchOptions {
+  /**
+   * Requests whose body is smaller (in bytes; a string counted by its length) are made by the
+   * runtime's fetch on the calling thread. Default 32 KB; 0 sends every request it can carry to
+   * the worker.
+   */
+  minBodyBytes?: number;
+}
+
 export interface WorkerFetch {
   (input: string | URL | Request, init?: RequestInit): Promise<Response>;
   /** Stops the worker; requests still in flight fail as network errors. */
@@ -75,7 +89,11 @@ function networkError(message: string, cause?: unknown): TypeError {
   return new TypeError(message, cause === undefined ? undefined : { cause });
 }
 
-export function workerFetch(): WorkerFetch {
+export const DEFAULT_MIN_BODY_BYTES = 32 * 1024;
+
+export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
+  const minBodyBytes = options.minBodyBytes ?? DEFAULT_MIN_BODY_BYTES;
+  if (!(minBodyBytes >= 0)) throw new RangeError('workerFetch: minBodyBytes must be a number ≥ 0');
   let worker: Worker | undefined;
   let nextId = 0;
   const waiting = new Map<number, Waiting>();
@@ -120,6 +138,8 @@ export function workerFetch(): WorkerFetch {
     const body = init.body;
     const plainBody = body === undefined || body === null || typeof body === 'string' || body instanceof ArrayBuffer || ArrayBuffer.isView(body);
     if (input instanceof Request || !plainBody) return globalThis.fetch(input, init);
+    const size = body === undefined || body === null ? 0 : typeof body === 'string' ? body.length : (body as ArrayBuffer | ArrayBufferView).byteLength;
+    if (size < minBodyBytes) return globalThis.fetch(input, init);
     const signal = init.signal ?? undefined;
     if (signal?.aborted) return Promise.reject(signal.reason);
 

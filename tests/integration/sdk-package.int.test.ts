@@ -38,7 +38,7 @@ it('imports no Node built-in outside the Node-only adapters', () => {
 
 const script = (format: 'esm' | 'cjs', baseUrl: string, key: string, licenseId: string) => {
   const body = `
-    const tally = new Tally({ apiKey: ${JSON.stringify(key)}, baseUrl: ${JSON.stringify(baseUrl)}, environment: 'ci', fetch: workerFetch() });
+    const tally = new Tally({ apiKey: ${JSON.stringify(key)}, baseUrl: ${JSON.stringify(baseUrl)}, environment: 'ci', fetch: workerFetch({ minBodyBytes: 0 }) });
     const license = await tally.licenses.get.query({ id: ${JSON.stringify(licenseId)} });
     await tally.track({ licenseId: license.id, usageType: 'api_call', userId: ${JSON.stringify(format)} });
     await tally.shutdown();

@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type WorkerFetch, workerFetch } from '../../sdk/src/node';
+import { DEFAULT_MIN_BODY_BYTES, type WorkerFetch, workerFetch } from '../../sdk/src/node';
 
 /**
  * `workerFetch` (`@tally/sdk/node`) as a fetch: the request really leaves from another thread,
@@ -43,7 +43,8 @@ beforeAll(async () => {
   server.stderr!.on('data', (d: Buffer) => (serverLog += d.toString()));
   const port = await new Promise<string>((resolve) => server.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
   base = `http://127.0.0.1:${port}`;
-  transport = workerFetch();
+  // every request it can carry goes to the worker (by default only bodies of 32 KB and more do)
+  transport = workerFetch({ minBodyBytes: 0 });
 });
 afterAll(async () => {
   await transport.close();
@@ -60,6 +61,7 @@ interface Echo {
 }
 
 it('makes the request on another thread: it reaches the server while this thread is busy', async () => {
+  const onThisThread = jest.spyOn(globalThis, 'fetch');
   const answer = transport(`${base}/busy`, { method: 'POST', body: 'x' });
   // Hold this thread for 600 ms right after the call: a fetch on this thread could not send the
   // request before the loop is free again.
@@ -69,6 +71,29 @@ it('makes the request on another thread: it reaches the server while this thread
   const echo = (await (await answer).json()) as Echo;
   expect(echo.at).toBeGreaterThanOrEqual(from - 5);
   expect(echo.at).toBeLessThan(until);
+  expect(onThisThread).not.toHaveBeenCalled();
+  onThisThread.mockRestore();
+});
+
+it('by default sends from the worker only bodies of 32 KB and more; smaller requests from this thread', async () => {
+  const own = workerFetch();
+  const onThisThread = jest.spyOn(globalThis, 'fetch');
+  try {
+    /** Where a request was made: by this thread's fetch, or not (then by the worker's). */
+    const madeFrom = async (body: string | Uint8Array | undefined) => {
+      onThisThread.mockClear();
+      const echo = (await (await own(`${base}/where`, body === undefined ? {} : { method: 'POST', body })).json()) as Echo;
+      return { at: onThisThread.mock.calls.length === 1 ? 'this thread' : 'worker', bytes: echo.bytes };
+    };
+    expect(await madeFrom(new Uint8Array(DEFAULT_MIN_BODY_BYTES))).toEqual({ at: 'worker', bytes: 32 * 1024 });
+    expect(await madeFrom(new Uint8Array(DEFAULT_MIN_BODY_BYTES - 1))).toEqual({ at: 'this thread', bytes: 32 * 1024 - 1 });
+    expect(await madeFrom('x'.repeat(DEFAULT_MIN_BODY_BYTES))).toEqual({ at: 'worker', bytes: 32 * 1024 });
+    expect(await madeFrom(undefined)).toEqual({ at: 'this thread', bytes: 0 });
+  } finally {
+    onThisThread.mockRestore();
+    await own.close();
+  }
+  expect(() => workerFetch({ minBodyBytes: -1 })).toThrow(RangeError);
 });
 
 it('answers as fetch does: status, headers, JSON and text bodies, a 204 without one', async () => {
@@ -130,7 +155,7 @@ it('fails as fetch fails when nothing listens: a TypeError with the cause', asyn
 });
 
 it('close() fails what is in flight; the next call starts a new worker', async () => {
-  const own = workerFetch();
+  const own = workerFetch({ minBodyBytes: 0 });
   const pending = own(`${base}/slow`).catch((e: unknown) => e);
   await new Promise((resolve) => setTimeout(resolve, 100));
   await own.close();
@@ -142,7 +167,7 @@ it('close() fails what is in flight; the next call starts a new worker', async (
 it('keeps the process alive while a request is in flight, and not a moment longer', async () => {
   const script = `
     const { workerFetch } = require(${JSON.stringify(path.join(root, 'sdk', 'src', 'node.ts'))});
-    const f = workerFetch();
+    const f = workerFetch({ minBodyBytes: 0 });
     const t0 = Date.now();
     let answered = 0;
     f(${JSON.stringify(`${base}/slow`)}).then((r) => r.json()).then((b) => { answered = Date.now(); process.stdout.write(JSON.stringify({ url: b.url, ms: answered - t0 }) + '\\n'); });
