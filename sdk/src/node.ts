@@ -61,6 +61,8 @@ interface Answer {
 }
 
 interface Waiting {
+  /** The worker the request went to: only its loss fails the request. */
+  worker: Worker;
   resolve(response: Response): void;
   reject(error: unknown): void;
   done(): void;
@@ -98,12 +100,18 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
   let nextId = 0;
   const waiting = new Map<number, Waiting>();
 
-  const failAll = (error: unknown) => {
-    for (const [id, w] of waiting) {
+  /** Fails what is in flight on worker `lost` (a crash's `error` and `exit` may come after a new worker started). */
+  const failAll = (lost: Worker, error: unknown) => {
+    for (const [id, entry] of waiting) {
+      if (entry.worker !== lost) continue;
       waiting.delete(id);
-      w.done();
-      w.reject(networkError('fetch failed', error));
+      entry.done();
+      entry.reject(networkError('fetch failed', error));
     }
+  };
+  const settled = (id: number, w: Worker) => {
+    waiting.delete(id);
+    if (![...waiting.values()].some((entry) => entry.worker === w)) w.unref();
   };
 
   const start = (): Worker => {
@@ -112,9 +120,8 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
     w.on('message', (answer: Answer) => {
       const entry = waiting.get(answer.id);
       if (!entry) return; // aborted meanwhile
-      waiting.delete(answer.id);
+      settled(answer.id, w);
       entry.done();
-      if (waiting.size === 0) w.unref();
       if (answer.error) {
         const c = answer.error.cause;
         const cause = c ? Object.assign(new Error(c.message), { name: c.name }, c.code === undefined ? {} : { code: c.code }) : undefined;
@@ -127,7 +134,7 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
     });
     const lost = (error: unknown) => {
       if (worker === w) worker = undefined;
-      failAll(error);
+      failAll(w, error);
     };
     w.on('error', lost);
     w.on('exit', (code) => lost(new Error(`the fetch worker exited (${code})`)));
@@ -161,18 +168,26 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
     const id = nextId++;
     return new Promise<Response>((resolve, reject) => {
       const onAbort = () => {
-        if (!waiting.delete(id)) return;
-        if (waiting.size === 0) w.unref();
+        if (!waiting.has(id)) return;
+        settled(id, w);
         w.postMessage({ abort: id });
         reject(signal!.reason);
       };
-      waiting.set(id, { resolve, reject, done: () => signal?.removeEventListener('abort', onAbort) });
+      const done = () => signal?.removeEventListener('abort', onAbort);
+      waiting.set(id, { worker: w, resolve, reject, done });
       signal?.addEventListener('abort', onAbort, { once: true });
       w.ref();
-      w.postMessage(
-        { id, url: String(input), method: init.method ?? 'GET', headers: [...new Headers(init.headers)], body: sent, redirect: init.redirect },
-        transfer,
-      );
+      try {
+        w.postMessage(
+          { id, url: String(input), method: init.method ?? 'GET', headers: [...new Headers(init.headers)], body: sent, redirect: init.redirect },
+          transfer,
+        );
+      } catch (error) {
+        // headers that are not text, a detached buffer: refused here, as fetch would refuse them
+        settled(id, w);
+        done();
+        reject(error);
+      }
     });
   };
 
@@ -180,8 +195,9 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
     close: async () => {
       const w = worker;
       worker = undefined;
-      if (w) await w.terminate();
-      failAll(new Error('workerFetch closed'));
+      if (!w) return;
+      await w.terminate();
+      failAll(w, new Error('workerFetch closed'));
     },
   });
 }
