@@ -365,4 +365,111 @@ describe('retention', () => {
     const hourly = await app.prisma.usageRollupHourly.count({ where: { licenseId } });
     expect(hourly).toBe(4);
   });
+
+  describe('dropping a partition while queries hold usage_events', () => {
+    const policy = { usageEventDays: 90, idempotencyKeyDays: 40, auditLogDays: 365, jobRunDays: 90 };
+    const monthsAgo = (n: number) => {
+      const now = new Date();
+      return Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - n, 12, 7);
+    };
+    const partitionOf = (t: number) => `usage_events_${new Date(t).toISOString().slice(0, 7).replace('-', '_')}`;
+    const exists = async (table: string) => (await pool().query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [table])).rows[0]!.t !== null;
+
+    async function finalOldEvent(monthsBack: number) {
+      const { ownerKey, tenantId } = await app.createTenant();
+      const { id: licenseId } = await app.createLicense(ownerKey);
+      const at = monthsAgo(monthsBack);
+      await writeOld(licenseId, tenantId, [at]);
+      const late = new Date();
+      await aggregateHourlyWindow(rollups(), new Date(at), late);
+      for (let d = Math.floor(at / DAY) * DAY - DAY; d <= at + DAY; d += DAY) await aggregateDailyWindow(pool(), new Date(d), late);
+      return at;
+    }
+
+    /** Sessions of the test database waiting for a lock, other than `except`. */
+    async function lockWaiters(except: number): Promise<number> {
+      const { rows } = await pool().query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock'`,
+        [except],
+      );
+      return rows[0]!.n;
+    }
+
+    async function until(check: () => Promise<boolean>, what: string) {
+      const deadline = Date.now() + 10_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+
+    it('lets events in and queries run while it waits for a long query to finish with an old partition', async () => {
+      const at = await finalOldEvent(7);
+      const { ownerKey } = await app.createTenant();
+      const { id: licenseId } = await app.createLicense(ownerKey);
+      const reader = new pg.Client({ connectionString: db.url });
+      await reader.connect();
+      try {
+        const pid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        // A long analytics query or export: its transaction holds every partition, the old one too.
+        await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await reader.query('SELECT count(*) FROM usage_events');
+        const retention = applyRetention(pool(), policy, new Date());
+        await until(async () => (await lockWaiters(pid)) > 0, 'retention to wait for the long query');
+        // A plain DROP TABLE queued an ACCESS EXCLUSIVE lock on usage_events here, and every insert
+        // and read after it waited behind that queue for as long as the long query ran.
+        const stalled = new Promise<'stalled'>((r) => setTimeout(() => r('stalled'), 5_000).unref());
+        const writeAndRead = (async () => {
+          await track(ownerKey, [{ licenseId, usageType: 'api_call', quantity: '2' }]);
+          const { rows } = await pool().query<{ q: string }>('SELECT trim_scale(sum(quantity))::text AS q FROM usage_events WHERE license_id = $1', [licenseId]);
+          return rows[0]!.q;
+        })();
+        expect(await Promise.race([writeAndRead, stalled])).toBe('2');
+        expect(await lockWaiters(pid)).toBeGreaterThan(0); // still waiting: the old partition is not gone yet
+        await reader.query('COMMIT');
+        const outcome = await retention;
+        expect(outcome.droppedPartitions).toContain(partitionOf(at));
+        expect(await exists(partitionOf(at))).toBe(false);
+      } finally {
+        await reader.end();
+      }
+    });
+
+    it('finishes a detach an earlier run left pending, and drops a table one left detached', async () => {
+      const pendingAt = await finalOldEvent(8);
+      const detachedAt = await finalOldEvent(9);
+      // A run stopped between DETACH and DROP leaves a plain table with the month's name.
+      await pool().query(`ALTER TABLE usage_events DETACH PARTITION ${partitionOf(detachedAt)}`);
+      // A run cancelled in the second half of DETACH ... CONCURRENTLY leaves the partition pending.
+      const reader = new pg.Client({ connectionString: db.url });
+      const detacher = new pg.Client({ connectionString: db.url });
+      await Promise.all([reader.connect(), detacher.connect()]);
+      try {
+        await reader.query('BEGIN');
+        await reader.query('SELECT count(*) FROM usage_events');
+        const detacherPid = (await detacher.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        const detach = detacher.query(`ALTER TABLE usage_events DETACH PARTITION ${partitionOf(pendingAt)} CONCURRENTLY`).then(
+          () => null,
+          (e: Error) => e,
+        );
+        await until(async () => (await lockWaiters(-1)) > 0, 'the detach to wait for the reader');
+        await pool().query('SELECT pg_cancel_backend($1)', [detacherPid]);
+        expect(String(await detach)).toMatch(/cancel/i);
+        await reader.query('COMMIT');
+      } finally {
+        await Promise.all([reader.end(), detacher.end()]);
+      }
+      const pending = await pool().query<{ pending: boolean }>(
+        'SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = $1::regclass',
+        [partitionOf(pendingAt)],
+      );
+      expect(pending.rows).toEqual([{ pending: true }]);
+
+      const outcome = await applyRetention(pool(), policy, new Date());
+      expect(outcome.droppedPartitions).toEqual(expect.arrayContaining([partitionOf(pendingAt), partitionOf(detachedAt)]));
+      expect(await exists(partitionOf(pendingAt))).toBe(false);
+      expect(await exists(partitionOf(detachedAt))).toBe(false);
+    });
+  });
 });

@@ -57,6 +57,57 @@ async function deleteInBatches(pool: pg.Pool, sql: string, params: unknown[]): P
   }
 }
 
+interface EventPartition {
+  name: string;
+  /** Still a partition of usage_events (false: detached by a run that stopped before its drop). */
+  attached: boolean;
+  /** Detached concurrently by a run that stopped between the detach's two transactions. */
+  pending: boolean;
+}
+
+const MONTHLY_PARTITION = /^usage_events_(\d{4})_(\d{2})$/;
+
+/**
+ * The monthly event partitions whose month ends at or before `cutoff`, and the tables an
+ * interrupted earlier run detached but did not drop (named like a month's partition, no
+ * longer attached: left alone they would keep `tally_ensure_usage_event_partitions` from
+ * creating that month's partition again).
+ */
+async function expiredPartitions(pool: pg.Pool, cutoff: Date): Promise<EventPartition[]> {
+  const { rows } = await pool.query<{ name: string; attached: boolean; pending: boolean; upper: string | null }>(
+    `SELECT c.relname AS name, i.inhrelid IS NOT NULL AS attached, coalesce(i.inhdetachpending, false) AS pending,
+            substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)') AS upper
+       FROM pg_class c
+       LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = 'usage_events'::regclass
+      WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'usage_events'::regclass) AND c.relkind = 'r'
+        AND (i.inhrelid IS NOT NULL OR (NOT c.relispartition AND c.relname ~ '^usage_events_[0-9]{4}_[0-9]{2}$'))`,
+  );
+  const expired = rows.filter((p) => {
+    const month = MONTHLY_PARTITION.exec(p.name);
+    const upper = p.upper ? new Date(p.upper) : month ? new Date(Date.UTC(Number(month[1]), Number(month[2]), 1)) : null;
+    return upper !== null && !Number.isNaN(upper.getTime()) && upper <= cutoff;
+  });
+  // A partitioned table takes one concurrent detach at a time: while one is pending, any other
+  // is refused (naming the pending one), so a pending detach is finished first.
+  return expired.sort((a, b) => Number(b.pending) - Number(a.pending));
+}
+
+/**
+ * Detaches a partition concurrently, then drops it. A plain `DROP TABLE` of a partition first
+ * asks for an ACCESS EXCLUSIVE lock on usage_events; while that waits for a long query holding
+ * the table (an export, a year of analytics), every insert and read that comes after queues
+ * behind it: ingestion stopped for as long as the longest query ran. `DETACH ... CONCURRENTLY`
+ * takes only a SHARE UPDATE EXCLUSIVE lock on usage_events, which inserts and reads do not
+ * wait for; it waits for the queries that may still read the partition, and leaves a table no
+ * query on usage_events touches, dropped at once. It cannot run inside a transaction: a pool
+ * query is its own statement. A detach an earlier run left pending is finished (FINALIZE).
+ */
+async function dropPartition(pool: pg.Pool, p: EventPartition): Promise<void> {
+  const table = `"${p.name.replace(/"/g, '""')}"`;
+  if (p.attached) await pool.query(`ALTER TABLE usage_events DETACH PARTITION ${table} ${p.pending ? 'FINALIZE' : 'CONCURRENTLY'}`);
+  await pool.query(`DROP TABLE IF EXISTS ${table}`);
+}
+
 /**
  * Weekly retention. Raw events older than the policy go by dropping whole monthly
  * partitions where the month is entirely past the cutoff and by batched deletes in the
@@ -68,17 +119,9 @@ export async function applyRetention(pool: pg.Pool, policy: RetentionPolicy, now
   const cutoff = blocker && blocker < wanted ? hourFloor(blocker) : wanted;
 
   const droppedPartitions: string[] = [];
-  const { rows: partitions } = await pool.query<{ name: string; upper: string }>(
-    `SELECT c.relname AS name,
-            substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']+)''\\)') AS upper
-       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-      WHERE i.inhparent = 'usage_events'::regclass`,
-  );
-  for (const p of partitions) {
-    if (p.upper && new Date(p.upper) <= cutoff) {
-      await pool.query(`DROP TABLE IF EXISTS "${p.name.replace(/"/g, '')}"`);
-      droppedPartitions.push(p.name);
-    }
+  for (const p of await expiredPartitions(pool, cutoff)) {
+    await dropPartition(pool, p);
+    droppedPartitions.push(p.name);
   }
   const deletedEvents = await deleteInBatches(
     pool,
