@@ -1,5 +1,5 @@
 /** `@tally/sdk/fastify`: billable-route plugin for Fastify 4 and 5. */
-import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { type BillingOptions, type Decision, createBillingCore, pathOf } from './middleware.js';
 
 export type TallyFastifyOptions = BillingOptions<FastifyRequest, FastifyReply>;
@@ -17,18 +17,28 @@ export const tallyFastify: FastifyPluginCallback<TallyFastifyOptions> = (fastify
   const slot = Symbol('tally.decision');
   type WithDecision = FastifyRequest & { [slot]?: Decision<FastifyRequest> | null };
   fastify.decorateRequest(slot, null);
-  fastify.addHook('onRequest', async (request, reply) => {
-    const decision = await core.before(request, request.method, pathOf(request.url), request.headers['x-request-id']);
+  // Callback-style hooks, not async ones: Fastify runs an async hook's promise through one more
+  // turn of the microtask queue, a cost every request paid whether or not it was billable.
+  const proceed = (decision: Decision<FastifyRequest>, request: FastifyRequest, reply: FastifyReply, next: HookHandlerDoneFunction) => {
     void reply.header('X-Request-ID', decision.requestId);
     if (decision.billable && decision.refusal) {
-      return reply.code(decision.refusal.status).headers(decision.refusal.headers).send(decision.refusal.body);
+      // answered here: Fastify skips the handler, and `next` is not called (a hook that replies)
+      void reply.code(decision.refusal.status).headers(decision.refusal.headers).send(decision.refusal.body);
+      return;
     }
     if (decision.billable) (request as WithDecision)[slot] = decision;
-    return undefined;
+    next();
+  };
+  fastify.addHook('onRequest', (request, reply, next) => {
+    const decided = core.before(request, request.method, pathOf(request.url), request.headers['x-request-id']);
+    // Without a check to wait for, the decision is here now: the route runs in this turn.
+    if (decided instanceof Promise) decided.then((decision) => proceed(decision, request, reply, next), next);
+    else proceed(decided, request, reply, next);
   });
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', (request, reply, next) => {
     const decision = (request as WithDecision)[slot];
     if (decision) core.after(decision, reply, reply.statusCode);
+    next();
   });
   done();
 };

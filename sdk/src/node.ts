@@ -43,7 +43,7 @@ parentPort.on('message', (m) => {
   fetch(m.url, { method: m.method, headers: m.headers, body: m.body, redirect: m.redirect, signal: controller.signal })
     .then(async (res) => {
       const body = await res.arrayBuffer();
-      parentPort.postMessage({ id: m.id, status: res.status, statusText: res.statusText, headers: [...res.headers], url: res.url, body }, [body]);
+      parentPort.postMessage({ id: m.id, status: res.status, statusText: res.statusText, headers: [...res.headers], body }, [body]);
     })
     .catch((e) => parentPort.postMessage({ id: m.id, error: describe(e) }))
     .finally(() => running.delete(m.id));
