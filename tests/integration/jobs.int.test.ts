@@ -386,15 +386,17 @@ describe('retention', () => {
       return at;
     }
 
-    /** Sessions of the test database waiting for a lock, other than `except`. */
-    async function lockWaiters(except: number): Promise<number> {
+    /** Whether a session of the test database running a statement that matches `statement` waits for a lock. */
+    async function waitsForLock(statement: RegExp): Promise<boolean> {
       const { rows } = await pool().query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock'`,
-        [except],
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ~ $1`,
+        [statement.source],
       );
-      return rows[0]!.n;
+      return rows[0]!.n > 0;
     }
+    // what retention runs on a partition: the detach (a plain DROP TABLE before it)
+    const PARTITION_DDL = /DETACH PARTITION|DROP TABLE/;
 
     async function until(check: () => Promise<boolean>, what: string) {
       const deadline = Date.now() + 10_000;
@@ -411,12 +413,11 @@ describe('retention', () => {
       const reader = new pg.Client({ connectionString: db.url });
       await reader.connect();
       try {
-        const pid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
         // A long analytics query or export: its transaction holds every partition, the old one too.
         await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         await reader.query('SELECT count(*) FROM usage_events');
         const retention = applyRetention(pool(), policy, new Date());
-        await until(async () => (await lockWaiters(pid)) > 0, 'retention to wait for the long query');
+        await until(() => waitsForLock(PARTITION_DDL), 'retention to wait for the long query');
         // A plain DROP TABLE queued an ACCESS EXCLUSIVE lock on usage_events here, and every insert
         // and read after it waited behind that queue for as long as the long query ran.
         const stalled = new Promise<'stalled'>((r) => setTimeout(() => r('stalled'), 5_000).unref());
@@ -426,7 +427,7 @@ describe('retention', () => {
           return rows[0]!.q;
         })();
         expect(await Promise.race([writeAndRead, stalled])).toBe('2');
-        expect(await lockWaiters(pid)).toBeGreaterThan(0); // still waiting: the old partition is not gone yet
+        expect(await waitsForLock(PARTITION_DDL)).toBe(true); // still waiting: the old partition is not gone yet
         await reader.query('COMMIT');
         const outcome = await retention;
         expect(outcome.droppedPartitions).toContain(partitionOf(at));
@@ -453,7 +454,7 @@ describe('retention', () => {
           () => null,
           (e: Error) => e,
         );
-        await until(async () => (await lockWaiters(-1)) > 0, 'the detach to wait for the reader');
+        await until(() => waitsForLock(/DETACH PARTITION .* CONCURRENTLY/), 'the detach to wait for the reader');
         await pool().query('SELECT pg_cancel_backend($1)', [detacherPid]);
         expect(String(await detach)).toMatch(/cancel/i);
         await reader.query('COMMIT');
