@@ -111,7 +111,8 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
   };
   const settled = (id: number, w: Worker) => {
     waiting.delete(id);
-    if (![...waiting.values()].some((entry) => entry.worker === w)) w.unref();
+    for (const entry of waiting.values()) if (entry.worker === w) return;
+    w.unref();
   };
 
   const start = (): Worker => {
