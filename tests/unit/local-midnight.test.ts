@@ -13,6 +13,17 @@ const wallAt = (at: number, zone: string) => at + tzOffset(zone, new Date(at)) *
 const dateText = (wall: number) => new Date(wall).toISOString().slice(0, 10);
 
 /**
+ * The instant a transition tzScan reports really happened. tzScan can report it late (Asia/Tehran
+ * moved from +03:30 to +04:30 at 1977-03-21T19:30Z, 23:00 local; tzScan says 20:00Z), so the
+ * instant is walked back, a minute at a time, while the zone already read the new offset.
+ */
+function transitionInstant(zone: string, reported: number, offset: number): number {
+  let at = reported;
+  while (at > reported - 3 * HOUR && tzOffset(zone, new Date(at - 60_000)) === offset) at -= 60_000;
+  return at;
+}
+
+/**
  * What localMidnight must answer, from TZDate and the zone's transitions (tzScan): TZDate's
  * instant, except where 00:00 came twice (the later one, as PostgreSQL's AT TIME ZONE cuts
  * the daily rollups; TZDate takes either, depending on the zone) or never came (the instant
@@ -21,7 +32,7 @@ const dateText = (wall: number) => new Date(wall).toISOString().slice(0, 10);
  */
 function expectedMidnight(wall: number, zone: string): number {
   for (const change of tzScan(zone, { start: new Date(wall - 2 * DAY), end: new Date(wall + 2 * DAY) })) {
-    const at = change.date.getTime();
+    const at = transitionInstant(zone, change.date.getTime(), change.offset);
     const before = (change.offset - change.change) * 60_000;
     const after = change.offset * 60_000;
     const [low, high] = [at + Math.min(before, after), at + Math.max(before, after)];
@@ -120,6 +131,13 @@ describe('local midnights in every IANA zone, 1970-2040', () => {
     const week = periodContaining('weekly', lastHour, zone);
     expect(week.start.getTime()).toBeLessThan(lastHour.getTime());
     expect(week.end.getTime()).toBeGreaterThan(firstHour.getTime());
+  });
+
+  it('starts a day whose 00:00 was skipped at the jump, when the jump is on a half hour of UTC (Asia/Tehran, 1977-03-22)', () => {
+    // 23:00 +03:30 (19:30Z) on the 21st became 00:00 +04:30: the 22nd starts at 19:30Z.
+    expect(new Date(localMidnight(1977, 2, 22, 'Asia/Tehran')).toISOString()).toBe('1977-03-21T19:30:00.000Z');
+    const day = periodContaining('daily', new Date('1977-03-22T08:00:00Z'), 'Asia/Tehran');
+    expect([day.start.toISOString(), day.end.toISOString()]).toEqual(['1977-03-21T19:30:00.000Z', '1977-03-22T19:30:00.000Z']);
   });
 
   it('takes a repeated 00:00 the second time, as PostgreSQL does (Atlantic/Azores sets clocks back from 01:00)', () => {
