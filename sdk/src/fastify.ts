@@ -13,7 +13,8 @@ export const tallyFastify: FastifyPluginCallback<TallyFastifyOptions> = (fastify
   // Callback-style hook, not an async one: Fastify runs an async hook's promise through one more
   // turn of the microtask queue, a cost every request paid whether or not it was billable.
   const proceed = (decision: Decision<FastifyRequest>, reply: FastifyReply, next: HookHandlerDoneFunction) => {
-    void reply.header('X-Request-ID', decision.requestId);
+    // lower case, as Fastify keeps header names (it would lower-case it for every request)
+    void reply.header('x-request-id', decision.requestId);
     if (decision.billable && decision.refusal) {
       // answered here: Fastify skips the handler, and `next` is not called (a hook that replies)
       void reply.code(decision.refusal.status).headers(decision.refusal.headers).send(decision.refusal.body);

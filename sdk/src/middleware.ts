@@ -3,7 +3,7 @@
  * quota check before the handler, and the event recorded after the response. The adapters only
  * translate their request and response objects; no `node:` import here either.
  */
-import { type CheckResult, type RequestEvent, TRACK_WIRE, type Tally, type TrackEvent, type TrackOptions, requestEventWire } from './client.js';
+import { type CheckResult, type RequestEvent, TRACK_REQUEST, type Tally } from './client.js';
 import { uuidV4 } from './uuid.js';
 
 type MaybePromise<T> = T | Promise<T>;
@@ -74,7 +74,10 @@ export function compilePattern(spec: string): RoutePattern {
 
 export function matchRoute(patterns: readonly RoutePattern[], method: string, path: string): RoutePattern | undefined {
   const m = method.toUpperCase();
-  return patterns.find((p) => (p.method === null || p.method === m || (p.method === 'GET' && m === 'HEAD')) && p.regex.test(path));
+  for (const p of patterns) {
+    if ((p.method === null || p.method === m || (p.method === 'GET' && m === 'HEAD')) && p.regex.test(path)) return p;
+  }
+  return undefined;
 }
 
 /** The path of a URL or request target, without query or fragment, percent-decoding left alone. */
@@ -171,8 +174,6 @@ export interface BillingCore<Req, Res> {
   after(decision: Decision<Req>, res: Res, statusCode: number): void;
 }
 
-const AS_REQUEST: TrackOptions = { conflictIsDuplicate: true };
-
 function isPromiseLike<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
@@ -185,8 +186,7 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
   const checkTimeoutMs = options.checkTimeoutMs ?? 2000;
   const now = () => globalThis.performance?.now() ?? Date.now();
   // Looked up once: through the client's proxy a lookup per request costs more than the call.
-  const trackWire = options.tally[TRACK_WIRE];
-  const track = options.tally.track;
+  const trackRequest = options.tally[TRACK_REQUEST];
 
   async function checked(decision: Decision<Req> & { billable: true }): Promise<Decision<Req>> {
     try {
@@ -259,11 +259,10 @@ export function createBillingCore<Req, Res>(options: BillingOptions<Req, Res>): 
         if (userEmail) event.userEmail = userEmail;
         const organization = options.organization?.(decision.req);
         if (organization) event.organization = organization;
-        // its JSON written here, field by field; anything odd (an app's function that returned
-        // something else than text) goes through track, which reports what it cannot send
-        const json = requestEventWire(event);
-        if (json === null) void track(event as TrackEvent, AS_REQUEST);
-        else void trackWire(json, AS_REQUEST);
+        // its JSON written straight into the client's buffer, field by field; anything odd (an
+        // app's function that returned something else than text) goes through track, which
+        // reports what it cannot send
+        trackRequest(event);
       } catch {
         // a throwing quantity()/userId() must not break the app's response
       }

@@ -15,7 +15,8 @@
  * `{"events":[`) just before its first event and `]}` after its last; the body is a view of those
  * bytes, no copy. An event that was
  * tracked as an app's object keeps that object (for `onError` reports); one tracked as JSON only
- * (the middleware) is read back from its bytes when a report needs it.
+ * (the middleware, whose request events are written into the bytes in place, `pushWritten`) is
+ * read back from its bytes when a report needs it.
  */
 import { EventQueue } from './event-queue.js';
 
@@ -94,6 +95,34 @@ export class WireBatch<E> {
     }
   }
 
+  /**
+   * Where an event of at most `max` bytes written in place goes (room made for it and the
+   * closing `]}`): write it into `array` from there, then `commit`.
+   */
+  reserve(max: number): number {
+    const at = this.end + (this.count > 0 ? 1 : 0);
+    if (at + max + CLOSE.length > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, at + max + CLOSE.length));
+      grown.set(this.bytes.subarray(0, this.end), 0);
+      this.bytes = grown;
+    }
+    return at;
+  }
+
+  /** The bytes to write a reserved event into (valid until the next `reserve` or `append`). */
+  get array(): Uint8Array<ArrayBuffer> {
+    return this.bytes;
+  }
+
+  /** Takes the event written in place at [at, end) of `array`, after `reserve`. */
+  commit(at: number, end: number, flag: boolean): void {
+    if (this.count > 0) this.bytes[this.end] = COMMA;
+    this.starts[this.count] = at;
+    this.flags[this.count] = flag ? 1 : 0;
+    this.count += 1;
+    this.end = end;
+  }
+
   /** The i-th event held: the app's object if it gave one, else its JSON read back. */
   event(i: number): E {
     const k = this.first + i;
@@ -170,8 +199,31 @@ export class WireBuffer<E> {
   }
 
   push(json: string, flag: boolean, event?: E): void {
-    const batch = (this.filling ??= this.spare.pop() ?? new WireBatch<E>(this.batchSize, this.sizeHint));
+    const batch = this.open();
     batch.append(json, flag, event);
+    this.added(batch);
+  }
+
+  /**
+   * Writes one event's JSON in place, with `write(bytes, at, item)` → where it ended, or -1 when
+   * it could not (then nothing is kept and false is returned). `max`: the most bytes it writes.
+   * No string is made: the middleware writes its request events this way, field by field.
+   */
+  pushWritten<T>(max: number, flag: boolean, write: (bytes: Uint8Array, at: number, item: T) => number, item: T): boolean {
+    const batch = this.open();
+    const at = batch.reserve(max);
+    const end = write(batch.array, at, item);
+    if (end < 0) return false;
+    batch.commit(at, end, flag);
+    this.added(batch);
+    return true;
+  }
+
+  private open(): WireBatch<E> {
+    return (this.filling ??= this.spare.pop() ?? new WireBatch<E>(this.batchSize, this.sizeHint));
+  }
+
+  private added(batch: WireBatch<E>): void {
     this.held += 1;
     if (batch.full) {
       // the last full batch, not the largest ever: one outsized event must not size every batch after it

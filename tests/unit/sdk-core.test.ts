@@ -1,7 +1,7 @@
 import { Tally, backoffDelay, retryAfterMs, type TallyErrorReport } from '../../sdk/src/index';
 import { EventQueue } from '../../sdk/src/event-queue';
 import { WireBuffer } from '../../sdk/src/wire-buffer';
-import { type RequestEvent, TRACK_WIRE, isoOf, requestEventWire } from '../../sdk/src/client';
+import { type RequestEvent, TRACK_REQUEST, TRACK_WIRE, isoOf, requestEventBytes, requestEventWire, writeRequestEvent } from '../../sdk/src/client';
 import { SDK_VERSION } from '../../sdk/src/version';
 import { uuidV4 } from '../../sdk/src/uuid';
 import { REQUEST_ID_PATTERN, compilePattern, createBillingCore, matchRoute, pathOf, refusalOf, requestIdFrom } from '../../sdk/src/middleware';
@@ -270,6 +270,72 @@ describe('request events written field by field', () => {
     }
   });
 
+  it('written straight into bytes are the bytes of requestEventWire, or -1 (and that JSON is taken) when a text needs escaping', () => {
+    const texts = ['plain', 'a"b', 'back\\slash', 'tab\tnew\nline', '\u007f', 'é', '😀', '', ' ~!#[]{}'];
+    const quantities: (number | string)[] = [1, 0, 2.5, 1e21, 1e-7, -0, -3, Number.NaN, Number.POSITIVE_INFINITY, '1.000001', 'é'];
+    const decoder = new TextDecoder();
+    let written = 0;
+    let i = 0;
+    for (const text of texts) {
+      for (const quantity of quantities) {
+        const event: RequestEvent = { ...base, licenseId: `lic-${text}`, route: `/v1/${text}`, quantity, idempotencyKey: `req:${text}:${i++}`, durationMs: i * 1.5 };
+        if (i % 2) Object.assign(event, { userId: text, userEmail: `${text}@x`, organization: text });
+        if (i % 3 === 0) event.statusCode = undefined;
+        const max = requestEventBytes(event);
+        const bytes = new Uint8Array(7 + max).fill(0x78);
+        const end = writeRequestEvent(bytes, 7, event);
+        const wire = requestEventWire(event)!;
+        if (end === -1) {
+          expect(/[^\x20-\x7e]|["\\]/.test(`${text}${typeof quantity === 'string' ? quantity : ''}`)).toBe(true);
+          continue;
+        }
+        written += 1;
+        expect(end).toBeLessThanOrEqual(7 + max);
+        expect(bytes.subarray(0, 7).every((b) => b === 0x78)).toBe(true); // nothing before `at`
+        // the same JSON, except the time (read twice: the two may be a millisecond apart)
+        const mine = JSON.parse(decoder.decode(bytes.subarray(7, end))) as Record<string, unknown>;
+        const theirs = JSON.parse(wire) as Record<string, unknown>;
+        expect(Object.keys(mine)).toEqual(Object.keys(theirs));
+        expect({ ...mine, occurredAt: undefined }).toEqual({ ...theirs, occurredAt: undefined });
+        expect(Math.abs(Date.parse(mine.occurredAt as string) - Date.parse(theirs.occurredAt as string))).toBeLessThan(1000);
+        expect(decoder.decode(bytes.subarray(7, end))).toBe(wire.replace(/"occurredAt":"[^"]*"/, `"occurredAt":"${mine.occurredAt as string}"`));
+      }
+    }
+    expect(written).toBeGreaterThan(20);
+    for (const odd of [{ licenseId: 7 }, { quantity: null }, { userId: 5 }, { statusCode: '200' }, { durationMs: undefined }]) {
+      const event = { ...base, ...odd } as unknown as RequestEvent;
+      expect(writeRequestEvent(new Uint8Array(requestEventBytes(event)), 0, event)).toBe(-1);
+    }
+  });
+
+  it('are tracked from bytes, and the ones that need escaping or are odd through JSON and track, all in order', async () => {
+    const bodies: { events: Record<string, unknown>[] }[] = [];
+    const fetch = (async (_url: string, init: RequestInit) => {
+      bodies.push(JSON.parse(new TextDecoder().decode(init.body as Uint8Array)) as { events: Record<string, unknown>[] });
+      return new Response(JSON.stringify({ result: { data: { accepted: 5, duplicates: 0, rejected: [] } } }), { status: 200 });
+    }) as typeof globalThis.fetch;
+    const reports: TallyErrorReport[] = [];
+    const tally = new Tally({ apiKey: 'k', baseUrl: 'http://127.0.0.1:1', fetch, onError: (r) => reports.push(r), maxBatchSize: 5 });
+    const events: RequestEvent[] = [
+      { ...base, idempotencyKey: 'k1' },
+      { ...base, idempotencyKey: 'k2', userId: 'ü' },
+      { ...base, idempotencyKey: 'k3', route: 'x'.repeat(5000) },
+      { ...base, idempotencyKey: 'k4', organization: 'a"b' },
+      { ...base, idempotencyKey: 'k5', statusCode: '200' as unknown as number },
+    ];
+    for (const e of events) tally[TRACK_REQUEST](e);
+    await tally.flush();
+    // the fifth is not of its type: it goes through track as given (Tally's schema refuses it)
+    const sent = bodies.flatMap((b) => b.events);
+    expect(sent.map((e) => e.idempotencyKey)).toEqual(['k1', 'k2', 'k3', 'k4', 'k5']);
+    expect(sent[4]!.statusCode).toBe('200');
+    expect(sent[1]!.userId).toBe('ü');
+    expect(sent[2]!.route).toBe('x'.repeat(5000));
+    expect(sent[3]!.organization).toBe('a"b');
+    expect(tally.stats().tracked).toBe(5);
+    await tally.shutdown({ timeoutMs: 100 });
+  });
+
   it('are left to track (null) when a field is not of its type', () => {
     expect(requestEventWire(base)).not.toBeNull();
     for (const odd of [{ licenseId: 7 }, { usageType: undefined }, { quantity: 10n }, { quantity: null }, { userId: 5 }, { statusCode: '200' }, { durationMs: undefined }]) {
@@ -357,6 +423,28 @@ describe('WireBuffer', () => {
     expect(decode(batch.body()).events.map((e) => e.i)).toEqual([5, 6, 7]);
     expect(buffer.drain(true).map((e) => e.i)).toEqual([8, 9]);
     expect(buffer.dropOldest(true)).toBe(false);
+  });
+
+  it('takes events written in place beside pushed ones, grows for them, and keeps nothing of a write that gave up', () => {
+    const buffer = new WireBuffer<{ i: number; s?: string }>(3, 2);
+    const write = (bytes: Uint8Array, at: number, text: string) => {
+      if (text === 'give up') {
+        bytes.fill(0x7b, at, at + 4); // scribbled on before giving up: must not be sent
+        return -1;
+      }
+      return new TextEncoder().encodeInto(text, bytes.subarray(at)).written + at;
+    };
+    buffer.push(json(0), false);
+    expect(buffer.pushWritten(20, true, write, json(1))).toBe(true);
+    expect(buffer.pushWritten(20, false, write, 'give up')).toBe(false);
+    expect(buffer.length).toBe(2);
+    const long = json(2, 'x'.repeat(100_000));
+    expect(buffer.pushWritten(long.length, false, write, long)).toBe(true);
+    expect(buffer.hasFullBatch).toBe(true);
+    const batch = buffer.take()!;
+    expect(decode(batch.body()).events).toEqual([{ i: 0, s: '' }, { i: 1, s: '' }, { i: 2, s: 'x'.repeat(100_000) }]);
+    expect([batch.flag(0), batch.flag(1), batch.flag(2)]).toEqual([false, true, false]);
+    expect(batch.event(1)).toEqual({ i: 1, s: '' });
   });
 
   it('grows a batch past its first size, reuses a released batch with nothing of its past events, and lets an outsized one go', () => {
