@@ -277,15 +277,17 @@ function putQuoted(bytes: Uint8Array, at: number, text: string): number {
 
 const numberText = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
 
+const quotedLength = (v: unknown) => (typeof v === 'string' ? v.length + 2 : 0);
+
 /**
  * The most bytes `writeRequestEvent` writes for `e` (its texts counted as one byte a character,
  * which is all it writes: anything else it leaves to `requestEventWire`).
  */
 export function requestEventBytes(e: RequestEvent): number {
-  const length = (v: unknown) => (typeof v === 'string' ? v.length + 2 : 0);
-  return W_FIXED + length(e.licenseId) + length(e.usageType) + length(e.quantity) + length(e.idempotencyKey) + length(e.route) + length(e.method) +
-    length(e.userId) + length(e.userEmail) + length(e.organization);
+  return W_FIXED + quotedLength(e.licenseId) + quotedLength(e.usageType) + quotedLength(e.quantity) + quotedLength(e.idempotencyKey) + quotedLength(e.route) +
+    quotedLength(e.method) + quotedLength(e.userId) + quotedLength(e.userEmail) + quotedLength(e.organization);
 }
+
 
 /**
  * `requestEventWire(e)`'s JSON written straight into `bytes` from `at`, without making it a

@@ -74,24 +74,17 @@ export class WireBatch<E> {
 
   /** Appends one event's JSON (well-formed UTF-16: JSON.stringify escapes lone surrogates). */
   append(json: string, flag: boolean, event: E | undefined): void {
-    let at = this.end + (this.count > 0 ? 1 : 0);
+    let at = this.reserve(0);
     for (;;) {
       // room for the JSON and the closing `]}` that the body adds
       const { read, written } = encoder.encodeInto(json, this.bytes.subarray(at, this.bytes.length - CLOSE.length));
       if (read === json.length) {
-        if (this.count > 0) this.bytes[this.end] = COMMA;
-        this.starts[this.count] = at;
-        this.flags[this.count] = flag ? 1 : 0;
         if (event !== undefined) (this.objects ??= [])[this.count] = event;
-        this.count += 1;
-        this.end = at + written;
+        this.commit(at, at + written, flag);
         return;
       }
-      // Too small: grow, keeping what was written (UTF-8 takes at most 3 bytes per UTF-16 unit).
-      const grown = new Uint8Array(Math.max(this.bytes.length * 2, at + json.length * 3 + CLOSE.length));
-      grown.set(this.bytes.subarray(0, this.end), 0);
-      this.bytes = grown;
-      at = this.end + (this.count > 0 ? 1 : 0);
+      // Too small: room for the most it can take (UTF-8 takes at most 3 bytes per UTF-16 unit).
+      at = this.reserve(json.length * 3);
     }
   }
 
