@@ -20,33 +20,100 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * The worker's side: fetch each request, hand back the whole answer (its body transferred, not
- * copied). Evaluated as CommonJS or, under a parent started with --input-type=module, as a module:
- * hence import(), which both have. Messages sent before its listener is attached wait in the port.
+ * The worker's side: make each request, hand back the whole answer (its body transferred, not
+ * copied). With `node:http`/`node:https` and a keep-alive agent, not the worker's own fetch: a
+ * 300 KB batch costs fetch (undici) 1.4-2 ms of CPU to send, node:http 0.4 ms (measured here,
+ * same server, 300 POSTs each), and that CPU is taken from the app's cores. What fetch does beyond
+ * a plain request is kept: a string body without a content type is `text/plain;charset=UTF-8`,
+ * a compressed answer is decompressed, a failure is `TypeError: fetch failed` with the socket's
+ * error as cause; a redirect to follow, or a URL that is not http(s), is handed to fetch whole.
+ * Evaluated as CommonJS or, under a parent started with --input-type=module, as a module: hence
+ * import(), which both have. Messages sent before its listener is attached wait in the port.
  */
 const WORKER_SOURCE = `
-import('node:worker_threads').then(({ parentPort }) => {
+Promise.all([import('node:worker_threads'), import('node:http'), import('node:https'), import('node:zlib')]).then(([{ parentPort }, http, https, zlib]) => {
+const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
 const running = new Map();
 const describe = (e) => ({
   name: e && e.name ? String(e.name) : 'Error',
   message: e && e.message ? String(e.message) : String(e),
   cause: e && e.cause ? { name: String(e.cause.name || 'Error'), code: e.cause.code === undefined ? undefined : String(e.cause.code), message: String(e.cause.message || e.cause) } : undefined,
 });
-parentPort.on('message', (m) => {
-  if (m.abort !== undefined) {
-    const controller = running.get(m.abort);
-    if (controller) controller.abort();
-    return;
-  }
+const failed = (cause) => describe(Object.assign(new TypeError('fetch failed'), { cause }));
+const answer = (id, status, statusText, headers, body) => parentPort.postMessage({ id, status, statusText, headers, body }, [body]);
+/** A fresh ArrayBuffer holding the chunks (a Buffer may be a slice of a shared pool: never transferred). */
+const joined = (chunks, size) => {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out.buffer;
+};
+const byFetch = (m) => {
   const controller = new AbortController();
-  running.set(m.id, controller);
+  running.set(m.id, { abort: () => controller.abort() });
   fetch(m.url, { method: m.method, headers: m.headers, body: m.body, redirect: m.redirect, signal: controller.signal })
-    .then(async (res) => {
-      const body = await res.arrayBuffer();
-      parentPort.postMessage({ id: m.id, status: res.status, statusText: res.statusText, headers: [...res.headers], body }, [body]);
-    })
+    .then(async (res) => answer(m.id, res.status, res.statusText, [...res.headers], await res.arrayBuffer()))
     .catch((e) => parentPort.postMessage({ id: m.id, error: describe(e) }))
     .finally(() => running.delete(m.id));
+};
+const DECODERS = { gzip: 'createGunzip', 'x-gzip': 'createGunzip', deflate: 'createInflate', br: 'createBrotliDecompress' };
+parentPort.on('message', (m) => {
+  if (m.abort !== undefined) {
+    const r = running.get(m.abort);
+    if (r) { running.delete(m.abort); r.abort(); }
+    return;
+  }
+  let url;
+  try { url = new URL(m.url); } catch { url = undefined; }
+  if (!url || !agents[url.protocol] || url.username || url.password) return byFetch(m);
+  const body = m.body === undefined || m.body === null ? undefined : typeof m.body === 'string' ? Buffer.from(m.body, 'utf8') : Buffer.from(m.body);
+  const headers = {};
+  for (const [k, v] of m.headers) headers[k] = v;
+  if (typeof m.body === 'string' && headers['content-type'] === undefined) headers['content-type'] = 'text/plain;charset=UTF-8';
+  if (body !== undefined) headers['content-length'] = String(body.length);
+  else if (m.method === 'POST' || m.method === 'PUT') headers['content-length'] = '0';
+  let req;
+  try {
+    req = (url.protocol === 'https:' ? https : http).request(url, { method: m.method, headers, agent: agents[url.protocol] });
+  } catch (e) {
+    // what fetch refuses before sending (a header value that is not text): its refusal, as fetch gives it
+    return byFetch(m);
+  }
+  let settled = false;
+  running.set(m.id, { abort: () => { settled = true; req.destroy(); } });
+  const fail = (e) => {
+    if (settled) return;
+    settled = true;
+    running.delete(m.id);
+    parentPort.postMessage({ id: m.id, error: failed(e) });
+  };
+  req.on('error', fail);
+  req.on('response', (res) => {
+    const status = res.statusCode;
+    if (status >= 300 && status < 400 && res.headers.location !== undefined && m.redirect !== 'manual') {
+      // fetch's redirect rules (method changes, the body resent, 'error'): fetch's own work
+      res.resume();
+      settled = true;
+      running.delete(m.id);
+      return byFetch(m);
+    }
+    const pairs = [];
+    for (let i = 0; i < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i], res.rawHeaders[i + 1]]);
+    const coding = String(res.headers['content-encoding'] || '').trim().toLowerCase();
+    const stream = DECODERS[coding] && m.method !== 'HEAD' && status !== 204 && status !== 304 ? res.pipe(zlib[DECODERS[coding]]()) : res;
+    const chunks = [];
+    let size = 0;
+    stream.on('data', (c) => { chunks.push(c); size += c.length; });
+    stream.on('error', fail);
+    res.on('error', fail);
+    stream.on('end', () => {
+      if (settled) return;
+      settled = true;
+      running.delete(m.id);
+      answer(m.id, status, res.statusMessage || '', pairs, joined(chunks, size));
+    });
+  });
+  req.end(body);
 });
 });
 `;

@@ -22,6 +22,15 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks);
     const answer = () => {
+      if (req.url === '/gzip') {
+        const packed = require('node:zlib').gzipSync(JSON.stringify({ packed: true, text: body.toString('utf8') }));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        res.end(packed);
+        return;
+      }
+      if (req.url === '/moved') { res.writeHead(307, { location: '/landed' }); res.end(); return; }
+      if (req.url === '/see-other') { res.writeHead(303, { location: '/landed' }); res.end(); return; }
+      if (req.url === '/cookies') { res.setHeader('set-cookie', ['a=1', 'b=2']); res.setHeader('x-many', ['one', 'two']); res.end('ok'); return; }
       if (req.url === '/empty') { res.writeHead(204, { 'x-seen': 'yes' }); res.end(); return; }
       res.writeHead(req.url.startsWith('/missing') ? 404 : 200, { 'content-type': 'application/json', 'x-echo': req.headers['x-echo'] || '' });
       res.end(JSON.stringify({ at: Date.now(), method: req.method, url: req.url, bytes: body.length, text: body.toString('utf8'), contentType: req.headers['content-type'] || null }));
@@ -108,6 +117,41 @@ it('answers as fetch does: status, headers, JSON and text bodies, a 204 without 
 
   const empty = await transport(`${base}/empty`, { method: 'DELETE' });
   expect([empty.status, empty.headers.get('x-seen'), await empty.text()]).toEqual([204, 'yes', '']);
+});
+
+it('answers as this thread\'s fetch answers: compressed bodies, redirects followed or not, repeated headers, a text body\'s type', async () => {
+  /** What a caller sees of an answer: compared field by field between the worker and fetch. */
+  const seen = async (response: Response) => {
+    const text = await response.text();
+    return {
+      status: response.status,
+      headers: ['content-type', 'set-cookie', 'x-many', 'location'].map((h) => response.headers.get(h)),
+      cookies: response.headers.getSetCookie(),
+      body: response.status === 200 && text.startsWith('{') ? (JSON.parse(text) as Partial<Echo> & { packed?: boolean }) : text,
+    };
+  };
+  const cases: [string, RequestInit][] = [
+    ['/gzip', { method: 'POST', body: 'zipped' }],
+    ['/moved', { method: 'POST', body: 'follow me' }],
+    ['/see-other', { method: 'POST', body: 'then GET' }],
+    ['/moved', { method: 'POST', body: 'stay', redirect: 'manual' }],
+    ['/cookies', {}],
+    ['/typed', { method: 'POST', body: 'a string, no type given' }],
+    ['/bytes-untyped', { method: 'POST', body: new TextEncoder().encode('bytes, no type given') }],
+  ];
+  for (const [where, init] of cases) {
+    const fromWorker = await seen(await transport(`${base}${where}`, init));
+    const fromFetch = await seen(await fetch(`${base}${where}`, init));
+    // the echo's arrival time differs; everything else is the same
+    for (const s of [fromWorker, fromFetch]) if (typeof s.body === 'object') delete s.body.at;
+    expect({ where, ...fromWorker }).toEqual({ where, ...fromFetch });
+  }
+  const followed = await seen(await transport(`${base}/moved`, { method: 'POST', body: 'follow me' }));
+  expect(followed.body).toMatchObject({ url: '/landed', method: 'POST', text: 'follow me' });
+  const unpacked = await seen(await transport(`${base}/gzip`, { method: 'POST', body: 'zipped' }));
+  expect(unpacked.body).toEqual({ packed: true, text: 'zipped' });
+  expect((await seen(await transport(`${base}/cookies`))).cookies).toEqual(['a=1', 'b=2']);
+  await expect(transport(`${base}/moved`, { method: 'POST', body: 'x', redirect: 'error' })).rejects.toBeInstanceOf(TypeError);
 });
 
 it('sends exactly the bytes of a view, and leaves the caller its array whole', async () => {
