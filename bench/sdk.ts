@@ -27,12 +27,13 @@
  * the API's threads and its PostgreSQL backends run at nice 19 (BENCH_SDK_TALLY_NICE; 0 for equal
  * priority): the billed variant's events are really ingested and stored, but the bursts of CPU a
  * batch costs Tally on these shared two cores do not land on the app being measured, as they
- * would not with Tally on its own machine (see setTallyNice). The middleware's clients send with
- * `fetch: workerFetch()` (`@tally/sdk/node`, the setup the README gives Node servers), so a
- * batch's send (its few hundred KB copied, written to the socket, the answer read) runs on a
- * worker thread, not between the app's requests; BENCH_SDK_TRANSPORT=fetch measures the client's
- * default, the runtime's fetch on the app's thread. The SDK measured is the package
- * as built for publishing (sdk/dist), rebuilt from sdk/src at the start of the run.
+ * would not with Tally on its own machine (see placeTally); they are also kept on the last CPU
+ * (BENCH_SDK_TALLY_CPUS), so that the scheduler does not run them on the app's core. The
+ * middleware's clients send with `fetch: workerFetch()` (`@tally/sdk/node`, the setup the README
+ * gives Node servers), so a batch's send (its few hundred KB copied, written to the socket, the
+ * answer read) runs on a worker thread, not between the app's requests; BENCH_SDK_TRANSPORT=fetch
+ * measures the client's default, the runtime's fetch on the app's thread. The SDK measured is the
+ * package as built for publishing (sdk/dist), rebuilt from sdk/src at the start of the run.
  */
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -78,9 +79,15 @@ export interface SdkBenchConfig {
   events: number;
   /**
    * Niceness given to the API's threads and its PostgreSQL backends during the overhead
-   * comparisons (0: equal priority with the app). See `setTallyNice`.
+   * comparisons (0: equal priority with the app). See `placeTally`.
    */
   tallyNice: number;
+  /**
+   * CPUs (a `taskset -c` list) the API's threads and its PostgreSQL backends are kept on during the
+   * overhead comparisons (BENCH_SDK_TALLY_CPUS; default the machine's last CPU when it has two or
+   * more; `all` for wherever the scheduler puts them). See `placeTally`.
+   */
+  tallyCpus: string | null;
   /**
    * How the middleware's clients send (BENCH_SDK_TRANSPORT): `worker` (default), `fetch: workerFetch()`
    * from `@tally/sdk/node`, the setup the README gives Node servers; `fetch`, the runtime's fetch
@@ -100,8 +107,20 @@ export function sdkConfigFromEnv(): SdkBenchConfig {
     serialPairs: intFromEnv('BENCH_SDK_SERIAL_PAIRS', 1000),
     events: intFromEnv('BENCH_SDK_EVENTS', 200_000),
     tallyNice: intFromEnv('BENCH_SDK_TALLY_NICE', 19),
+    tallyCpus: tallyCpusFromEnv(),
     transport: process.env.BENCH_SDK_TRANSPORT === 'fetch' ? 'fetch' : 'worker',
   };
+}
+
+function tallyCpusFromEnv(): string | null {
+  const given = process.env.BENCH_SDK_TALLY_CPUS?.trim();
+  if (given === 'all') return null;
+  if (given) {
+    if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(given)) throw new Error(`BENCH_SDK_TALLY_CPUS must be a CPU list such as 1 or 2-3, or all: ${given}`);
+    return given;
+  }
+  const count = os.availableParallelism();
+  return count >= 2 ? String(count - 1) : null;
 }
 
 /**
@@ -261,9 +280,17 @@ async function storedFor(databaseUrl: string, licenseId: string): Promise<number
   }
 }
 
+/** Where the API's threads and its PostgreSQL backends run during the overhead comparisons. */
+interface TallyPlacement {
+  nice: number;
+  /** A CPU list as `taskset -c` takes it (`1`, `0-3`), or null: wherever the scheduler puts them. */
+  cpus: string | null;
+}
+
 /**
- * Sets the CPU priority (niceness) of every thread of the API's process and of the PostgreSQL
- * backends serving its database; null when done, else why not (then both stay as they were).
+ * Sets the CPU priority (niceness) and, when `cpus` is given, the CPUs (`taskset`) of every
+ * thread of the API's process and of the PostgreSQL backends serving its database; null when
+ * done, else why not (what was set before the failure stays).
  *
  * Why: the middleware's events go to a real Tally, which on this machine shares the app's two
  * cores. A 1,000-event batch costs the API and PostgreSQL tens of ms of CPU at once, and at equal
@@ -272,8 +299,13 @@ async function storedFor(databaseUrl: string, licenseId: string): Promise<number
  * and 1.7 ms with the API and its backends at nice 19. That is the cost of running the meter on
  * the app's machine, not of the middleware; in a deployment Tally runs elsewhere. At a low
  * priority Tally still gets every idle cycle and stores every event (the phase flushes and waits).
+ * A low priority alone still lets the scheduler run Tally on the app's core: with the API and its
+ * backends at nice 19 but on any CPU, the app's thread waited in the run queue 1.8-4% of the time
+ * when the middleware's events were really ingested, 0.3-0.6% when they were not (same-process
+ * script, /proc/self/task/<pid>/schedstat, Fastify, 8 alternated rounds); kept on the last CPU
+ * (`BENCH_SDK_TALLY_CPUS`), they leave the app's core to the app, as a Tally on its own machine would.
  */
-async function setTallyNice(ctx: BenchContext, nice: number): Promise<string | null> {
+async function placeTally(ctx: BenchContext, placement: TallyPlacement): Promise<string | null> {
   const client = new pg.Client({ connectionString: ctx.databaseUrl });
   try {
     await client.connect();
@@ -281,17 +313,28 @@ async function setTallyNice(ctx: BenchContext, nice: number): Promise<string | n
     const threads = readdirSync(`/proc/${ctx.server.pid}/task`).map(Number);
     for (const id of [...threads, ...rows.map((r) => r.pid)]) {
       try {
-        os.setPriority(id, nice);
+        os.setPriority(id, placement.nice);
+        if (placement.cpus !== null) execFileSync('taskset', ['-p', '-c', placement.cpus, String(id)], { stdio: ['ignore', 'ignore', 'pipe'] });
       } catch (error) {
         // a thread or backend that ended meanwhile
-        if ((error as { info?: { code?: string } }).info?.code !== 'ESRCH') throw error;
+        const gone = (error as { info?: { code?: string } }).info?.code === 'ESRCH' || /No such process/.test(String((error as { stderr?: unknown }).stderr ?? ''));
+        if (!gone) throw error;
       }
     }
     return null;
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    return error instanceof Error ? error.message.split('\n')[0]! : String(error);
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+/** The CPUs a process may run on (`taskset -c`'s list), or null when taskset cannot say. */
+function cpusOf(pid: number): string | null {
+  try {
+    return /:\s*(\S+)\s*$/.exec(execFileSync('taskset', ['-p', '-c', String(pid)], { encoding: 'utf8' }))?.[1] ?? null;
+  } catch {
+    return null;
   }
 }
 
@@ -327,11 +370,12 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     // Before every round (outside its timing), so that backends the API's pool opened since are
     // lowered too. The first failure is kept for the figures' baselines.
     let failed: string | null | undefined;
-    // given back after the comparison: the API's priority before it (to its backends too, which
-    // PostgreSQL starts at its own, normally the same 0)
-    const original = os.getPriority(ctx.server.pid);
+    // given back after the comparison: the API's priority and CPUs before it (to its backends
+    // too, which PostgreSQL starts at its own, normally the same)
+    const original: TallyPlacement = { nice: os.getPriority(ctx.server.pid), cpus: cfg.tallyCpus === null ? null : cpusOf(ctx.server.pid) };
+    const placing = cfg.tallyNice !== 0 || cfg.tallyCpus !== null;
     const isolate = async () => {
-      const outcome = cfg.tallyNice === 0 ? 'none' : await setTallyNice(ctx, cfg.tallyNice);
+      const outcome = placing ? await placeTally(ctx, { nice: cfg.tallyNice, cpus: cfg.tallyCpus }) : 'none';
       if (failed === undefined || (failed === null && outcome !== null)) failed = outcome;
     };
     const { resources } = await measurePhase(ctx.server, async () => {
@@ -365,8 +409,8 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       }
       await recorder.flush();
     });
-    const restored = cfg.tallyNice === 0 ? null : await setTallyNice(ctx, original);
-    if (restored !== null) saturated[0]!.errors.push(`could not give the API its priority back (${restored}): later phases ran with it lowered`);
+    const restored = placing ? await placeTally(ctx, original) : null;
+    if (restored !== null) saturated[0]!.errors.push(`could not give the API its priority and CPUs back (${restored}): later phases ran without them`);
     const fixed: PhaseReport[] = atRate.map((v) => ({
       name: v.name,
       resources: rateResources,
@@ -375,10 +419,10 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     }));
     const priority =
       failed === 'none'
-        ? 'the API and PostgreSQL at the app\'s priority (BENCH_SDK_TALLY_NICE=0)'
+        ? 'the API and PostgreSQL at the app\'s priority, on any CPU (BENCH_SDK_TALLY_NICE=0, BENCH_SDK_TALLY_CPUS=all)'
         : failed === null
-          ? `the API's threads and its PostgreSQL backends at nice ${cfg.tallyNice} (Tally as if on its own machine; BENCH_SDK_TALLY_NICE=0 for equal priority)`
-          : `the API and PostgreSQL at the app's priority: lowering theirs failed (${failed})`;
+          ? `the API's threads and its PostgreSQL backends at nice ${cfg.tallyNice}${cfg.tallyCpus === null ? ', on any CPU' : ` on CPU ${cfg.tallyCpus}`} (Tally as if on its own machine; BENCH_SDK_TALLY_NICE=0 and BENCH_SDK_TALLY_CPUS=all for neither)`
+          : `the API and PostgreSQL not (wholly) moved aside: setting their priority or CPUs failed (${failed})`;
     return { saturated, rate, fixed, priority };
   };
 
