@@ -4,7 +4,10 @@
  * 1. Middleware overhead, `enforce: false`: one trivial Express route served twice in this process,
  *    bare and behind `tallyExpress` (every request billed through the buffered `track`, really sent
  *    to the API), driven by keep-alive clients in alternating rounds (A B A B …) so drift in the
- *    machine's load hits both alike. Figures: p99 added, throughput with ÷ without.
+ *    machine's load hits both alike. Figures: p99 added, throughput with ÷ without, each the
+ *    median over the pairs of rounds run next to each other (12 pairs of 1 s rounds; at the fixed
+ *    rate 8 pairs of 3 s rounds), the figure over all rounds beside it: this machine's speed moves
+ *    by up to half within seconds, and a pair's two rounds share those seconds (see Overhead.pairs).
  *    The same two at a fixed rate, half the bare route's throughput just measured (open loop: each
  *    request sent when due, whether or not earlier ones were answered; its latency counted from
  *    when it was due), rounds alternated: the p99 a request gains from the middleware on an app
@@ -75,6 +78,8 @@ export interface SdkBenchConfig {
    * in each variant's rounds, so it gets twice the saturated comparison's.
    */
   rateRounds: number;
+  /** Length of a fixed-rate round: its p99 needs a few thousand requests. */
+  rateRoundSeconds: number;
   serialPairs: number;
   events: number;
   /**
@@ -101,9 +106,10 @@ export function sdkConfigFromEnv(): SdkBenchConfig {
   return {
     clients: intFromEnv('BENCH_SDK_CLIENTS', 16),
     warmupSeconds: intFromEnv('BENCH_SDK_WARMUP_SECONDS', 2),
-    roundSeconds: intFromEnv('BENCH_SDK_ROUND_SECONDS', 3),
-    rounds: intFromEnv('BENCH_SDK_ROUNDS', 4),
+    roundSeconds: intFromEnv('BENCH_SDK_ROUND_SECONDS', 1),
+    rounds: intFromEnv('BENCH_SDK_ROUNDS', 12),
     rateRounds: intFromEnv('BENCH_SDK_RATE_ROUNDS', 8),
+    rateRoundSeconds: intFromEnv('BENCH_SDK_RATE_ROUND_SECONDS', 3),
     serialPairs: intFromEnv('BENCH_SDK_SERIAL_PAIRS', 1000),
     events: intFromEnv('BENCH_SDK_EVENTS', 200_000),
     tallyNice: intFromEnv('BENCH_SDK_TALLY_NICE', 19),
@@ -340,6 +346,15 @@ function cpusOf(pid: number): string | null {
 
 const blank = (): LoadResult => ({ latencies: [], requests: 0, seconds: 0, cpuMicros: 0, errors: [] });
 
+/** Adds one round's load to a variant's total. */
+function addInto(total: LoadResult, one: LoadResult): void {
+  for (const l of one.latencies) total.latencies.push(l);
+  total.requests += one.requests;
+  total.seconds += one.seconds;
+  total.cpuMicros += one.cpuMicros;
+  for (const e of one.errors) if (total.errors.length < 20) total.errors.push(e);
+}
+
 export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promise<BenchReport> {
   const { Tally, tallyExpress, tallyFastify, workerFetch } = loadBuiltSdk();
   // One worker for the middleware's clients, as an app would share it.
@@ -363,8 +378,8 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
    */
   const compareOverhead = async (label: string, bareUrl: string, billedUrl: string, recorder: SdkIndex.Tally): Promise<Overhead> => {
     const variants = [
-      { name: `${label}bare route`, url: bareUrl, load: blank() },
-      { name: `${label}with middleware (enforce: false)`, url: billedUrl, load: blank() },
+      { name: `${label}bare route`, url: bareUrl, load: blank(), rounds: [] as LoadResult[] },
+      { name: `${label}with middleware (enforce: false)`, url: billedUrl, load: blank(), rounds: [] as LoadResult[] },
     ];
     for (const v of variants) await drive(v.url, headers, cfg.clients, cfg.warmupSeconds);
     // Before every round (outside its timing), so that backends the API's pool opened since are
@@ -382,7 +397,10 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       for (let r = 0; r < cfg.rounds; r++) {
         for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
           await isolate();
-          await drive(v.url, headers, cfg.clients, cfg.roundSeconds, v.load);
+          const one = blank();
+          await drive(v.url, headers, cfg.clients, cfg.roundSeconds, one);
+          v.rounds.push(one);
+          addInto(v.load, one);
         }
       }
       await recorder.flush();
@@ -399,12 +417,15 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
       },
     }));
     const rate = Math.max(100, Math.round(variants[0]!.load.requests / variants[0]!.load.seconds / 2 / 100) * 100);
-    const atRate = variants.map((v) => ({ name: `${v.name}, ${rate} req/s (open loop)`, url: v.url, load: blank() }));
+    const atRate = variants.map((v) => ({ name: `${v.name}, ${rate} req/s (open loop)`, url: v.url, load: blank(), rounds: [] as LoadResult[] }));
     const { resources: rateResources } = await measurePhase(ctx.server, async () => {
       for (let r = 0; r < cfg.rateRounds; r++) {
         for (const v of r % 2 === 0 ? atRate : [...atRate].reverse()) {
           await isolate();
-          await driveAtRate(v.url, headers, rate, cfg.roundSeconds, v.load);
+          const one = blank();
+          await driveAtRate(v.url, headers, rate, cfg.rateRoundSeconds, one);
+          v.rounds.push(one);
+          addInto(v.load, one);
         }
       }
       await recorder.flush();
@@ -423,7 +444,16 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
         : failed === null
           ? `the API's threads and its PostgreSQL backends at nice ${cfg.tallyNice}${cfg.tallyCpus === null ? ', on any CPU' : ` on CPU ${cfg.tallyCpus}`} (Tally as if on its own machine; BENCH_SDK_TALLY_NICE=0 and BENCH_SDK_TALLY_CPUS=all for neither)`
           : `the API and PostgreSQL not (wholly) moved aside: setting their priority or CPUs failed (${failed})`;
-    return { saturated, rate, fixed, priority };
+    // Round r of each variant ran next to the other's (A B, then B A): a pair shares the
+    // machine's state of those seconds.
+    const pairs = {
+      throughput: variants[0]!.rounds.map((bareRound, r) => {
+        const billedRound = variants[1]!.rounds[r]!;
+        return (100 * (billedRound.requests / billedRound.seconds)) / (bareRound.requests / bareRound.seconds);
+      }),
+      p99AddedMs: atRate[0]!.rounds.map((bareRound, r) => summarizeLatencies(atRate[1]!.rounds[r]!.latencies).p99Ms - summarizeLatencies(bareRound.latencies).p99Ms),
+    };
+    return { saturated, rate, fixed, priority, pairs };
   };
 
   // 1. enforce: false, throughput and p99 under load, on Express.
@@ -559,8 +589,8 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
   const sdkRate = phases[3]!.metrics.eventsPerSecond as number;
   const rawRate = phases[4]!.metrics.eventsPerSecond as number;
   const figures: Figure[] = [
-    ...overheadFigures('', onExpress, cfg.clients, '; the API, PostgreSQL and Redis share the same 2 cores', transport),
-    ...overheadFigures('Fastify ', onFastify, cfg.clients, '', transport),
+    ...overheadFigures('', onExpress, cfg, '; the API, PostgreSQL and Redis share the same 2 cores', transport),
+    ...overheadFigures('Fastify ', onFastify, cfg, '', transport),
     {
       what: 'middleware, enforce: true (cache off), p50 added, 1 client',
       value: round(serialMetrics.enforced.p50Ms - serialMetrics.bare.p50Ms, 2),
@@ -586,10 +616,25 @@ interface Overhead {
   fixed: PhaseReport[];
   /** How the API's CPU priority stood during the comparison, for the figures' baselines. */
   priority: string;
+  /**
+   * Per pair of rounds run next to each other: throughput with ÷ without (%), and the p99 added
+   * at the fixed rate (ms). The figures are their medians: this machine's speed moves by up to
+   * half within a run (bare rounds of one run from 5,500 to 11,400 req/s), and a ratio of totals
+   * follows whichever variant's rounds the slow seconds fell in; a pair's two rounds share them.
+   */
+  pairs: { throughput: number[]; p99AddedMs: number[] };
 }
 
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+const spread = (values: readonly number[], digits: number) => `[${round(Math.min(...values), digits)}–${round(Math.max(...values), digits)}]`;
+
 /** The overhead figures of one comparison; `label` prefixes their names (Express's have none). */
-function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: string, transport: string): Figure[] {
+function overheadFigures(label: string, on: Overhead, cfg: SdkBenchConfig, cpuNote: string, transport: string): Figure[] {
+  const { clients, roundSeconds, rateRoundSeconds } = cfg;
   const m = (p: PhaseReport) => p.metrics as { requestsPerSecond: number; latency: LatencySummary; appCpuMicrosPerRequest: number };
   const [bare, billed] = on.saturated.map(m) as [ReturnType<typeof m>, ReturnType<typeof m>];
   const [rateBare, rateBilled] = on.fixed.map((p) => m(p).latency) as [LatencySummary, LatencySummary];
@@ -597,11 +642,11 @@ function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: 
   return [
     {
       what: `${label}middleware, enforce: false, p99 added at ${on.rate} req/s (half the bare route's throughput, open loop)`,
-      value: round(rateBilled.p99Ms - rateBare.p99Ms, 2),
+      value: round(median(on.pairs.p99AddedMs), 2),
       unit: 'ms',
       digits: 2,
       target: { value: 1, better: 'lower' },
-      baseline: `${p99s(rateBare, rateBilled)}; ${transport}; ${on.priority}`,
+      baseline: `median of ${on.pairs.p99AddedMs.length} pairs of ${rateRoundSeconds} s rounds ${spread(on.pairs.p99AddedMs, 2)}; over all rounds ${p99s(rateBare, rateBilled)}; ${transport}; ${on.priority}`,
     },
     {
       what: `${label}middleware, enforce: false, p99 added at saturation (${clients} clients, closed loop: queueing)`,
@@ -612,11 +657,11 @@ function overheadFigures(label: string, on: Overhead, clients: number, cpuNote: 
     },
     {
       what: `${label}middleware, enforce: false, throughput vs bare route`,
-      value: round((100 * billed.requestsPerSecond) / bare.requestsPerSecond, 1),
+      value: round(median(on.pairs.throughput), 1),
       unit: '%',
       digits: 1,
       target: { value: 90, better: 'higher' },
-      baseline: `${billed.requestsPerSecond} vs ${bare.requestsPerSecond} req/s, same run; ${transport}; ${on.priority}`,
+      baseline: `median of ${on.pairs.throughput.length} pairs of ${roundSeconds} s rounds ${spread(on.pairs.throughput, 1)}; over all rounds ${billed.requestsPerSecond} vs ${bare.requestsPerSecond} req/s (${round((100 * billed.requestsPerSecond) / bare.requestsPerSecond, 1)}%); ${transport}; ${on.priority}`,
     },
     {
       what: `${label}middleware, enforce: false, app process CPU added per request`,
