@@ -31,7 +31,9 @@ import { Worker } from 'node:worker_threads';
  * import(), which both have. Messages sent before its listener is attached wait in the port.
  */
 const WORKER_SOURCE = `
-Promise.all([import('node:worker_threads'), import('node:http'), import('node:https'), import('node:zlib')]).then(([{ parentPort }, http, https, zlib]) => {
+Promise.all([import('node:worker_threads'), import('node:http'), import('node:https'), import('node:zlib'), import('node:os')]).then(([{ parentPort, workerData }, http, https, zlib, os]) => {
+// On Linux a thread has its own niceness, and pid 0 is the calling thread: this one only.
+if (workerData && workerData.nice) { try { os.setPriority(0, workerData.nice); } catch {} }
 const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
 const running = new Map();
 const describe = (e) => ({
@@ -142,6 +144,15 @@ export interface WorkerFetchOptions {
    * the worker.
    */
   minBodyBytes?: number;
+  /**
+   * Linux: the niceness of the worker thread (0-19; default 10), the app's threads left as they
+   * are. A batch's send then waits for the app's work instead of taking its core when both are
+   * ready: a worker woken by a batch is otherwise put on the core of the app's thread that woke it
+   * and runs before it. With idle cores it runs at once all the same, and a contended core still
+   * gives it ~10% at nice 10, against the ~1% of a core its sends take at 10,000 events/s. Other
+   * systems: ignored (there a niceness applies to the whole process).
+   */
+  nice?: number;
 }
 
 export interface WorkerFetch {
@@ -159,10 +170,14 @@ function networkError(message: string, cause?: unknown): TypeError {
 }
 
 export const DEFAULT_MIN_BODY_BYTES = 32 * 1024;
+export const DEFAULT_WORKER_NICE = 10;
 
 export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
   const minBodyBytes = options.minBodyBytes ?? DEFAULT_MIN_BODY_BYTES;
   if (!(minBodyBytes >= 0)) throw new RangeError('workerFetch: minBodyBytes must be a number ≥ 0');
+  const nice = options.nice ?? DEFAULT_WORKER_NICE;
+  if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new RangeError('workerFetch: nice must be an integer 0..19');
+  const workerData = { nice: process.platform === 'linux' ? nice : 0 };
   let worker: Worker | undefined;
   let nextId = 0;
   const waiting = new Map<number, Waiting>();
@@ -183,7 +198,7 @@ export function workerFetch(options: WorkerFetchOptions = {}): WorkerFetch {
   };
 
   const start = (): Worker => {
-    const w = new Worker(WORKER_SOURCE, { eval: true });
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
     w.unref();
     w.on('message', (answer: Answer) => {
       const entry = waiting.get(answer.id);

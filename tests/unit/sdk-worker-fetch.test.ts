@@ -2,7 +2,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_MIN_BODY_BYTES, type WorkerFetch, workerFetch } from '../../sdk/src/node';
+import { readFileSync, readdirSync } from 'node:fs';
+import { DEFAULT_MIN_BODY_BYTES, DEFAULT_WORKER_NICE, type WorkerFetch, workerFetch } from '../../sdk/src/node';
 
 /**
  * `workerFetch` (`@tally/sdk/node`) as a fetch: the request really leaves from another thread,
@@ -103,6 +104,32 @@ it('by default sends from the worker only bodies of 32 KB and more; smaller requ
     await own.close();
   }
   expect(() => workerFetch({ minBodyBytes: -1 })).toThrow(RangeError);
+});
+
+/** Every thread of this process with its niceness (Linux: field 19 of /proc/<pid>/task/<tid>/stat). */
+const threadsNow = () =>
+  readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+  });
+
+(process.platform === 'linux' ? it : it.skip)('runs its thread at the niceness asked for (Linux), this thread left as it was', async () => {
+  const mine = () => threadsNow().find((t) => t.tid === process.pid)!.nice;
+  const ownNice = mine();
+  for (const [options, expected] of [[{ nice: 7 }, 7], [{}, DEFAULT_WORKER_NICE], [{ nice: 19 }, 19], [{ nice: 0 }, ownNice]] as const) {
+    const before = new Set(threadsNow().map((t) => t.tid));
+    const own = workerFetch({ minBodyBytes: 0, ...options });
+    try {
+      expect(((await (await own(`${base}/nice`, { method: 'POST', body: 'x' })).json()) as Echo).url).toBe('/nice');
+      const started = threadsNow().filter((t) => !before.has(t.tid));
+      expect(started.map((t) => t.nice)).toContain(expected);
+      expect(started.filter((t) => t.nice !== ownNice)).toHaveLength(expected === ownNice ? 0 : 1);
+      expect(mine()).toBe(ownNice);
+    } finally {
+      await own.close();
+    }
+  }
+  for (const nice of [-1, 20, 1.5]) expect(() => workerFetch({ nice })).toThrow(RangeError);
 });
 
 it('answers as fetch does: status, headers, JSON and text bodies, a 204 without one', async () => {
