@@ -213,7 +213,10 @@ export class WireBuffer<E> {
   }
 
   private open(): WireBatch<E> {
-    return (this.filling ??= this.spare.pop() ?? new WireBatch<E>(this.batchSize, this.sizeHint));
+    // Room past the last full batch's size: sized to it exactly, a batch of the same events grew
+    // at its last one (the middleware reserves its most bytes, more than it writes), doubling
+    // its array and copying every byte before it, for every batch.
+    return (this.filling ??= this.spare.pop() ?? new WireBatch<E>(this.batchSize, this.sizeHint + (this.sizeHint >> 3) + 1024));
   }
 
   private added(batch: WireBatch<E>): void {

@@ -447,6 +447,26 @@ describe('WireBuffer', () => {
     expect(batch.event(1)).toEqual({ i: 1, s: '' });
   });
 
+  it('writes a batch of the same events as the last full one without growing it, in place or pushed', () => {
+    const buffer = new WireBuffer<{ i: number; s?: string }>(1000, 0); // nothing reused: every batch new
+    const write = (bytes: Uint8Array, at: number, text: string) => new TextEncoder().encodeInto(text, bytes.subarray(at)).written + at;
+    const capacities = (fill: (i: number) => void) => {
+      const seen = new Set<number>();
+      for (let i = 0; i < 1000; i++) {
+        fill(i);
+        if (i < 999) seen.add((buffer as unknown as { filling: { byteCapacity: number } }).filling.byteCapacity);
+      }
+      const batch = buffer.take()!;
+      seen.add(batch.byteCapacity);
+      expect(decode(batch.body()).events).toHaveLength(1000);
+      return [...seen];
+    };
+    capacities((i) => buffer.push(json(i, 'ü'), false)); // sets the size a new batch starts at
+    for (const fill of [(i: number) => buffer.push(json(i, 'ü'), false), (i: number) => buffer.pushWritten(400, true, write, json(i, 'ü'))]) {
+      expect(capacities(fill)).toHaveLength(1);
+    }
+  });
+
   it('grows a batch past its first size, reuses a released batch with nothing of its past events, and lets an outsized one go', () => {
     const buffer = new WireBuffer<{ i: number; s?: string }>(1000, 1);
     for (let i = 0; i < 1000; i++) buffer.push(json(i, 'ü'), false); // ~19 kB: past the first 16 kB
