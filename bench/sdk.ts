@@ -311,16 +311,20 @@ interface TallyPlacement {
  * script, /proc/self/task/<pid>/schedstat, Fastify, 8 alternated rounds); kept on the last CPU
  * (`BENCH_SDK_TALLY_CPUS`), they leave the app's core to the app, as a Tally on its own machine would.
  */
-async function placeTally(ctx: BenchContext, placement: TallyPlacement): Promise<string | null> {
+async function placeTally(ctx: BenchContext, placement: TallyPlacement, placed = new Set<number>()): Promise<string | null> {
   const client = new pg.Client({ connectionString: ctx.databaseUrl });
   try {
     await client.connect();
     const { rows } = await client.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
     const threads = readdirSync(`/proc/${ctx.server.pid}/task`).map(Number);
     for (const id of [...threads, ...rows.map((r) => r.pid)]) {
+      // Placed before this comparison's earlier rounds: only threads and backends started since
+      // need it (a taskset is a process spawned from this one, between rounds).
+      if (placed.has(id)) continue;
       try {
         os.setPriority(id, placement.nice);
         if (placement.cpus !== null) execFileSync('taskset', ['-p', '-c', placement.cpus, String(id)], { stdio: ['ignore', 'ignore', 'pipe'] });
+        placed.add(id);
       } catch (error) {
         // a thread or backend that ended meanwhile
         const gone = (error as { info?: { code?: string } }).info?.code === 'ESRCH' || /No such process/.test(String((error as { stderr?: unknown }).stderr ?? ''));
@@ -389,8 +393,9 @@ export async function runSdkBench(ctx: BenchContext, cfg: SdkBenchConfig): Promi
     // too, which PostgreSQL starts at its own, normally the same)
     const original: TallyPlacement = { nice: os.getPriority(ctx.server.pid), cpus: cfg.tallyCpus === null ? null : cpusOf(ctx.server.pid) };
     const placing = cfg.tallyNice !== 0 || cfg.tallyCpus !== null;
+    const placed = new Set<number>();
     const isolate = async () => {
-      const outcome = placing ? await placeTally(ctx, { nice: cfg.tallyNice, cpus: cfg.tallyCpus }) : 'none';
+      const outcome = placing ? await placeTally(ctx, { nice: cfg.tallyNice, cpus: cfg.tallyCpus }, placed) : 'none';
       if (failed === undefined || (failed === null && outcome !== null)) failed = outcome;
     };
     const { resources } = await measurePhase(ctx.server, async () => {
