@@ -29,6 +29,7 @@ const server = http.createServer((req, res) => {
         res.end(packed);
         return;
       }
+      if (req.url === '/cut') { res.writeHead(200, { 'content-length': '100' }); res.write('only ten b'); setTimeout(() => res.socket.destroy(), 20); return; }
       if (req.url === '/moved') { res.writeHead(307, { location: '/landed' }); res.end(); return; }
       if (req.url === '/see-other') { res.writeHead(303, { location: '/landed' }); res.end(); return; }
       if (req.url === '/cookies') { res.setHeader('set-cookie', ['a=1', 'b=2']); res.setHeader('x-many', ['one', 'two']); res.end('ok'); return; }
@@ -179,6 +180,9 @@ it('answers as this thread\'s fetch answers: compressed bodies, redirects follow
   expect(unpacked.body).toEqual({ packed: true, text: 'zipped' });
   expect((await seen(await transport(`${base}/cookies`))).cookies).toEqual(['a=1', 'b=2']);
   await expect(transport(`${base}/moved`, { method: 'POST', body: 'x', redirect: 'error' })).rejects.toBeInstanceOf(TypeError);
+  // an answer cut off mid-body fails (fetch fails it when its body is read), it does not hang
+  await expect(fetch(`${base}/cut`).then((r) => r.text())).rejects.toMatchObject({ name: 'TypeError' });
+  await expect(transport(`${base}/cut`).then((r) => r.text())).rejects.toMatchObject({ name: 'TypeError' });
 });
 
 it('sends exactly the bytes of a view, and leaves the caller its array whole', async () => {
